@@ -1,0 +1,269 @@
+//! The command line, exactly as ZODB 6.4's repozo parses it.
+//!
+//! Two stages: [`getopt`] splits the arguments with Python getopt
+//! semantics; [`parse`] gives them meaning — mode rules, required options,
+//! the "--x option is ignored in y mode" notices — in repozo's order, with
+//! repozo's messages. What to print and which exit code to use is left to
+//! the caller (`src/main.rs`): help on stdout with 0 for [`Parsed::Help`];
+//! help and the message on stderr with 1 for [`Parsed::Usage`].
+
+pub mod getopt;
+pub mod usage;
+
+use crate::ops::{BackupOptions, RecoverOptions, VerifyOptions};
+
+/// repozo's short options, in getopt syntax.
+pub const SHORT_OPTS: &str = "BRVvhr:f:FQzkD:o:w";
+/// repozo's long options; `=` marks those taking a value.
+pub const LONG_OPTS: &[&str] = &[
+    "backup",
+    "recover",
+    "verify",
+    "verbose",
+    "help",
+    "repository=",
+    "file=",
+    "full",
+    "quick",
+    "gzip",
+    "kill-old-on-full",
+    "date=",
+    "output=",
+    "with-verify",
+];
+
+/// The operation selected by `-B`, `-R` or `-V`, with its options.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// `-B`
+    Backup(BackupOptions),
+    /// `-R`
+    Recover(RecoverOptions),
+    /// `-V`
+    Verify(VerifyOptions),
+}
+
+/// Parsed command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `-v`: print repozo's log lines on stderr. Default: off.
+    pub verbose: bool,
+    /// What to do.
+    pub command: Command,
+}
+
+/// Outcome of [`parse`].
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// `-h` was reached: print the help on stdout and exit 0.
+    Help,
+    /// A usage error: print the help, then this message, on stderr; exit 1.
+    Usage(String),
+    /// Run this.
+    Run(Options),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Backup,
+    Recover,
+    Verify,
+}
+
+/// Interprets `args` (without the program name) as repozo does.
+///
+/// `notice` receives each "--x option is ignored in y mode" line; repozo
+/// prints these only under `-v` and before any later usage error, so
+/// they are passed only when `-v` was given.
+pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
+    let (opts, operands) = match getopt::getopt(args, SHORT_OPTS, LONG_OPTS) {
+        Ok(p) => p,
+        Err(msg) => return Parsed::Usage(msg),
+    };
+    let mut mode = None;
+    let mut verbose = false;
+    let (mut file, mut repository, mut date, mut output) = (None, None, None, None);
+    let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
+        (false, false, false, false, false);
+    for o in opts {
+        let value = o.value.clone();
+        let new_mode = match o.name.as_str() {
+            "-h" | "--help" => return Parsed::Help,
+            "-v" | "--verbose" => {
+                verbose = true;
+                None
+            }
+            "-R" | "--recover" => Some(Mode::Recover),
+            "-B" | "--backup" => Some(Mode::Backup),
+            "-V" | "--verify" => Some(Mode::Verify),
+            "-Q" | "--quick" => {
+                quick = true;
+                None
+            }
+            "-f" | "--file" => {
+                file = value;
+                None
+            }
+            "-r" | "--repository" => {
+                repository = value;
+                None
+            }
+            "-F" | "--full" => {
+                full = true;
+                None
+            }
+            "-D" | "--date" => {
+                date = value;
+                None
+            }
+            "-o" | "--output" => {
+                output = value;
+                None
+            }
+            "-z" | "--gzip" => {
+                gzip = true;
+                None
+            }
+            "-k" | "--kill-old-on-full" => {
+                kill_old = true;
+                None
+            }
+            "-w" | "--with-verify" => {
+                with_verify = true;
+                None
+            }
+            other => unreachable!("getopt returned an undeclared option {other}"),
+        };
+        if let Some(m) = new_mode {
+            if mode.is_some() {
+                return Parsed::Usage("-B, -R, and -V are mutually exclusive".into());
+            }
+            mode = Some(m);
+        }
+    }
+    if !operands.is_empty() {
+        return Parsed::Usage(format!("Invalid arguments: {}", operands.join(", ")));
+    }
+    let Some(mode) = mode else {
+        return Parsed::Usage("Either --backup, --recover or --verify is required".into());
+    };
+    let Some(repository) = repository else {
+        return Parsed::Usage("--repository is required".into());
+    };
+    let mut ignored = |set: bool, name: &str, mode: &str| {
+        if set && verbose {
+            notice(&format!("--{name} option is ignored in {mode} mode"));
+        }
+    };
+    let command = match mode {
+        Mode::Backup => {
+            ignored(date.is_some(), "date", "backup");
+            ignored(output.is_some(), "output", "backup");
+            ignored(with_verify, "with-verify", "backup");
+            let Some(file) = file.filter(|f| !f.is_empty()) else {
+                return Parsed::Usage("--file is required in backup mode".into());
+            };
+            Command::Backup(BackupOptions {
+                repository,
+                file,
+                full,
+                quick,
+                gzip,
+                kill_old,
+            })
+        }
+        Mode::Recover => {
+            ignored(file.is_some(), "file", "recover");
+            ignored(kill_old, "kill-old-on-full", "recover");
+            Command::Recover(RecoverOptions {
+                repository,
+                date,
+                output,
+                with_verify,
+            })
+        }
+        Mode::Verify => {
+            ignored(date.is_some(), "date", "verify");
+            ignored(output.is_some(), "output", "verify");
+            ignored(full, "full", "verify");
+            ignored(gzip, "gzip", "verify");
+            ignored(file.is_some(), "file", "verify");
+            ignored(kill_old, "kill-old-on-full", "verify");
+            ignored(with_verify, "with-verify", "verify");
+            Command::Verify(VerifyOptions { repository, quick })
+        }
+    };
+    Parsed::Run(Options { verbose, command })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> (Parsed, Vec<String>) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut notes = Vec::new();
+        let p = parse(&args, &mut |n| notes.push(n.to_string()));
+        (p, notes)
+    }
+
+    fn usage(args: &[&str]) -> String {
+        match run(args).0 {
+            Parsed::Usage(m) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_wins_when_reached_before_a_mode_conflict() {
+        assert!(matches!(run(&["-h", "-B", "-R"]).0, Parsed::Help));
+        assert_eq!(
+            usage(&["-B", "-R", "-h"]),
+            "-B, -R, and -V are mutually exclusive"
+        );
+    }
+
+    #[test]
+    fn the_same_mode_twice_is_a_conflict() {
+        assert_eq!(
+            usage(&["-B", "-B"]),
+            "-B, -R, and -V are mutually exclusive"
+        );
+    }
+
+    #[test]
+    fn usage_errors_come_in_repozos_order() {
+        assert_eq!(usage(&["-B", "x"]), "Invalid arguments: x");
+        assert_eq!(
+            usage(&["-r", "x"]),
+            "Either --backup, --recover or --verify is required"
+        );
+        assert_eq!(usage(&["-B"]), "--repository is required");
+        assert_eq!(
+            usage(&["-B", "-r", "x"]),
+            "--file is required in backup mode"
+        );
+    }
+
+    #[test]
+    fn ignored_options_are_noticed_only_with_verbose() {
+        let (_, notes) = run(&["-V", "-r", "x", "-F", "-z"]);
+        assert!(notes.is_empty());
+        let (p, notes) = run(&["-V", "-r", "x", "-F", "-z", "-v"]);
+        assert!(matches!(p, Parsed::Run(_)));
+        assert_eq!(
+            notes,
+            vec![
+                "--full option is ignored in verify mode",
+                "--gzip option is ignored in verify mode"
+            ]
+        );
+    }
+
+    #[test]
+    fn notices_are_given_before_a_missing_file_error() {
+        let (p, notes) = run(&["-Bv", "-r", "x", "-o", "y"]);
+        assert!(matches!(p, Parsed::Usage(_)));
+        assert_eq!(notes, vec!["--output option is ignored in backup mode"]);
+    }
+}

@@ -1,0 +1,163 @@
+//! UTC timestamps in repozo's file-name form, and where "now" comes from.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A UTC time to the second, printed as repozo names files:
+/// `YYYY-MM-DD-HH-MM-SS`. Ordering is chronological (fields compare in
+/// order), which for four-digit years is also the order of the strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// Year, e.g. 2026.
+    pub year: u32,
+    /// 1–12.
+    pub month: u32,
+    /// 1–31.
+    pub day: u32,
+    /// 0–23.
+    pub hour: u32,
+    /// 0–59.
+    pub minute: u32,
+    /// 0–59 (60 is accepted when parsed, as a leap second).
+    pub second: u32,
+}
+
+impl Stamp {
+    /// The stamp of `secs` seconds after the Unix epoch (UTC).
+    pub fn from_unix(secs: u64) -> Self {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        Stamp {
+            year: year as u32,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem / 60 % 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+
+    /// Parses exactly `YYYY-MM-DD-HH-MM-SS` with calendar-valid fields.
+    pub fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != 19 || ![4, 7, 10, 13, 16].iter().all(|&i| b[i] == b'-') {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let t = &s[r];
+            t.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| t.parse().ok())?
+        };
+        let st = Stamp {
+            year: num(0..4)?,
+            month: num(5..7)?,
+            day: num(8..10)?,
+            hour: num(11..13)?,
+            minute: num(14..16)?,
+            second: num(17..19)?,
+        };
+        let valid = (1..=12).contains(&st.month)
+            && st.day >= 1
+            && st.day <= days_in_month(st.year, st.month)
+            && st.hour < 24
+            && st.minute < 60
+            && st.second <= 60;
+        valid.then_some(st)
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}-{:02}-{:02}-{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+/// Days in `month` of `year` (proleptic Gregorian).
+pub fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Converts days since 1970-01-01 into (year, month, day); Howard
+/// Hinnant's `civil_from_days`, which is exact for the proleptic Gregorian
+/// calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Where operations get the current UTC time.
+pub trait Clock {
+    /// The current time, to the second.
+    fn now(&self) -> Stamp;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Stamp {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Stamp::from_unix(secs)
+    }
+}
+
+/// A clock stopped at one stamp: for tests, and for the test-only
+/// `REPOZO_TEST_NOW` override (the equivalent of repozo's `test_now`).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub Stamp);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Stamp {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_seconds_convert_to_utc_stamps() {
+        assert_eq!(Stamp::from_unix(0).to_string(), "1970-01-01-00-00-00");
+        assert_eq!(
+            Stamp::from_unix(1_795_000_000).to_string(),
+            "2026-11-18-11-06-40"
+        );
+        assert_eq!(
+            Stamp::from_unix(951_782_400).to_string(),
+            "2000-02-29-00-00-00"
+        );
+    }
+
+    #[test]
+    fn parsing_rejects_impossible_dates() {
+        assert!(Stamp::parse("2026-02-29-00-00-00").is_none());
+        assert!(Stamp::parse("2024-02-29-23-59-59").is_some());
+        assert!(Stamp::parse("2026-13-01-00-00-00").is_none());
+        assert!(Stamp::parse("2026-1-01-00-00-000").is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! The library's error type.
+//!
+//! Messages are part of the drop-in contract: where ZODB's repozo reports a
+//! condition with a message (an `OSError`, "Cannot overwrite existing file",
+//! "No files in repository", a verification failure), [`Error`]'s `Display`
+//! is that message, word for word. Where repozo dies with a traceback
+//! (a corrupt Data.fs, an unparsable `.dat`), the message names the file and
+//! the byte offset or line and says what to do instead.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can make an operation fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system error on `path`; printed as Python prints an
+    /// `OSError` (`[Errno 2] No such file or directory: 'path'`).
+    #[error("{}", python_os_error(.source, .path))]
+    Io {
+        /// The file or directory the failed call was about.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The Data.fs is not a FileStorage or is structurally corrupt.
+    #[error(transparent)]
+    Format(#[from] crate::fs::FormatError),
+    /// A backup would replace an existing repository file.
+    #[error("Cannot overwrite existing file: {0}")]
+    WouldOverwrite(String),
+    /// Recover or verify found no backup to work from.
+    #[error("{0}")]
+    NoFiles(String),
+    /// A repository file does not match what its `.dat` records.
+    #[error("{0}")]
+    Verification(String),
+    /// A `.dat` line could not be parsed.
+    #[error(
+        "{path}: line {line}: {what}; the .dat file is damaged: restore it from a copy, \
+         or make a full backup (-F) to start a new chain"
+    )]
+    Dat {
+        /// The `.dat` file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The source changed while it was being backed up, or the position
+    /// computed for a backup is not usable.
+    #[error("{0}")]
+    Source(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Extension to attach a path to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    /// Converts the error into [`Error::Io`] naming `path`.
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Formats an I/O error the way Python's `str(OSError)` does:
+/// `[Errno N] strerror: 'path'`. Errors without an OS code fall back to
+/// `message: 'path'`.
+fn python_os_error(err: &io::Error, path: &Path) -> String {
+    let quoted = python_repr(&path.to_string_lossy());
+    match err.raw_os_error() {
+        Some(code) => {
+            let text = err.to_string();
+            let strerror = text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text);
+            format!("[Errno {code}] {strerror}: {quoted}")
+        }
+        None => format!("{err}: {quoted}"),
+    }
+}
+
+/// Python's `repr()` of a plain string: single quotes unless the text holds
+/// a single quote and no double quote.
+fn python_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_print_like_python_oserror() {
+        let e = Error::io("nonexist", io::Error::from_raw_os_error(2));
+        assert_eq!(
+            e.to_string(),
+            "[Errno 2] No such file or directory: 'nonexist'"
+        );
+    }
+
+    #[test]
+    fn a_path_with_a_single_quote_is_double_quoted_like_python_repr() {
+        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(python_repr("a\\b"), "'a\\\\b'");
+    }
+}

@@ -1,0 +1,89 @@
+//! The `repozo` command: parses repozo's command line, runs the operation,
+//! and reports the way ZODB's repozo does (messages on stderr, exit 1 on
+//! any error, 0 on success including "nothing to do").
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use repozo::cli::{self, Command, Parsed, usage};
+use repozo::ops::{self, Ctx};
+use repozo::{Clock, Event, FixedClock, Report, Stamp, SystemClock};
+
+/// Test-only: a UTC stamp `YYYY-MM-DD-HH-MM-SS` used instead of the system
+/// clock for file names and for "now" (repozo's `test_now`). Not for
+/// production use: backups taken under a fixed clock all share one stamp.
+const TEST_NOW_VAR: &str = "REPOZO_TEST_NOW";
+
+/// Prints events on stderr: warnings always, the rest under `-v`.
+struct StderrReport {
+    verbose: bool,
+}
+
+impl Report for StderrReport {
+    fn event(&self, event: &Event) {
+        if self.verbose || event.is_warning() {
+            eprintln!("{event}");
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut raw = std::env::args_os();
+    let program = raw
+        .next()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repozo".into());
+    let args: Vec<String> = match raw.map(|a| a.into_string()).collect() {
+        Ok(a) => a,
+        Err(bad) => {
+            eprintln!(
+                "argument {:?} is not valid UTF-8; repozo needs UTF-8 paths",
+                bad.to_string_lossy()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let parsed = cli::parse(&args, &mut |n| eprintln!("{n}"));
+    let opts = match parsed {
+        Parsed::Help => {
+            print!("{}", usage::help_text(&program));
+            let _ = std::io::stdout().flush();
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Usage(msg) => {
+            eprint!("{}", usage::help_text(&program));
+            eprintln!("{msg}");
+            return ExitCode::from(1);
+        }
+        Parsed::Run(opts) => opts,
+    };
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(opts: cli::Options) -> Result<(), String> {
+    let clock: Box<dyn Clock> = match std::env::var(TEST_NOW_VAR) {
+        Ok(v) if !v.is_empty() => Box::new(FixedClock(Stamp::parse(&v).ok_or_else(|| {
+            format!("{TEST_NOW_VAR}={v:?} is not a UTC stamp YYYY-MM-DD-HH-MM-SS")
+        })?)),
+        _ => Box::new(SystemClock),
+    };
+    let report = StderrReport {
+        verbose: opts.verbose,
+    };
+    let ctx = Ctx {
+        clock: clock.as_ref(),
+        report: &report,
+    };
+    let result = match &opts.command {
+        Command::Backup(o) => ops::backup(o, ctx).map(drop),
+        Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()),
+        Command::Verify(o) => ops::verify(o, ctx),
+    };
+    result.map_err(|e| e.to_string())
+}

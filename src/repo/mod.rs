@@ -1,0 +1,212 @@
+//! The repository directory: file names, chain selection and `.dat` files.
+//!
+//! A backup at stamp `T` (UTC, `YYYY-MM-DD-HH-MM-SS`) writes `T.fs` (full),
+//! `T.fsz` (full, gzip), `T.deltafs` or `T.deltafsz` (incremental), plus
+//! `T.index`; a full one also starts `T.dat`, to which later incrementals of
+//! its chain append. Only names matching repozo's pattern
+//! `\d{4}(-\d\d){5}\.(delta)?fsz?` are data files; everything else in the
+//! directory is ignored by every operation.
+
+pub mod dat;
+
+use crate::error::{IoContext, Result};
+use crate::report::{Event, Report};
+
+pub use dat::DatEntry;
+
+/// A repository directory, named as the user gave it.
+///
+/// The name is kept verbatim because repozo records `os.path.join(<-r as
+/// given>, name)` in `.dat` lines and prints paths that way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    dir: String,
+}
+
+impl Repository {
+    /// The repository at `dir` (not checked for existence here).
+    pub fn new(dir: impl Into<String>) -> Self {
+        Repository { dir: dir.into() }
+    }
+
+    /// The directory as given.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// `name` inside the repository, joined as Python's `os.path.join` does.
+    pub fn path(&self, name: &str) -> String {
+        join(&self.dir, name)
+    }
+
+    /// All data file names in the repository, in ascending (= chronological)
+    /// order. Errors if the directory cannot be listed.
+    pub fn data_files(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .at(&self.dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| is_data_file(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// repozo's `find_files`: the chain that reproduces the state as of
+    /// `when` — the newest full backup whose stamp is ≤ `when` plus every
+    /// later incremental ≤ `when` — as repository paths, oldest first.
+    ///
+    /// `when` is compared as a *string*, as repozo does: a partial date such
+    /// as `2026-11-26` sorts before every stamp of that day, so it selects
+    /// backups strictly before it. If no full backup is ≤ `when`, every
+    /// incremental ≤ `when` is returned (repozo's behaviour).
+    pub fn chain(&self, when: &str, report: &dyn Report) -> Result<Vec<String>> {
+        report.event(&Event::LookingForFiles {
+            when: when.to_string(),
+        });
+        let names = self.data_files()?;
+        let chain: Vec<String> = select_chain(&names, when)
+            .into_iter()
+            .map(|n| self.path(n))
+            .collect();
+        report.event(&if chain.is_empty() {
+            Event::NoFilesFound
+        } else {
+            Event::FilesNeeded {
+                when: when.to_string(),
+                files: chain.clone(),
+            }
+        });
+        Ok(chain)
+    }
+}
+
+/// Selects the chain for `when` from `names` sorted ascending; returns
+/// names oldest first. See [`Repository::chain`].
+pub fn select_chain<'a>(names: &'a [String], when: &str) -> Vec<&'a str> {
+    let mut needed = Vec::new();
+    for name in names.iter().rev() {
+        let (root, ext) = split_ext(name);
+        if root <= when {
+            needed.push(name.as_str());
+            if ext == ".fs" || ext == ".fsz" {
+                break;
+            }
+        }
+    }
+    needed.reverse();
+    needed
+}
+
+/// True if and only if `name` is a repozo data file name (repozo's
+/// `is_data_file`).
+pub fn is_data_file(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.len() < 19 + 3 {
+        return false;
+    }
+    let stamp_ok = b[..19].iter().enumerate().all(|(i, &c)| match i {
+        4 | 7 | 10 | 13 | 16 => c == b'-',
+        _ => c.is_ascii_digit(),
+    });
+    stamp_ok && matches!(&name[19..], ".fs" | ".fsz" | ".deltafs" | ".deltafsz")
+}
+
+/// True if and only if `path` names a full backup (`.fs` or `.fsz`).
+pub fn is_full(path: &str) -> bool {
+    matches!(split_ext(path).1, ".fs" | ".fsz")
+}
+
+/// Python's `os.path.splitext` for the names and paths repozo handles:
+/// `(root, ext)` split at the last dot of the last path component.
+pub fn split_ext(path: &str) -> (&str, &str) {
+    let base_start = path.rfind('/').map_or(0, |i| i + 1);
+    let base = &path[base_start..];
+    let lead = base.len() - base.trim_start_matches('.').len();
+    match base[lead..].rfind('.') {
+        Some(i) => path.split_at(base_start + lead + i),
+        None => (path, ""),
+    }
+}
+
+/// `root` of a data file path with another extension (e.g. `.dat`).
+pub fn with_ext(path: &str, ext: &str) -> String {
+    format!("{}{ext}", split_ext(path).0)
+}
+
+/// Python's `os.path.join(dir, name)` for a relative `name`.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() || dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn only_stamped_backup_names_are_data_files() {
+        assert!(is_data_file("2026-11-26-02-10-03.fs"));
+        assert!(is_data_file("2026-11-26-02-10-03.deltafsz"));
+        assert!(!is_data_file("2026-11-26-02-10-03.dat"));
+        assert!(!is_data_file("2026-11-26-02-10-03.fs.tmp-1-0"));
+        assert!(!is_data_file("2026-11-26-02-1x-03.fs"));
+        assert!(!is_data_file("tmp.tmp"));
+    }
+
+    #[test]
+    fn the_chain_is_the_newest_full_up_to_the_date_plus_later_deltas() {
+        let n = names(&[
+            "2026-01-01-00-00-00.fs",
+            "2026-01-02-00-00-00.deltafs",
+            "2026-01-03-00-00-00.fsz",
+            "2026-01-04-00-00-00.deltafsz",
+            "2026-01-05-00-00-00.deltafs",
+        ]);
+        assert_eq!(
+            select_chain(&n, "2026-01-04-00-00-00"),
+            vec!["2026-01-03-00-00-00.fsz", "2026-01-04-00-00-00.deltafsz"]
+        );
+        assert_eq!(
+            select_chain(&n, "2026-01-02-12-00-00"),
+            vec!["2026-01-01-00-00-00.fs", "2026-01-02-00-00-00.deltafs"]
+        );
+        assert!(select_chain(&n, "2025").is_empty());
+    }
+
+    #[test]
+    fn a_partial_date_selects_backups_strictly_before_that_period() {
+        let n = names(&["2026-01-01-00-00-00.fs", "2026-01-02-00-00-00.fs"]);
+        assert_eq!(
+            select_chain(&n, "2026-01-02"),
+            vec!["2026-01-01-00-00-00.fs"]
+        );
+    }
+
+    #[test]
+    fn without_a_full_every_delta_up_to_the_date_is_chained() {
+        let n = names(&["2026-01-02-00-00-00.deltafs", "2026-01-03-00-00-00.deltafs"]);
+        assert_eq!(select_chain(&n, "9").len(), 2);
+    }
+
+    #[test]
+    fn paths_split_and_join_like_python() {
+        assert_eq!(
+            split_ext("r/2026-01-01-00-00-00.fs"),
+            ("r/2026-01-01-00-00-00", ".fs")
+        );
+        assert_eq!(split_ext("a.b/c"), ("a.b/c", ""));
+        assert_eq!(split_ext(".hidden"), (".hidden", ""));
+        assert_eq!(join("r/", "x"), "r/x");
+        assert_eq!(join("r", "x"), "r/x");
+        assert_eq!(join("", "x"), "x");
+    }
+}

@@ -1,0 +1,224 @@
+//! How operations tell the front end what they are doing.
+//!
+//! The library never prints. Every operation takes a `&dyn Report` and
+//! hands it [`Event`]s; the command-line front end prints them as repozo's
+//! `-v` log lines (their `Display` is repozo's wording, which is part of
+//! the drop-in contract), while another front end could draw progress or
+//! emit JSON from the same events.
+
+use std::fmt;
+
+/// Receives events from operations. Implementations must not fail.
+pub trait Report {
+    /// Called once per event, in the order things happen.
+    fn event(&self, event: &Event);
+}
+
+/// A [`Report`] that drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Report for Silent {
+    fn event(&self, _: &Event) {}
+}
+
+/// Why a backup is a full one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullReason {
+    /// `-F`, or no backup in the repository yet.
+    Requested,
+    /// `-Q` and the chain's `.dat` is missing or empty.
+    MissingDat,
+    /// The Data.fs is smaller than what is backed up: packed.
+    Shrunk,
+    /// The backed-up bytes no longer match the Data.fs: packed.
+    Changed,
+}
+
+/// Something an operation did or noticed. `Display` gives repozo's `-v`
+/// wording; only [`Event::Warning`] is meant to be shown without `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Chain selection started for the state as of `when`.
+    LookingForFiles {
+        /// The date compared against file stamps.
+        when: String,
+    },
+    /// The chain chosen for `when`, oldest first.
+    FilesNeeded {
+        /// The date compared against file stamps.
+        when: String,
+        /// Repository paths, as `-r` was given, joined with the file name.
+        files: Vec<String>,
+    },
+    /// No backup file is at or before the date.
+    NoFilesFound,
+    /// A full backup will be made.
+    DoingFull(FullReason),
+    /// `-Q`: the `.dat` entry checked.
+    LastIncrementalFile(String),
+    /// `-Q`: its recorded checksum.
+    LastIncrementalChecksum(String),
+    /// `-Q`: the checksum of the same range of the Data.fs.
+    SourceChecksumRange {
+        /// Range start.
+        start: u64,
+        /// Range end.
+        end: u64,
+        /// md5 of the Data.fs bytes in the range.
+        sum: String,
+    },
+    /// The repository already holds everything committed.
+    NothingToDo,
+    /// An incremental backup will start at this offset.
+    DoingIncremental {
+        /// Offset in the Data.fs.
+        start: u64,
+    },
+    /// Size and md5 of the whole chain (backup without `-Q`).
+    RepositoryState {
+        /// Bytes.
+        size: u64,
+        /// md5 hex.
+        md5: String,
+    },
+    /// Size and md5 of the whole Data.fs (backup without `-Q`).
+    CurrentState {
+        /// Bytes.
+        size: u64,
+        /// md5 hex.
+        md5: String,
+    },
+    /// md5 of the Data.fs up to the chain's size (backup without `-Q`).
+    BackedUpState {
+        /// Bytes.
+        size: u64,
+        /// md5 hex.
+        md5: String,
+    },
+    /// The `.index` of a backup is being written.
+    WritingIndex,
+    /// A full backup is being written.
+    WritingFull {
+        /// Bytes copied.
+        bytes: u64,
+        /// Destination path.
+        dest: String,
+    },
+    /// An incremental backup is being written.
+    WritingIncremental {
+        /// Bytes copied.
+        bytes: u64,
+        /// Destination path.
+        dest: String,
+    },
+    /// `-k`: an older backup file (and its `.dat`/`.index`) is removed.
+    RemovingOld(String),
+    /// Recover writes to standard output.
+    RecoveringToStdout,
+    /// Recover writes to this file.
+    RecoveringTo(String),
+    /// `-w`: one chain file was copied and matched its `.dat` entry.
+    RecoveredChunk {
+        /// The chain file.
+        file: String,
+        /// Uncompressed bytes.
+        size: u64,
+        /// md5 hex of them.
+        md5: String,
+    },
+    /// `-w`: total bytes recovered.
+    RecoveredTotal(u64),
+    /// Recover without `-w` finished.
+    Recovered {
+        /// Bytes written.
+        size: u64,
+        /// md5 hex of them.
+        md5: String,
+    },
+    /// The chain's last `.index` is copied next to the output.
+    RestoringIndex {
+        /// Source `.index`.
+        from: String,
+        /// `<output>.index`.
+        to: String,
+    },
+    /// The chain's last backup has no `.index`.
+    NoIndexToRestore(String),
+    /// A stale `<output>.index` was removed because the recovered chain has
+    /// no index for it.
+    RemovedStaleIndex(String),
+    /// `-V`: a chain file is being checked.
+    Verifying(String),
+    /// A condition ZODB logs as a warning (shown even without `-v`).
+    Warning(String),
+}
+
+impl Event {
+    /// True for events shown even without `-v`.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Event::Warning(_))
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Event::*;
+        match self {
+            LookingForFiles { when } => {
+                write!(
+                    f,
+                    "looking for files between last full backup and {when}..."
+                )
+            }
+            FilesNeeded { when, files } => {
+                write!(f, "files needed to recover state as of {when}:")?;
+                files.iter().try_for_each(|x| write!(f, "\n\t{x}"))
+            }
+            NoFilesFound => f.write_str("no files found"),
+            DoingFull(FullReason::Requested) => f.write_str("doing a full backup"),
+            DoingFull(FullReason::MissingDat) => {
+                f.write_str("missing or empty .dat file (full backup)")
+            }
+            DoingFull(FullReason::Shrunk) => {
+                f.write_str("file shrunk, possibly because of a pack (full backup)")
+            }
+            DoingFull(FullReason::Changed) => {
+                f.write_str("file changed, possibly because of a pack (full backup)")
+            }
+            LastIncrementalFile(x) => write!(f, "last incremental file: {x}"),
+            LastIncrementalChecksum(x) => write!(f, "last incremental checksum: {x}"),
+            SourceChecksumRange { start, end, sum } => {
+                write!(f, "source checksum range: [{start}..{end}], sum: {sum}")
+            }
+            NothingToDo => f.write_str("No changes, nothing to do"),
+            DoingIncremental { start } => write!(f, "doing incremental, starting at: {start}"),
+            RepositoryState { size, md5 } => {
+                write!(f, "repository state: {size} bytes, md5: {md5}")
+            }
+            CurrentState { size, md5 } => write!(f, "current state   : {size} bytes, md5: {md5}"),
+            BackedUpState { size, md5 } => write!(f, "backed up state : {size} bytes, md5: {md5}"),
+            WritingIndex => f.write_str("writing index"),
+            WritingFull { bytes, dest } => {
+                write!(f, "writing full backup: {bytes} bytes to {dest}")
+            }
+            WritingIncremental { bytes, dest } => {
+                write!(f, "writing incremental: {bytes} bytes to {dest}")
+            }
+            RemovingOld(x) => write!(f, "removing old backup file {x} (and .dat / .index)"),
+            RecoveringToStdout => f.write_str("Recovering file to stdout"),
+            RecoveringTo(x) => write!(f, "Recovering file to {x}"),
+            RecoveredChunk { file, size, md5 } => {
+                write!(f, "Recovered chunk {file} : {size} bytes, md5: {md5}")
+            }
+            RecoveredTotal(n) => write!(f, "Recovered a total of {n} bytes"),
+            Recovered { size, md5 } => write!(f, "Recovered {size} bytes, md5: {md5}"),
+            RestoringIndex { from, to } => write!(f, "Restoring index file {from} to {to}"),
+            NoIndexToRestore(x) => write!(f, "No index file to restore: {x}"),
+            RemovedStaleIndex(x) => write!(f, "Removed stale index file {x}"),
+            Verifying(x) => write!(f, "Verifying {x}"),
+            Warning(x) => f.write_str(x),
+        }
+    }
+}
