@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests: our binary, the reference
+//! repozo (ZODB 6.4 in the project's venv, provisioned on first use — a
+//! missing Python or ZODB fails the test loudly, never skips it), and
+//! fixture handling.
+#![allow(dead_code)]
+
+pub mod py;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Our `repozo` binary, started with `argv[0] = "repozo"` so its help text
+/// names the program as the reference shim's does.
+pub fn ours() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_repozo"));
+    c.arg0("repozo");
+    c.env_remove("REPOZO_TEST_NOW");
+    c
+}
+
+/// ZODB 6.4's repozo (through `tests/py/repozo_shim.py`, which only pins
+/// the clock when `REPOZO_TEST_NOW` is set).
+pub fn theirs() -> Command {
+    let mut c = py::reference_repozo();
+    c.env_remove("REPOZO_TEST_NOW");
+    c
+}
+
+/// Runs a command to completion.
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("the command could not be started")
+}
+
+/// Copies a committed fixture from `tests/data` into `dir`, with its
+/// `.index` if it has one; returns the copied Data.fs path.
+pub fn fixture(name: &str, dir: &Path) -> PathBuf {
+    let src = py::data_dir().join(name);
+    let dst = dir.join(name);
+    std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    let idx = py::data_dir().join(format!("{name}.index"));
+    if idx.exists() {
+        std::fs::copy(&idx, dir.join(format!("{name}.index"))).unwrap();
+    }
+    dst
+}
+
+/// Sorted names of the files in `dir`.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success, printing stderr otherwise.
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "command failed: {}", stderr(&o));
+    o
+}
