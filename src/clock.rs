@@ -38,6 +38,20 @@ impl Stamp {
         }
     }
 
+    /// Seconds since the Unix epoch (the inverse of [`Stamp::from_unix`]).
+    pub fn to_unix(&self) -> u64 {
+        let days = days_from_civil(i64::from(self.year), self.month, self.day);
+        (days * 86_400) as u64
+            + u64::from(self.hour) * 3600
+            + u64::from(self.minute) * 60
+            + u64::from(self.second)
+    }
+
+    /// The stamp `secs` seconds later.
+    pub fn plus_seconds(&self, secs: u64) -> Self {
+        Stamp::from_unix(self.to_unix() + secs)
+    }
+
     /// Parses exactly `YYYY-MM-DD-HH-MM-SS` with calendar-valid fields.
     pub fn parse(s: &str) -> Option<Self> {
         let b = s.as_bytes();
@@ -105,10 +119,61 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Converts (year, month, day) into days since 1970-01-01; the inverse of
+/// `civil_from_days` (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Checks a `-D` date: `yyyy-mm-dd[-hh[-mm[-ss]]]` with calendar-valid
+/// fields. The date is still *used* as repozo uses it, as a string compared
+/// with file stamps (so a partial date means "before that period").
+pub fn validate_date(date: &str) -> bool {
+    let parts: Vec<&str> = date.split('-').collect();
+    if !(3..=6).contains(&parts.len()) {
+        return false;
+    }
+    let widths = [4, 2, 2, 2, 2, 2];
+    if parts
+        .iter()
+        .zip(widths)
+        .any(|(p, w)| p.len() != w || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return false;
+    }
+    // Complete the missing fields with their smallest values and check
+    // the calendar.
+    let fill = ["0000", "01", "01", "00", "00", "00"];
+    let full: Vec<&str> = (0..6).map(|i| *parts.get(i).unwrap_or(&fill[i])).collect();
+    Stamp::parse(&full.join("-")).is_some()
+}
+
 /// Where operations get the current UTC time.
 pub trait Clock {
     /// The current time, to the second.
     fn now(&self) -> Stamp;
+
+    /// Waits, up to `max_wait`, until the time is later than `after`;
+    /// returns the new time, or `None` if it did not get there.
+    fn wait_past(&self, after: Stamp, max_wait: std::time::Duration) -> Option<Stamp> {
+        let start = std::time::Instant::now();
+        loop {
+            let now = self.now();
+            if now > after {
+                return Some(now);
+            }
+            if start.elapsed() >= max_wait {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// The system clock.
@@ -134,6 +199,11 @@ impl Clock for FixedClock {
     fn now(&self) -> Stamp {
         self.0
     }
+
+    /// A stopped clock never gets past anything: returns at once.
+    fn wait_past(&self, after: Stamp, _: std::time::Duration) -> Option<Stamp> {
+        (self.0 > after).then_some(self.0)
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +221,41 @@ mod tests {
             Stamp::from_unix(951_782_400).to_string(),
             "2000-02-29-00-00-00"
         );
+    }
+
+    #[test]
+    fn stamps_convert_back_to_unix_seconds() {
+        for secs in [0u64, 951_782_400, 1_795_000_000, 4_102_444_799] {
+            assert_eq!(Stamp::from_unix(secs).to_unix(), secs);
+        }
+        let s = Stamp::parse("2026-12-31-23-59-59").unwrap();
+        assert_eq!(s.plus_seconds(1).to_string(), "2027-01-01-00-00-00");
+    }
+
+    #[test]
+    fn dates_are_validated_with_partial_forms_allowed() {
+        for ok in [
+            "2026-11-26",
+            "2026-11-26-03",
+            "2026-11-26-03-04",
+            "2024-02-29-23-59-59",
+        ] {
+            assert!(validate_date(ok), "{ok}");
+        }
+        for bad in [
+            "2026",
+            "2026-11",
+            "26-11-2026",
+            "2026-02-30",
+            "2026-11-26-24",
+            "garbage",
+            "9",
+            "2026-11-26-3",
+            "2026-11-26-03-04-05-06",
+            "",
+        ] {
+            assert!(!validate_date(bad), "{bad}");
+        }
     }
 
     #[test]

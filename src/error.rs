@@ -10,6 +10,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Exit code of a backup that gave up waiting for the repository lock.
+pub const EXIT_LOCKED: u8 = 11;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -37,6 +40,12 @@ pub enum Error {
     /// A repository file does not match what its `.dat` records.
     #[error("{0}")]
     Verification(String),
+    /// A `-D` value that is not `yyyy-mm-dd[-hh[-mm[-ss]]]`.
+    #[error(
+        "-D {0:?} is not a date: use yyyy-mm-dd[-hh[-mm[-ss]]] in UTC, \
+         e.g. 2026-11-26 or 2026-11-26-03-00-00"
+    )]
+    BadDate(String),
     /// A `.dat` line could not be parsed.
     #[error(
         "{path}: line {line}: {what}; the .dat file is damaged: restore it from a copy, \
@@ -50,6 +59,17 @@ pub enum Error {
         /// What is wrong with it.
         what: String,
     },
+    /// Another backup holds the repository lock.
+    #[error(
+        "repository {repo} is locked by another backup (waited {waited} s); try again when it \
+         has finished (the lock is released when that process ends, so there is nothing to clean up)"
+    )]
+    Locked {
+        /// The repository directory.
+        repo: String,
+        /// Seconds waited.
+        waited: u64,
+    },
     /// The source changed while it was being backed up, or the position
     /// computed for a backup is not usable.
     #[error("{0}")]
@@ -57,6 +77,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The process exit code for this error: 1, as repozo uses for every
+    /// error, except [`Error::Locked`], which exits with [`EXIT_LOCKED`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Locked { .. } => EXIT_LOCKED,
+            _ => 1,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
         Error::Io {

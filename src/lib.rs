@@ -34,9 +34,11 @@
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod failpoint;
 pub mod fs;
 pub mod index;
 pub mod io;
+pub mod lock;
 pub mod ops;
 pub mod repo;
 pub mod report;

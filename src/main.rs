@@ -14,6 +14,10 @@ use repozo::{Clock, Event, FixedClock, Report, Stamp, SystemClock};
 /// production use: backups taken under a fixed clock all share one stamp.
 const TEST_NOW_VAR: &str = "REPOZO_TEST_NOW";
 
+/// Seconds a backup waits for another one holding the repository lock
+/// (default 60).
+const LOCK_WAIT_VAR: &str = "REPOZO_LOCK_WAIT";
+
 /// Prints events on stderr: warnings always, the rest under `-v`.
 struct StderrReport {
     verbose: bool,
@@ -59,17 +63,21 @@ fn main() -> ExitCode {
     };
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
+        Err((msg, code)) => {
             eprintln!("{msg}");
-            ExitCode::from(1)
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(opts: cli::Options) -> Result<(), String> {
+/// Runs the command; on failure returns the message and the exit code.
+fn run(opts: cli::Options) -> Result<(), (String, u8)> {
     let clock: Box<dyn Clock> = match std::env::var(TEST_NOW_VAR) {
         Ok(v) if !v.is_empty() => Box::new(FixedClock(Stamp::parse(&v).ok_or_else(|| {
-            format!("{TEST_NOW_VAR}={v:?} is not a UTC stamp YYYY-MM-DD-HH-MM-SS")
+            (
+                format!("{TEST_NOW_VAR}={v:?} is not a UTC stamp YYYY-MM-DD-HH-MM-SS"),
+                1,
+            )
         })?)),
         _ => Box::new(SystemClock),
     };
@@ -81,9 +89,21 @@ fn run(opts: cli::Options) -> Result<(), String> {
         report: &report,
     };
     let result = match &opts.command {
-        Command::Backup(o) => ops::backup(o, ctx).map(drop),
+        Command::Backup(o) => {
+            let mut o = o.clone();
+            if let Ok(v) = std::env::var(LOCK_WAIT_VAR) {
+                let secs: u64 = v.parse().map_err(|_| {
+                    (
+                        format!("{LOCK_WAIT_VAR}={v:?} is not a number of seconds"),
+                        1,
+                    )
+                })?;
+                o.lock_wait = Some(std::time::Duration::from_secs(secs));
+            }
+            ops::backup(&o, ctx).map(drop)
+        }
         Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()),
         Command::Verify(o) => ops::verify(o, ctx),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| (e.to_string(), e.exit_code()))
 }

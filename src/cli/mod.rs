@@ -170,6 +170,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 quick,
                 gzip,
                 kill_old,
+                lock_wait: None,
             })
         }
         Mode::Recover => {

@@ -6,9 +6,11 @@ use std::path::Path;
 use super::Ctx;
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
+use crate::failpoint;
 use crate::fs;
 use crate::index;
 use crate::io::{AtomicFile, CHUNK, append_synced, concat};
+use crate::lock::{self, RepoLock};
 use crate::repo::{self, DatEntry, Repository, dat};
 use crate::report::{Event, FullReason};
 
@@ -28,6 +30,9 @@ pub struct BackupOptions {
     pub gzip: bool,
     /// After a full backup, delete all older backups (`-k`). Default: off.
     pub kill_old: bool,
+    /// How long to wait for another backup holding the repository lock.
+    /// Default: [`lock::DEFAULT_WAIT`] (60 s).
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 /// What a backup did.
@@ -61,13 +66,37 @@ pub enum BackupOutcome {
 /// none. Only committed transactions are copied (up to ZODB's `getSize()`).
 pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
     let repo = Repository::new(&opts.repository);
-    let when = ctx.clock.now().to_string();
-    let chain = repo.chain(&when, ctx.report)?;
+    let _lock = RepoLock::acquire(
+        &opts.repository,
+        opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
+    )?;
+    failpoint::hit("backup:locked");
+    for name in repo.remove_leftovers()? {
+        ctx.report.event(&Event::Warning(format!(
+            "removed {} left by an interrupted backup",
+            repo.path(&name)
+        )));
+    }
+    // Continue from the newest backup even if its stamp is ahead of the
+    // clock, so an increment never overlaps a file the chain left out.
+    let now = ctx.clock.now();
+    let when = match repo.newest_stamp()? {
+        Some(newest) if newest > now => newest,
+        _ => now,
+    };
+    let chain = repo.chain(&when.to_string(), ctx.report)?;
     if opts.full || chain.is_empty() {
         ctx.report.event(&Event::DoingFull(FullReason::Requested));
         return full_backup(&repo, None, opts, ctx);
     }
     let src = Source::open(&opts.file)?;
+    if let Err(why) = reconcile(&chain, ctx)? {
+        ctx.report.event(&Event::Warning(format!(
+            "{why}; making a full backup to start a consistent chain"
+        )));
+        ctx.report.event(&Event::DoingFull(FullReason::Changed));
+        return full_backup(&repo, Some(src), opts, ctx);
+    }
     let decision = if opts.quick {
         decide_quick(&chain, &src, ctx)?
     } else {
@@ -87,6 +116,69 @@ pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
             incremental_backup(&repo, &chain, src, start, opts, ctx)
         }
     }
+}
+
+/// Makes the chain's `.dat` describe the chain, after a crash.
+///
+/// A backup renames its data file into place before it records it in the
+/// `.dat`; a crash in between leaves a complete file that recover uses but
+/// the `.dat` lacks, and a crash while appending can leave a torn last
+/// line. Trailing files missing from the `.dat` are recorded now (their
+/// start is the previous entry's end; size and md5 come from the file) and
+/// a torn line is dropped. `Ok(Err(why))` means the two disagree in some
+/// other way, and only a new full backup gives a consistent chain.
+fn reconcile(chain: &[String], ctx: Ctx) -> Result<Result<(), String>> {
+    let dat_path = repo::with_ext(&chain[0], ".dat");
+    let raw = match std::fs::read(&dat_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(&dat_path, e)),
+    };
+    let complete = match raw.iter().rposition(|&c| c == b'\n') {
+        Some(i) => &raw[..=i],
+        None => &raw[..0],
+    };
+    if complete.len() != raw.len() {
+        ctx.report.event(&Event::Warning(format!(
+            "{dat_path}: dropped an incomplete last line left by an interrupted backup"
+        )));
+        let mut f = AtomicFile::create(&dat_path, false)?;
+        f.write_all(complete).at(&dat_path)?;
+        f.commit()?;
+    }
+    let mut entries = Vec::new();
+    for (i, line) in String::from_utf8_lossy(complete).lines().enumerate() {
+        match DatEntry::parse(line, &dat_path, i + 1) {
+            Ok(e) => entries.push(e),
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+    let names: Vec<&str> = chain
+        .iter()
+        .map(|p| p.rsplit('/').next().unwrap_or(p))
+        .collect();
+    let listed: Vec<&str> = entries.iter().map(DatEntry::base_name).collect();
+    if listed.len() > names.len() || listed[..] != names[..listed.len()] {
+        return Ok(Err(format!(
+            "{dat_path} lists {listed:?} but the repository's chain is {names:?}"
+        )));
+    }
+    let mut end = entries.last().map_or(0, |e| e.end);
+    for path in &chain[listed.len()..] {
+        let (size, md5) = concat(std::slice::from_ref(path), None, "")?;
+        let entry = DatEntry {
+            file: path.clone(),
+            start: end,
+            end: end + size,
+            md5,
+        };
+        append_synced(&dat_path, &entry.to_line())?;
+        ctx.report.event(&Event::Warning(format!(
+            "{path} was not recorded in {dat_path} (a backup was interrupted); recorded it now"
+        )));
+        end = entry.end;
+    }
+    Ok(Ok(()))
 }
 
 enum Decision {
@@ -155,10 +247,24 @@ fn decide_thorough(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision>
     })
 }
 
-/// The destination of a new backup at this instant; refuses to replace an
-/// existing file, as repozo does.
+/// The stamp and destination of a new backup.
+///
+/// The stamp is strictly later than every data file already in the
+/// repository: if the clock has not passed the newest one yet, this waits
+/// for it (up to three seconds), and otherwise takes the second after it.
+/// Two backups in one second would otherwise sort so that repozo's chain
+/// selection drops one of them. An existing file is never replaced.
 fn new_dest(repo: &Repository, full: bool, gzip: bool, ctx: Ctx) -> Result<(String, String)> {
-    let stamp = ctx.clock.now().to_string();
+    let mut stamp = ctx.clock.now();
+    if let Some(newest) = repo.newest_stamp()?
+        && stamp <= newest
+    {
+        stamp = ctx
+            .clock
+            .wait_past(newest, std::time::Duration::from_secs(3))
+            .unwrap_or_else(|| newest.plus_seconds(1));
+    }
+    let stamp = stamp.to_string();
     let ext = match (full, gzip) {
         (true, false) => ".fs",
         (true, true) => ".fsz",
@@ -185,6 +291,9 @@ fn full_backup(
     };
     let committed = fs::committed(Path::new(&src.path), &src.file, src.size, ctx.report)?;
     let end = committed.pos;
+    // repozo writes (and logs) the index first; we write it last, so a
+    // failed backup leaves no orphan index, but log in repozo's order.
+    ctx.report.event(&Event::WritingIndex);
     ctx.report.event(&Event::WritingFull {
         bytes: end,
         dest: dest.clone(),
@@ -201,7 +310,9 @@ fn full_backup(
         .write_all(entry.to_line().as_bytes())
         .at(repo.path(&format!("{stamp}.dat")))?;
     dat_file.commit()?;
-    write_index(repo, &stamp, end, &committed.index, ctx)?;
+    failpoint::hit("backup:dat-written");
+    write_index(repo, &stamp, end, &committed.index)?;
+    failpoint::hit("backup:index-written");
     if opts.kill_old {
         delete_old_backups(repo, ctx)?;
     }
@@ -231,6 +342,7 @@ fn incremental_backup(
         ctx.report.event(&Event::DoingFull(FullReason::Changed));
         return full_backup(repo, Some(src), opts, ctx);
     }
+    ctx.report.event(&Event::WritingIndex);
     ctx.report.event(&Event::WritingIncremental {
         bytes: end - start,
         dest: dest.clone(),
@@ -243,7 +355,9 @@ fn incremental_backup(
         md5,
     };
     append_synced(&repo::with_ext(&chain[0], ".dat"), &entry.to_line())?;
-    write_index(repo, &stamp, end, &committed.index, ctx)?;
+    failpoint::hit("backup:dat-written");
+    write_index(repo, &stamp, end, &committed.index)?;
+    failpoint::hit("backup:index-written");
     Ok(BackupOutcome::Incremental { dest, start, end })
 }
 
@@ -256,18 +370,14 @@ fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Res
         w.flush().at(dest)?;
         md5
     };
+    failpoint::hit("backup:data-copied");
+    src.check_not_replaced()?;
     out.commit()?;
+    failpoint::hit("backup:data-renamed");
     Ok(md5)
 }
 
-fn write_index(
-    repo: &Repository,
-    stamp: &str,
-    pos: u64,
-    ix: &index::Index,
-    ctx: Ctx,
-) -> Result<()> {
-    ctx.report.event(&Event::WritingIndex);
+fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> Result<()> {
     let path = repo.path(&format!("{stamp}.index"));
     let mut out = AtomicFile::create(&path, false)?;
     {
@@ -292,6 +402,7 @@ fn delete_old_backups(repo: &Repository, ctx: Ctx) -> Result<()> {
         }
         let path = repo.path(name);
         std::fs::remove_file(&path).at(&path)?;
+        failpoint::hit("backup:removed-one-old");
     }
     Ok(())
 }

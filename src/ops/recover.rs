@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::Ctx;
 use crate::error::{Error, IoContext, Result};
+use crate::failpoint;
 use crate::io::{AtomicFile, CHUNK, concat, copy_hashed, open_data_file};
 use crate::repo::{self, Repository, dat};
 use crate::report::Event;
@@ -35,6 +36,11 @@ pub struct RecoverOptions {
 pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Result<()> {
     let repo = Repository::new(&opts.repository);
     let date = opts.date.as_deref().filter(|d| !d.is_empty());
+    if let Some(d) = date
+        && !crate::clock::validate_date(d)
+    {
+        return Err(Error::BadDate(d.to_string()));
+    }
     let when = date.map_or_else(|| ctx.clock.now().to_string(), str::to_string);
     let chain = repo.chain(&when, ctx.report)?;
     if chain.is_empty() {
@@ -43,17 +49,20 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
             None => "No files in repository".to_string(),
         }));
     }
+    // repozo says where it recovers to before it reads the `.dat` for -w.
+    ctx.report.event(&match &opts.output {
+        Some(output) => Event::RecoveringTo(output.clone()),
+        None => Event::RecoveringToStdout,
+    });
     let truth = if opts.with_verify {
         Some(read_truth(&repo, &chain)?)
     } else {
         None
     };
     let Some(output) = &opts.output else {
-        ctx.report.event(&Event::RecoveringToStdout);
         copy_chain(&chain, truth.as_ref(), stdout, "<stdout>", ctx)?;
         return stdout.flush().at("<stdout>");
     };
-    ctx.report.event(&Event::RecoveringTo(output.clone()));
     let part = format!("{output}.part");
     let mut out = AtomicFile::create_at(output, &part)?;
     {
@@ -61,6 +70,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         copy_chain(&chain, truth.as_ref(), &mut w, &part, ctx)?;
         w.flush().at(&part)?;
     }
+    failpoint::hit("recover:data-copied");
     let source_index = repo::with_ext(chain.last().expect("non-empty"), ".index");
     let target_index = format!("{output}.index");
     let index_copy = if Path::new(&source_index).exists() {
@@ -77,6 +87,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         None
     };
     out.commit()?;
+    failpoint::hit("recover:output-renamed");
     match index_copy {
         Some(f) => f.commit()?,
         None => {

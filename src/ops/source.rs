@@ -46,6 +46,24 @@ impl Source {
         })
     }
 
+    /// Fails if `path` no longer names the file opened (a pack renamed a new
+    /// Data.fs into place), so a backup of the replaced file is not
+    /// recorded as a backup of the new one.
+    pub fn check_not_replaced(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.metadata().at(&self.path)?;
+        let same = std::fs::metadata(&self.path)
+            .is_ok_and(|now| now.dev() == open.dev() && now.ino() == open.ino());
+        if same {
+            return Ok(());
+        }
+        Err(Error::Source(format!(
+            "{}: the file was replaced (packed?) during the backup; nothing was recorded. \
+             Run the backup again: it will make a full backup of the new file",
+            self.path
+        )))
+    }
+
     /// md5 hex of the bytes `[0, a)` and `[0, b)` in one pass (`a ≤ b`);
     /// both stop early at end of file, like repozo's `checksum(fp, n)`.
     pub fn md5_prefixes(&self, a: u64, b: u64) -> Result<(String, String)> {

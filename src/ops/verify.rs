@@ -31,6 +31,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     let dat_path = repo::with_ext(&chain[0], ".dat");
     let entries = dat::read(&dat_path)?
         .ok_or_else(|| Error::io(&dat_path, std::io::Error::from_raw_os_error(2)))?;
+    let listed: Vec<String> = entries.iter().map(|e| repo.path(e.base_name())).collect();
     for entry in entries {
         let filename = repo.path(entry.base_name());
         ctx.report.event(&Event::Verifying(filename.clone()));
@@ -51,6 +52,14 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
                 entry.md5
             )));
         }
+    }
+    // Recover concatenates the chain, not the .dat: a file it would use
+    // that the .dat does not describe has never been checked.
+    if let Some(extra) = chain.iter().find(|f| !listed.contains(f)) {
+        return Err(Error::Verification(format!(
+            "{extra} would be used by recover but is not listed in {dat_path}; \
+             the next backup records it, or remove it if it does not belong"
+        )));
     }
     Ok(())
 }

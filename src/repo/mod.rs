@@ -80,6 +80,46 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Stamp of the newest data file, if any.
+    pub fn newest_stamp(&self) -> Result<Option<crate::clock::Stamp>> {
+        Ok(self
+            .data_files()?
+            .last()
+            .and_then(|n| crate::clock::Stamp::parse(&n[..19])))
+    }
+
+    /// Removes temporary files left by an interrupted run of ours
+    /// (`<name>.tmp-<pid>-<n>`); returns their names. Only call this while
+    /// holding the repository lock. repozo's own `tmp.tmp` is left alone.
+    pub fn remove_leftovers(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let Some(name) = entry.ok().and_then(|e| e.file_name().into_string().ok()) else {
+                continue;
+            };
+            if is_leftover(&name) && std::fs::remove_file(self.path(&name)).is_ok() {
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// True if and only if `name` is one of our temporary files:
+/// `<stamp>.<ext>.tmp-<pid>-<n>`.
+pub fn is_leftover(name: &str) -> bool {
+    let Some((head, tail)) = name.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let tail_ok = tail
+        .split_once('-')
+        .is_some_and(|(a, b)| digits(a) && digits(b));
+    let stamp_ok = head.len() > 20 && crate::clock::Stamp::parse(&head[..19]).is_some();
+    tail_ok && stamp_ok && head.as_bytes()[19] == b'.'
+}
+
 /// Selects the chain for `when` from `names` sorted ascending; returns
 /// names oldest first. See [`Repository::chain`].
 pub fn select_chain<'a>(names: &'a [String], when: &str) -> Vec<&'a str> {
@@ -195,6 +235,15 @@ mod tests {
     fn without_a_full_every_delta_up_to_the_date_is_chained() {
         let n = names(&["2026-01-02-00-00-00.deltafs", "2026-01-03-00-00-00.deltafs"]);
         assert_eq!(select_chain(&n, "9").len(), 2);
+    }
+
+    #[test]
+    fn only_our_temporary_files_count_as_leftovers() {
+        assert!(is_leftover("2026-11-26-02-10-03.fs.tmp-123-0"));
+        assert!(is_leftover("2026-11-26-02-10-03.index.tmp-1-22"));
+        assert!(!is_leftover("tmp.tmp"));
+        assert!(!is_leftover("2026-11-26-02-10-03.fs"));
+        assert!(!is_leftover("notes.tmp-1-2"));
     }
 
     #[test]
