@@ -137,7 +137,7 @@ pub struct AtomicFile {
 
 enum Sink {
     Plain(File),
-    Gzip(GzEncoder<File>),
+    Gzip(Box<GzEncoder<File>>),
 }
 
 impl AtomicFile {
@@ -170,7 +170,7 @@ impl AtomicFile {
 
     fn with_file(dest: PathBuf, tmp: PathBuf, file: File, gzip: bool) -> Result<Self> {
         let writer = if gzip {
-            Sink::Gzip(GzEncoder::new(file, Compression::new(GZIP_LEVEL)))
+            Sink::Gzip(Box::new(GzEncoder::new(file, Compression::new(GZIP_LEVEL))))
         } else {
             Sink::Plain(file)
         };
