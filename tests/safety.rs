@@ -1,0 +1,524 @@
+//! Never lose data: crashes at every step, kills, concurrent and same-second
+//! backups, damaged repositories and bad input. Every repository these tests
+//! leave behind is also recovered by ZODB's repozo, to the same bytes.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{listing, ok, ours, py, run, stderr, theirs};
+
+/// A fresh stamp for every tool invocation, so tests need no sleeping:
+/// counts up from a fixed instant, one second per call.
+fn next_stamp() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let secs = 1_900_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10;
+    repozo::Stamp::from_unix(secs).to_string()
+}
+
+/// A test directory with a Data.fs grown by ZODB and a `repo` directory.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(txns: u32, seed: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("repo")).unwrap();
+        let s = Site { dir };
+        s.grow(txns, seed);
+        s
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn data_fs(&self) -> PathBuf {
+        self.path("Data.fs")
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    fn grow(&self, txns: u32, seed: u32) {
+        let (t, s) = (txns.to_string(), seed.to_string());
+        py::zodbtool(&[
+            "grow",
+            self.data_fs().to_str().unwrap(),
+            "--txns",
+            &t,
+            "--seed",
+            &s,
+        ]);
+    }
+
+    /// The Data.fs bytes up to its last committed transaction.
+    fn committed(&self) -> Vec<u8> {
+        committed_prefix(&self.data_fs())
+    }
+
+    /// Our binary run in the site directory at a fresh stamp.
+    fn ours(&self, args: &[&str]) -> Command {
+        let mut c = ours();
+        c.current_dir(self.dir.path())
+            .args(args)
+            .env("REPOZO_TEST_NOW", next_stamp());
+        c
+    }
+
+    /// ZODB's repozo run in the site directory at a fresh stamp.
+    fn theirs(&self, args: &[&str]) -> Command {
+        let mut c = theirs();
+        c.current_dir(self.dir.path())
+            .args(args)
+            .env("REPOZO_TEST_NOW", next_stamp());
+        c
+    }
+
+    /// Recovers with both tools to separate files; asserts they agree and
+    /// returns the bytes.
+    fn recover_both(&self) -> Vec<u8> {
+        let _ = std::fs::remove_file(self.path("ours.fs"));
+        let _ = std::fs::remove_file(self.path("theirs.fs"));
+        ok(run(self.ours(&["-R", "-r", "repo", "-o", "ours.fs"])));
+        ok(run(self.theirs(&["-R", "-r", "repo", "-o", "theirs.fs"])));
+        let a = std::fs::read(self.path("ours.fs")).unwrap();
+        let b = std::fs::read(self.path("theirs.fs")).unwrap();
+        assert!(a == b, "ours and ZODB's repozo recovered different bytes");
+        a
+    }
+
+    /// Like [`Site::recover_both`], on the real clock.
+    fn recover_both_now(&self) -> Vec<u8> {
+        for (mut c, out) in [(ours(), "ours.fs"), (theirs(), "theirs.fs")] {
+            let _ = std::fs::remove_file(self.path(out));
+            c.current_dir(self.dir.path())
+                .args(["-R", "-r", "repo", "-o", out]);
+            ok(run(c));
+        }
+        let a = std::fs::read(self.path("ours.fs")).unwrap();
+        assert!(a == std::fs::read(self.path("theirs.fs")).unwrap());
+        a
+    }
+
+    /// Both tools' `-V` pass.
+    fn verify_both(&self) {
+        ok(run(self.ours(&["-V", "-r", "repo"])));
+        ok(run(self.theirs(&["-V", "-r", "repo"])));
+    }
+
+    fn repo_listing(&self) -> Vec<String> {
+        listing(&self.repo())
+    }
+}
+
+fn committed_prefix(path: &Path) -> Vec<u8> {
+    let f = File::open(path).unwrap();
+    let size = f.metadata().unwrap().len();
+    let c = repozo::fs::committed(path, &f, size, &repozo::Silent).unwrap();
+    let mut b = std::fs::read(path).unwrap();
+    b.truncate(c.pos as usize);
+    b
+}
+
+/// `recovered` is the first whole transactions of `data`.
+fn assert_whole_txn_prefix(recovered: &[u8], data: &[u8], what: &str) {
+    assert!(
+        recovered.len() <= data.len() && recovered == &data[..recovered.len()],
+        "{what}: recovered bytes are not a prefix of the Data.fs"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.fs");
+    std::fs::write(&p, recovered).unwrap();
+    assert_eq!(
+        committed_prefix(&p).len(),
+        recovered.len(),
+        "{what}: recovered file ends inside a transaction"
+    );
+}
+
+fn crashed(o: &Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    o.status.signal().is_some()
+}
+
+#[test]
+fn a_crash_at_every_backup_step_leaves_a_repository_that_recovers_and_continues() {
+    let steps = [
+        "backup:locked",
+        "backup:data-copied",
+        "backup:data-renamed",
+        "backup:dat-written",
+        "backup:index-written",
+    ];
+    let modes: [&[&str]; 4] = [&["-F"], &[], &["-Q"], &["-Qz"]];
+    for (i, step) in steps.iter().enumerate() {
+        for (j, mode) in modes.iter().enumerate() {
+            let what = format!("crash at {step} in mode {mode:?}");
+            let site = Site::new(3, (i * 10 + j) as u32);
+            ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+            site.grow(2, 99);
+            let mut args = vec!["-B", "-r", "repo", "-f", "Data.fs"];
+            args.extend_from_slice(mode);
+            let mut c = site.ours(&args);
+            c.env("REPOZO_FAILPOINT", step);
+            let o = run(c);
+            assert!(
+                crashed(&o),
+                "{what}: the failpoint did not fire: {}",
+                stderr(&o)
+            );
+            let data = site.committed();
+            let recovered = site.recover_both();
+            assert_whole_txn_prefix(&recovered, &data, &what);
+            // The next backup, plain or quick, continues correctly.
+            let next = if j % 2 == 0 { "-B" } else { "-BQ" };
+            ok(run(site.ours(&[next, "-r", "repo", "-f", "Data.fs"])));
+            assert!(
+                site.recover_both() == data,
+                "{what}: wrong bytes after the next backup"
+            );
+            site.verify_both();
+            assert!(
+                !site.repo_listing().iter().any(|n| n.contains(".tmp-")),
+                "{what}: temporary files survived the next backup"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_crash_while_removing_old_backups_leaves_a_repository_that_recovers() {
+    let site = Site::new(3, 5);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(1, 6);
+    ok(run(site.ours(&["-B", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(1, 7);
+    let mut c = site.ours(&["-BFk", "-r", "repo", "-f", "Data.fs"]);
+    c.env("REPOZO_FAILPOINT", "backup:removed-one-old");
+    assert!(crashed(&run(c)));
+    let data = site.committed();
+    assert!(site.recover_both() == data);
+    site.verify_both();
+    ok(run(site.ours(&["-BFk", "-r", "repo", "-f", "Data.fs"])));
+    let names = site.repo_listing();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".fs")).count(),
+        1,
+        "{names:?}"
+    );
+    assert!(site.recover_both() == data);
+}
+
+#[test]
+fn a_crash_during_recover_keeps_the_old_output_untouched() {
+    let site = Site::new(3, 8);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    std::fs::write(site.path("out.fs"), b"old output").unwrap();
+    std::fs::write(site.path("out.fs.index"), b"old index").unwrap();
+    for step in ["recover:data-copied"] {
+        let mut c = site.ours(&["-R", "-r", "repo", "-o", "out.fs"]);
+        c.env("REPOZO_FAILPOINT", step);
+        assert!(crashed(&run(c)));
+        assert_eq!(std::fs::read(site.path("out.fs")).unwrap(), b"old output");
+        assert_eq!(
+            std::fs::read(site.path("out.fs.index")).unwrap(),
+            b"old index"
+        );
+    }
+    // Crashing between the two renames leaves the new, complete Data.fs.
+    let mut c = site.ours(&["-R", "-r", "repo", "-o", "out.fs"]);
+    c.env("REPOZO_FAILPOINT", "recover:output-renamed");
+    assert!(crashed(&run(c)));
+    assert!(std::fs::read(site.path("out.fs")).unwrap() == site.committed());
+    ok(run(site.ours(&["-R", "-r", "repo", "-o", "out.fs"])));
+    assert!(std::fs::read(site.path("out.fs")).unwrap() == site.committed());
+    assert!(!site.path("out.fs.part").exists());
+}
+
+#[test]
+fn random_kills_during_large_backups_never_break_the_repository() {
+    let site = Site::new(0, 1);
+    let grow_big = |seed: &str| {
+        py::zodbtool(&[
+            "grow",
+            site.data_fs().to_str().unwrap(),
+            "--txns",
+            "40",
+            "--seed",
+            seed,
+            "--blobby",
+        ]);
+    };
+    grow_big("1");
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    let mut rng = 0x9e37_79b9_u64;
+    for round in 0..6 {
+        grow_big(&format!("{}", round + 2));
+        let gzip = round % 2 == 1;
+        let args: &[&str] = if gzip {
+            &["-Bz", "-r", "repo", "-f", "Data.fs"]
+        } else {
+            &["-B", "-r", "repo", "-f", "Data.fs"]
+        };
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = std::time::Duration::from_millis(rng % 60);
+        let mut child = site.ours(args).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let data = site.committed();
+        assert_whole_txn_prefix(&site.recover_both(), &data, &format!("kill round {round}"));
+        ok(run(site.ours(&["-BQ", "-r", "repo", "-f", "Data.fs"])));
+        assert!(
+            site.recover_both() == data,
+            "wrong bytes after the backup following kill {round}"
+        );
+        site.verify_both();
+    }
+}
+
+#[test]
+fn concurrent_backups_into_one_repository_take_turns() {
+    let site = Site::new(3, 12);
+    // Real clock here: the lock, not pinned stamps, keeps the runs apart.
+    let backup = || {
+        let mut c = ours();
+        c.current_dir(site.dir.path())
+            .args(["-B", "-r", "repo", "-f", "Data.fs"]);
+        c
+    };
+    ok(run(backup()));
+    site.grow(2, 13);
+    let children: Vec<_> = (0..3).map(|_| backup().spawn().unwrap()).collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // One of them did the increment, the others found nothing to do.
+    assert_eq!(
+        site.repo_listing()
+            .iter()
+            .filter(|n| n.ends_with(".deltafs"))
+            .count(),
+        1
+    );
+    assert!(site.recover_both_now() == site.committed());
+}
+
+#[test]
+fn a_backup_that_cannot_get_the_lock_fails_with_exit_code_11_and_changes_nothing() {
+    let site = Site::new(3, 14);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(1, 15);
+    let before = site.repo_listing();
+    let holder = File::open(site.repo()).unwrap();
+    holder.lock().unwrap();
+    let mut c = site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]);
+    c.env("REPOZO_LOCK_WAIT", "1");
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(11));
+    assert!(
+        stderr(&o).contains("is locked by another backup"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(site.repo_listing(), before);
+    drop(holder);
+    ok(run(site.ours(&["-B", "-r", "repo", "-f", "Data.fs"])));
+}
+
+#[test]
+fn a_full_and_an_incremental_in_the_same_second_both_recover() {
+    let site = Site::new(3, 16);
+    let same = "2026-01-01-00-00-00";
+    let mut c = ours();
+    c.current_dir(site.dir.path())
+        .args(["-BF", "-r", "repo", "-f", "Data.fs"])
+        .env("REPOZO_TEST_NOW", same);
+    ok(run(c));
+    site.grow(2, 17);
+    let mut c = ours();
+    c.current_dir(site.dir.path())
+        .args(["-B", "-r", "repo", "-f", "Data.fs"])
+        .env("REPOZO_TEST_NOW", same);
+    ok(run(c));
+    let names = site.repo_listing();
+    assert!(
+        names.contains(&"2026-01-01-00-00-01.deltafs".to_string()),
+        "{names:?}"
+    );
+    // Both tools, asked for the state as of a later time, see everything.
+    assert!(site.recover_both() == site.committed());
+    site.verify_both();
+}
+
+#[test]
+fn trailing_uncommitted_bytes_make_no_empty_increment() {
+    let site = Site::new(3, 18);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(site.data_fs())
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 40]).unwrap();
+    drop(f);
+    let before = site.repo_listing();
+    ok(run(site.ours(&["-BQ", "-r", "repo", "-f", "Data.fs"])));
+    ok(run(site.ours(&["-B", "-r", "repo", "-f", "Data.fs"])));
+    assert_eq!(site.repo_listing(), before);
+}
+
+/// A repository with a plain full, a gzip increment and a plain increment.
+fn damaged_site(seed: u32) -> Site {
+    let site = Site::new(3, seed);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(2, seed + 1);
+    ok(run(site.ours(&["-Bz", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(2, seed + 2);
+    ok(run(site.ours(&["-B", "-r", "repo", "-f", "Data.fs"])));
+    site
+}
+
+fn find(site: &Site, suffix: &str) -> PathBuf {
+    site.repo().join(
+        site.repo_listing()
+            .into_iter()
+            .find(|n| n.ends_with(suffix))
+            .unwrap(),
+    )
+}
+
+/// `-V` (and optionally `-V -Q`) fail with both tools, and `-R -w` fails
+/// leaving the old output exactly as it was and no `.part`.
+fn assert_damage_caught(site: &Site, quick_catches: bool) {
+    for args in [&["-V", "-r", "repo"][..], &["-VQ", "-r", "repo"][..]] {
+        let quick = args[0] == "-VQ";
+        let o = run(site.ours(args));
+        assert_eq!(
+            o.status.success(),
+            quick && !quick_catches,
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        if !o.status.success() {
+            assert!(!stderr(&o).contains("Traceback"));
+        }
+    }
+    std::fs::write(site.path("out.fs"), b"the live database").unwrap();
+    let o = run(site.ours(&["-R", "-w", "-r", "repo", "-o", "out.fs"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(site.path("out.fs")).unwrap(),
+        b"the live database"
+    );
+    assert!(!site.path("out.fs.part").exists());
+}
+
+#[test]
+fn a_flipped_byte_is_caught_by_verify_and_by_recover_with_verify() {
+    let site = damaged_site(20);
+    let victim = find(&site, ".deltafs");
+    let mut b = std::fs::read(&victim).unwrap();
+    b[10] ^= 0x01;
+    std::fs::write(&victim, b).unwrap();
+    assert_damage_caught(&site, false);
+    // ZODB's repozo agrees that it is damaged.
+    assert!(!run(site.theirs(&["-V", "-r", "repo"])).status.success());
+}
+
+#[test]
+fn a_truncated_gzip_file_is_caught_by_verify_quick_verify_and_recover_with_verify() {
+    let site = damaged_site(30);
+    let victim = find(&site, ".deltafsz");
+    let b = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &b[..b.len() / 2]).unwrap();
+    assert_damage_caught(&site, true);
+}
+
+#[test]
+fn a_truncated_plain_file_is_caught_by_quick_verify_too() {
+    let site = damaged_site(40);
+    let victim = find(&site, ".fs");
+    let b = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &b[..b.len() - 1]).unwrap();
+    assert_damage_caught(&site, true);
+}
+
+#[test]
+fn verify_reports_a_data_file_recover_would_use_but_the_dat_does_not_list() {
+    let site = damaged_site(50);
+    let extra = site.repo().join("2030-01-01-00-00-00.deltafs");
+    std::fs::write(&extra, b"stray").unwrap();
+    let mut c = ours();
+    c.current_dir(site.dir.path())
+        .args(["-V", "-r", "repo"])
+        .env("REPOZO_TEST_NOW", "2031-01-01-00-00-00");
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not listed in"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_repository_path_with_spaces_works_and_zodb_reads_it_with_plain_recover() {
+    let site = Site::new(3, 60);
+    std::fs::create_dir(site.path("my backups")).unwrap();
+    let r = "my backups";
+    ok(run(site.ours(&["-BF", "-r", r, "-f", "Data.fs"])));
+    site.grow(2, 61);
+    ok(run(site.ours(&["-BQ", "-r", r, "-f", "Data.fs"])));
+    ok(run(site.ours(&["-V", "-r", r])));
+    ok(run(site.ours(&["-R", "-w", "-r", r, "-o", "ours.fs"])));
+    ok(run(site.theirs(&["-R", "-r", r, "-o", "theirs.fs"])));
+    let data = site.committed();
+    assert!(std::fs::read(site.path("ours.fs")).unwrap() == data);
+    assert!(std::fs::read(site.path("theirs.fs")).unwrap() == data);
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_exit_1_and_leaves_the_repository_unchanged() {
+    let site = Site::new(3, 70);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    std::fs::write(site.path("empty.fs"), b"").unwrap();
+    std::fs::write(site.path("text.fs"), b"this is not a FileStorage at all").unwrap();
+    std::fs::create_dir(site.path("adir")).unwrap();
+    let before = site.repo_listing();
+    let cases: &[(&[&str], &str)] = &[
+        (&["-B", "-r", "repo", "-f", "empty.fs"], "empty"),
+        (&["-BF", "-r", "repo", "-f", "text.fs"], "not a FileStorage"),
+        (&["-B", "-r", "repo", "-f", "text.fs"], "not a FileStorage"),
+        (&["-B", "-r", "repo", "-f", "adir"], "Is a directory"),
+        (&["-B", "-r", "repo", "-f", "missing.fs"], "No such file"),
+        (&["-B", "-r", "norepo", "-f", "Data.fs"], "No such file"),
+        (
+            &["-R", "-r", "repo", "-D", "2026-02-30", "-o", "x.fs"],
+            "is not a date",
+        ),
+        (
+            &["-R", "-r", "repo", "-D", "yesterday", "-o", "x.fs"],
+            "is not a date",
+        ),
+        (&["-R", "-r", "repo", "-o", "nodir/x.fs"], "No such file"),
+    ];
+    for (args, msg) in cases {
+        let o = run(site.ours(args));
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(msg), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
+        assert_eq!(
+            site.repo_listing(),
+            before,
+            "{args:?} changed the repository"
+        );
+    }
+    assert!(!site.path("x.fs").exists());
+}
