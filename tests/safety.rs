@@ -453,12 +453,12 @@ fn a_truncated_plain_file_is_caught_by_quick_verify_too() {
 #[test]
 fn verify_reports_a_data_file_recover_would_use_but_the_dat_does_not_list() {
     let site = damaged_site(50);
-    let extra = site.repo().join("2030-01-01-00-00-00.deltafs");
+    let extra = site.repo().join("2040-01-01-00-00-00.deltafs");
     std::fs::write(&extra, b"stray").unwrap();
     let mut c = ours();
     c.current_dir(site.dir.path())
         .args(["-V", "-r", "repo"])
-        .env("REPOZO_TEST_NOW", "2031-01-01-00-00-00");
+        .env("REPOZO_TEST_NOW", "2041-01-01-00-00-00");
     let o = run(c);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not listed in"), "{}", stderr(&o));

@@ -33,6 +33,26 @@ pub struct Committed {
 /// old format, insane) the whole file is scanned. Warnings ZODB logs
 /// ("Ignoring index for …") go to `report`.
 pub fn committed(path: &Path, file: &File, size: u64, report: &dyn Report) -> Result<Committed> {
+    committed_with_hint(path, file, size, None, report)
+}
+
+/// [`committed`], also considering `hint`: an index known to describe the
+/// file's first `hint.0` bytes (the `.index` of the backup an incremental
+/// continues, whose bytes were just checked by md5).
+///
+/// Of the hint and `<path>.index`, the one valid at the later position is
+/// tried first (`<path>.index` on a tie, as ZODB would use it), then the
+/// other; each only if sane. Starting from the hint
+/// scans only what was appended since the last backup, where ZODB rescans
+/// everything since `<path>.index` was last written (at the last clean
+/// shutdown). Both give the same index: that of the file's bytes.
+pub fn committed_with_hint(
+    path: &Path,
+    file: &File,
+    size: u64,
+    hint: Option<(u64, Index)>,
+    report: &dyn Report,
+) -> Result<Committed> {
     let shown = path.display().to_string();
     let mut reader = PosReader::new(file);
     if size == 0 {
@@ -44,20 +64,33 @@ pub fn committed(path: &Path, file: &File, size: u64, report: &dyn Report) -> Re
         });
     }
     check_magic(&mut reader, &shown)?;
-    if let Some((ipos, mut index)) = load_companion_index(path, report) {
-        if is_sane(&mut reader, size, ipos, &index) {
-            let pos = scan_from(&mut reader, &shown, size, ipos, &mut index, report)?;
-            return Ok(Committed {
-                pos,
-                index,
-                used_index: true,
-            });
+    let index_path = format!("{}.index", path.display());
+    let companion_pos = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| index::peek_pos(&b));
+    let hint_first = match (&hint, companion_pos) {
+        (Some((hpos, _)), Some(cpos)) => *hpos > cpos,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let mut hint = hint;
+    if hint_first && let Some(found) = try_start(&mut reader, &shown, size, hint.take(), report)? {
+        return Ok(found);
+    }
+    if companion_pos.is_some()
+        && let Some((ipos, index)) = load_companion_index(path, report)
+    {
+        if let Some(found) = try_start(&mut reader, &shown, size, Some((ipos, index)), report)? {
+            return Ok(found);
         }
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         report.event(&Event::Warning(format!(
             "Ignoring index for {}",
             abs.display()
         )));
+    }
+    if let Some(found) = try_start(&mut reader, &shown, size, hint, report)? {
+        return Ok(found);
     }
     let mut index = Index::new();
     let pos = scan_from(
@@ -73,6 +106,28 @@ pub fn committed(path: &Path, file: &File, size: u64, report: &dyn Report) -> Re
         index,
         used_index: false,
     })
+}
+
+/// Scans on from `start` if it is given and sane.
+fn try_start(
+    reader: &mut PosReader,
+    shown: &str,
+    size: u64,
+    start: Option<(u64, Index)>,
+    report: &dyn Report,
+) -> Result<Option<Committed>> {
+    let Some((ipos, mut index)) = start else {
+        return Ok(None);
+    };
+    if !is_sane(reader, size, ipos, &index) {
+        return Ok(None);
+    }
+    let pos = scan_from(reader, shown, size, ipos, &mut index, report)?;
+    Ok(Some(Committed {
+        pos,
+        index,
+        used_index: true,
+    }))
 }
 
 fn check_magic(reader: &mut PosReader, shown: &str) -> Result<()> {

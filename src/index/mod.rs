@@ -9,7 +9,7 @@
 
 mod pickle;
 
-pub use pickle::{IndexError, load, save, write_to};
+pub use pickle::{IndexError, load, peek_pos, save, write_to};
 
 use std::collections::BTreeMap;
 

@@ -73,6 +73,22 @@ pub fn save(pos: u64, index: &Index) -> Vec<u8> {
     v
 }
 
+/// The position an `.index` file is valid at (its first pickle), without
+/// reading the rest; `None` if it does not start with an int pickle.
+pub fn peek_pos(data: &[u8]) -> Option<u64> {
+    let mut r = Reader {
+        data,
+        at: 0,
+        path: "",
+        stack: Vec::new(),
+        marks: Vec::new(),
+    };
+    match r.load().ok()? {
+        Value::Int(p) => u64::try_from(p).ok(),
+        _ => None,
+    }
+}
+
 /// Reads an `.index` file's bytes; `path` is only used in errors.
 /// Returns the position the index is valid at and the index.
 pub fn load(data: &[u8], path: &str) -> Result<(u64, Index), IndexError> {
@@ -309,6 +325,9 @@ impl Reader<'_> {
                         .marks
                         .pop()
                         .ok_or_else(|| self.corrupt_at(op_at, "TUPLE without MARK"))?;
+                    if m > self.stack.len() {
+                        return Err(self.corrupt_at(op_at, "MARK below the stack"));
+                    }
                     Value::Tuple(self.stack.split_off(m))
                 }
                 b')' => Value::Tuple(Vec::new()),

@@ -9,7 +9,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
 use crate::index;
-use crate::io::{AtomicFile, CHUNK, append_synced, concat};
+use crate::io::{AtomicFile, CHUNK, ParallelGzip, append_synced, concat, is_gzip_name};
 use crate::lock::{self, RepoLock};
 use crate::repo::{self, DatEntry, Repository, dat};
 use crate::report::{Event, FullReason};
@@ -142,7 +142,7 @@ fn reconcile(chain: &[String], ctx: Ctx) -> Result<Result<(), String>> {
         ctx.report.event(&Event::Warning(format!(
             "{dat_path}: dropped an incomplete last line left by an interrupted backup"
         )));
-        let mut f = AtomicFile::create(&dat_path, false)?;
+        let mut f = AtomicFile::create(&dat_path)?;
         f.write_all(complete).at(&dat_path)?;
         f.commit()?;
     }
@@ -217,17 +217,25 @@ fn decide_quick(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision> {
 
 /// Default: compare the whole chain with the Data.fs prefix of its size.
 fn decide_thorough(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision> {
-    let (repo_size, repo_sum) = concat(chain, None, "")?;
+    // The repository and the Data.fs are read and hashed at the same time;
+    // the Data.fs in one pass that yields the md5 at the repository's
+    // (expected) size and at its own end.
+    let hint = chain_size_hint(chain);
+    let (repo, source) = std::thread::scope(|scope| {
+        let repo = scope.spawn(|| concat(chain, None, ""));
+        let source = src.md5_prefixes(hint.unwrap_or(0).min(src.size), src.size);
+        (repo.join().expect("hashing does not panic"), source)
+    });
+    let (repo_size, repo_sum) = repo?;
+    let (mut backed_sum, src_sum) = source?;
+    if hint != Some(repo_size) {
+        // Rare: the hint was wrong; hash the prefix again at the real size.
+        backed_sum = src.md5_range(0, repo_size)?;
+    }
     ctx.report.event(&Event::RepositoryState {
         size: repo_size,
         md5: repo_sum.clone(),
     });
-    let (backed_sum, src_sum) = if repo_size <= src.size {
-        src.md5_prefixes(repo_size, src.size)?
-    } else {
-        let s = src.md5_range(0, src.size)?;
-        (s.clone(), s)
-    };
     ctx.report.event(&Event::CurrentState {
         size: src.size,
         md5: src_sum.clone(),
@@ -245,6 +253,20 @@ fn decide_thorough(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision>
     } else {
         Decision::Full(FullReason::Changed)
     })
+}
+
+/// The chain's uncompressed size as far as it can be known without reading
+/// it: the sum of the file sizes if none is gzipped, else the end recorded
+/// in the `.dat`. Only a hint: the caller checks it against the real size.
+fn chain_size_hint(chain: &[String]) -> Option<u64> {
+    if chain.iter().all(|f| !is_gzip_name(f)) {
+        return chain
+            .iter()
+            .map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+            .sum();
+    }
+    let entries = dat::read(&repo::with_ext(&chain[0], ".dat")).ok()??;
+    entries.last().map(|e| e.end)
 }
 
 /// The stamp and destination of a new backup.
@@ -305,7 +327,7 @@ fn full_backup(
         end,
         md5,
     };
-    let mut dat_file = AtomicFile::create(repo.path(&format!("{stamp}.dat")), false)?;
+    let mut dat_file = AtomicFile::create(repo.path(&format!("{stamp}.dat")))?;
     dat_file
         .write_all(entry.to_line().as_bytes())
         .at(repo.path(&format!("{stamp}.dat")))?;
@@ -328,7 +350,9 @@ fn incremental_backup(
     ctx: Ctx,
 ) -> Result<BackupOutcome> {
     let (stamp, dest) = new_dest(repo, false, opts.gzip, ctx)?;
-    let committed = fs::committed(Path::new(&src.path), &src.file, src.size, ctx.report)?;
+    let hint = chain_index(chain, start);
+    let committed =
+        fs::committed_with_hint(Path::new(&src.path), &src.file, src.size, hint, ctx.report)?;
     let end = committed.pos;
     if end == start {
         // Only uncommitted bytes follow what is backed up: repozo would
@@ -361,14 +385,29 @@ fn incremental_backup(
     Ok(BackupOutcome::Incremental { dest, start, end })
 }
 
-/// Copies `[start, end)` of the source into a new data file `dest`.
+/// The `.index` of the chain's last backup, if it is valid exactly where
+/// the increment starts: the bytes before `start` were just checked by md5,
+/// so it describes them and only the new bytes need scanning.
+fn chain_index(chain: &[String], start: u64) -> Option<(u64, index::Index)> {
+    let path = repo::with_ext(chain.last()?, ".index");
+    let data = std::fs::read(&path).ok()?;
+    if index::peek_pos(&data)? != start {
+        return None;
+    }
+    index::load(&data, &path).ok()
+}
+
+/// Copies `[start, end)` of the source into a new data file `dest`,
+/// gzipped (as parallel members) if `gzip`.
 fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Result<String> {
-    let mut out = AtomicFile::create(dest, gzip)?;
-    let md5 = {
-        let mut w = BufWriter::with_capacity(CHUNK, &mut out);
-        let md5 = src.copy_range(start, end, &mut w, dest)?;
-        w.flush().at(dest)?;
+    let mut out = AtomicFile::create(dest)?;
+    let md5 = if gzip {
+        let mut gz = ParallelGzip::new(&mut out);
+        let md5 = src.copy_range(start, end, &mut |c| gz.write_chunk(c).at(dest))?;
+        gz.finish().at(dest)?;
         md5
+    } else {
+        src.copy_range(start, end, &mut |c| out.write_all(c).at(dest))?
     };
     failpoint::hit("backup:data-copied");
     src.check_not_replaced()?;
@@ -379,7 +418,7 @@ fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Res
 
 fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> Result<()> {
     let path = repo.path(&format!("{stamp}.index"));
-    let mut out = AtomicFile::create(&path, false)?;
+    let mut out = AtomicFile::create(&path)?;
     {
         let mut w = BufWriter::with_capacity(CHUNK, &mut out);
         index::write_to(&mut w, pos, ix).at(&path)?;

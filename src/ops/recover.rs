@@ -79,7 +79,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
             to: target_index.clone(),
         });
         let bytes = std::fs::read(&source_index).at(&source_index)?;
-        let mut f = AtomicFile::create(&target_index, false)?;
+        let mut f = AtomicFile::create(&target_index)?;
         f.write_all(&bytes).at(&target_index)?;
         Some(f)
     } else {
@@ -129,7 +129,7 @@ fn copy_chain(
     let mut total = 0u64;
     for file in chain {
         let mut r = open_data_file(file)?;
-        let (size, sum) = copy_hashed(&mut r, Some(&mut *out), None, file, out_name)?;
+        let (size, sum) = copy_hashed(&mut r, Some(&mut *out), file, out_name)?;
         let Some((want_size, want_sum)) = truth.get(file) else {
             return Err(Error::Verification(format!(
                 "{file} is not listed in {}; recover without -w, or check the \

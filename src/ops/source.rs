@@ -5,13 +5,11 @@
 //! place mid-backup cannot pair one file's offsets with another's bytes.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 
-use md5::{Digest, Md5};
-
 use crate::error::{Error, IoContext, Result};
-use crate::io::{CHUNK, hex};
+use crate::io::{Hashed, stream};
 
 /// An open Data.fs and its size when opened.
 pub struct Source {
@@ -68,92 +66,68 @@ impl Source {
     /// both stop early at end of file, like repozo's `checksum(fp, n)`.
     pub fn md5_prefixes(&self, a: u64, b: u64) -> Result<(String, String)> {
         debug_assert!(a <= b);
-        let mut hasher = Md5::new();
-        let mut first = None;
-        let mut buf = vec![0u8; CHUNK];
-        let mut pos = 0u64;
-        loop {
-            if pos == a && first.is_none() {
-                first = Some(hex(&hasher.clone().finalize()));
-            }
-            let limit = if pos < a { a } else { b };
-            let want = (limit - pos).min(CHUNK as u64) as usize;
-            if want == 0 {
-                break;
-            }
-            let n = self.read_at(&mut buf[..want], pos)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            pos += n as u64;
-        }
-        let whole = hex(&hasher.finalize());
-        Ok((first.unwrap_or_else(|| whole.clone()), whole))
+        let h = self.stream(0, b, &mut |_| Ok(()), &[a])?;
+        let first = h
+            .at_marks
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| h.md5.clone());
+        Ok((first, h.md5))
     }
 
     /// md5 hex of `[start, end)`, stopping early at end of file.
     pub fn md5_range(&self, start: u64, end: u64) -> Result<String> {
-        let mut hasher = Md5::new();
-        self.each_chunk(start, end, |c| {
-            hasher.update(c);
-            Ok(())
-        })?;
-        Ok(hex(&hasher.finalize()))
+        Ok(self.stream(start, end, &mut |_| Ok(()), &[])?.md5)
     }
 
-    /// Copies exactly `[start, end)` to `out`, returning the md5 hex. Fails
-    /// if the file ends first (it was truncated or replaced meanwhile).
+    /// Streams exactly `[start, end)` to `sink`, returning the md5 hex.
+    /// Fails if the file ends first (it was truncated or replaced
+    /// meanwhile).
     pub fn copy_range(
         &self,
         start: u64,
         end: u64,
-        out: &mut dyn Write,
-        dest: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<String> {
-        let mut hasher = Md5::new();
-        let done = self.each_chunk(start, end, |c| {
-            hasher.update(c);
-            out.write_all(c).at(dest)
-        })?;
-        if done != end - start {
+        let h = self.stream(start, end, sink, &[])?;
+        if h.len != end - start {
             return Err(Error::Source(format!(
                 "{}: the file ended at byte {} while bytes up to {end} were being copied; \
                  it was truncated or replaced (packed?) during the backup. Nothing was \
                  recorded; run the backup again",
                 self.path,
-                start + done
+                start + h.len
             )));
         }
-        Ok(hex(&hasher.finalize()))
+        Ok(h.md5)
     }
 
-    fn each_chunk(
+    /// Streams `[start, end)` (less at end of file) through [`stream`];
+    /// `marks` are relative to `start`.
+    fn stream(
         &self,
         start: u64,
         end: u64,
-        mut f: impl FnMut(&[u8]) -> Result<()>,
-    ) -> Result<u64> {
-        let mut buf = vec![0u8; CHUNK];
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+        marks: &[u64],
+    ) -> Result<Hashed> {
         let mut pos = start;
-        while pos < end {
-            let want = (end - pos).min(CHUNK as u64) as usize;
-            let n = self.read_at(&mut buf[..want], pos)?;
-            if n == 0 {
-                break;
+        let mut fill = |buf: &mut [u8]| -> Result<usize> {
+            let want = (end.saturating_sub(pos)).min(buf.len() as u64) as usize;
+            if want == 0 {
+                return Ok(0);
             }
-            f(&buf[..n])?;
-            pos += n as u64;
-        }
-        Ok(pos - start)
-    }
-
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
-        loop {
-            match self.file.read_at(buf, pos) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r.at(&self.path),
+            loop {
+                match self.file.read_at(&mut buf[..want], pos) {
+                    Ok(n) => {
+                        pos += n as u64;
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io(&self.path, e)),
+                }
             }
-        }
+        };
+        stream(&mut fill, sink, marks)
     }
 }

@@ -75,7 +75,7 @@ fn measure(filename: &str, gz: bool, quick: bool) -> Result<(u64, Option<String>
         return Err(missing());
     }
     let mut r = open_data_file(filename).map_err(|_| missing())?;
-    let (size, sum) = copy_hashed(&mut r, None, None, filename, "").map_err(|e| {
+    let (size, sum) = copy_hashed(&mut r, None, filename, "").map_err(|e| {
         Error::Verification(format!(
             "{filename} cannot be read{}: {e}",
             if gz { " as gzip" } else { "" }

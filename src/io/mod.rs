@@ -1,27 +1,27 @@
 //! Checksummed copies, gzip by file name, and atomic file creation.
 //!
 //! Every checksum in a repository is the md5 of the *uncompressed* bytes,
-//! as lowercase hex (Python's `hashlib.md5().hexdigest()`).
+//! as lowercase hex (Python's `hashlib.md5().hexdigest()`). All copying goes
+//! through [`hashing::stream`], which hashes on a second thread.
+
+pub mod gzip;
+pub mod hashing;
+
+pub use gzip::ParallelGzip;
+pub use hashing::{Hashed, stream};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use flate2::Compression;
 use flate2::bufread::MultiGzDecoder;
-use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
 
 use crate::error::{Error, IoContext, Result};
 
 /// Size of the buffers used for copying and hashing.
 pub const CHUNK: usize = 1 << 20;
-
-/// gzip level for `-z`. repozo uses Python's default, 9; level 6 is several
-/// times faster and its output is within a few percent of level 9's on
-/// Data.fs pickles.
-pub const GZIP_LEVEL: u32 = 6;
 
 /// Lowercase hex of a digest.
 pub fn hex(digest: &[u8]) -> String {
@@ -57,69 +57,54 @@ pub fn open_data_file(path: &str) -> Result<Box<dyn Read>> {
 }
 
 /// Streams `reader` (named `from` in errors) to `out` (named `to`), if
-/// given, returning the byte count and md5 hex. Reads at most `limit` bytes
-/// when one is given.
-pub fn copy_hashed(
-    reader: &mut dyn Read,
+/// given, returning the byte count and md5 hex.
+pub fn copy_hashed<'a>(
+    reader: &'a mut (dyn Read + 'a),
     out: Option<&mut dyn Write>,
-    limit: Option<u64>,
-    from: &str,
+    from: &'a str,
     to: &str,
 ) -> Result<(u64, String)> {
-    let mut hasher = Md5::new();
-    let mut out = out;
-    let n = pump(reader, &mut out, &mut hasher, limit, from, to)?;
-    Ok((n, hex(&hasher.finalize())))
+    concat_readers(&mut [(reader, from)].into_iter(), out, to)
 }
 
 /// Size and md5 hex of the uncompressed concatenation of `files`, also
 /// written to `out` (named `to`) if given.
-pub fn concat(
-    files: &[String],
+pub fn concat(files: &[String], out: Option<&mut dyn Write>, to: &str) -> Result<(u64, String)> {
+    let mut opened = Vec::with_capacity(files.len());
+    for f in files {
+        opened.push((open_data_file(f)?, f.as_str()));
+    }
+    let mut it = opened
+        .iter_mut()
+        .map(|(r, f)| (r.as_mut() as &mut dyn Read, *f));
+    concat_readers(&mut it, out, to)
+}
+
+fn concat_readers<'a>(
+    readers: &mut dyn Iterator<Item = (&'a mut dyn Read, &'a str)>,
     mut out: Option<&mut dyn Write>,
     to: &str,
 ) -> Result<(u64, String)> {
-    let mut hasher = Md5::new();
-    let mut total = 0;
-    for f in files {
-        let mut r = open_data_file(f)?;
-        total += pump(&mut r, &mut out, &mut hasher, None, f, to)?;
-    }
-    Ok((total, hex(&hasher.finalize())))
-}
-
-/// The copy loop: feeds every byte read to `hasher` and `out`.
-fn pump(
-    reader: &mut dyn Read,
-    out: &mut Option<&mut dyn Write>,
-    hasher: &mut Md5,
-    limit: Option<u64>,
-    from: &str,
-    to: &str,
-) -> Result<u64> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    loop {
-        let want = match limit {
-            Some(l) if l - done < CHUNK as u64 => (l - done) as usize,
-            _ => CHUNK,
-        };
-        if want == 0 {
-            break;
+    let mut current = readers.next();
+    let mut fill = |buf: &mut [u8]| -> Result<usize> {
+        while let Some((r, name)) = current.as_mut() {
+            match r.read(buf) {
+                Ok(0) => current = readers.next(),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(name, e)),
+            }
         }
-        let n = match reader.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(from, e)),
-        };
-        hasher.update(&buf[..n]);
-        if let Some(o) = out.as_mut() {
-            o.write_all(&buf[..n]).at(to)?;
+        Ok(0)
+    };
+    let mut sink = |chunk: &[u8]| -> Result<()> {
+        match out.as_mut() {
+            Some(o) => o.write_all(chunk).at(to),
+            None => Ok(()),
         }
-        done += n as u64;
-    }
-    Ok(done)
+    };
+    let h = stream(&mut fill, &mut sink, &[])?;
+    Ok((h.len, h.md5))
 }
 
 /// A file that appears under its final name only when complete.
@@ -132,17 +117,12 @@ fn pump(
 pub struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
-    writer: Option<Sink>,
-}
-
-enum Sink {
-    Plain(File),
-    Gzip(Box<GzEncoder<File>>),
+    file: Option<File>,
 }
 
 impl AtomicFile {
-    /// Starts a file that will be named `dest`; gzip-compressed if `gzip`.
-    pub fn create(dest: impl AsRef<Path>, gzip: bool) -> Result<Self> {
+    /// Starts a file that will be named `dest`.
+    pub fn create(dest: impl AsRef<Path>) -> Result<Self> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dest = dest.as_ref().to_path_buf();
         let mut tmp = dest.clone().into_os_string();
@@ -156,71 +136,57 @@ impl AtomicFile {
             .create_new(true)
             .open(&tmp)
             .at(&tmp)?;
-        Self::with_file(dest, PathBuf::from(tmp), file, gzip)
+        Ok(Self::with_file(dest, PathBuf::from(tmp), file))
     }
 
-    /// Starts an uncompressed file that will be named `dest`, written under
+    /// Starts a file that will be named `dest`, written under
     /// the given temporary name (truncated if it exists), as repozo writes
     /// a recovered Data.fs to `<output>.part`.
     pub fn create_at(dest: impl AsRef<Path>, tmp: impl AsRef<Path>) -> Result<Self> {
         let tmp = tmp.as_ref().to_path_buf();
         let file = File::create(&tmp).at(&tmp)?;
-        Self::with_file(dest.as_ref().to_path_buf(), tmp, file, false)
+        Ok(Self::with_file(dest.as_ref().to_path_buf(), tmp, file))
     }
 
-    fn with_file(dest: PathBuf, tmp: PathBuf, file: File, gzip: bool) -> Result<Self> {
-        let writer = if gzip {
-            Sink::Gzip(Box::new(GzEncoder::new(file, Compression::new(GZIP_LEVEL))))
-        } else {
-            Sink::Plain(file)
-        };
-        Ok(AtomicFile {
+    fn with_file(dest: PathBuf, tmp: PathBuf, file: File) -> Self {
+        AtomicFile {
             tmp,
             dest,
-            writer: Some(writer),
-        })
+            file: Some(file),
+        }
     }
 
-    /// Finishes the file: gzip trailer, fsync, rename, directory fsync.
+    /// Finishes the file: fsync, rename, directory fsync.
     pub fn commit(mut self) -> Result<()> {
-        let file = match self.writer.take().expect("not yet committed") {
-            Sink::Plain(f) => f,
-            Sink::Gzip(g) => g.finish().at(&self.tmp)?,
-        };
+        let file = self.file.take().expect("not yet committed");
         file.sync_all().at(&self.tmp)?;
         drop(file);
         fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
         sync_dir(&self.dest)
     }
+
+    fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("not yet committed")
+    }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.writer.as_mut().expect("not yet committed") {
-            Sink::Plain(f) => f.write(buf),
-            Sink::Gzip(g) => g.write(buf),
-        }
+        self.file().write(buf)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self.writer.as_mut().expect("not yet committed") {
-            Sink::Plain(f) => f.write_all(buf),
-            Sink::Gzip(g) => g.write_all(buf),
-        }
+        self.file().write_all(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.writer.as_mut().expect("not yet committed") {
-            Sink::Plain(f) => f.flush(),
-            Sink::Gzip(g) => g.flush(),
-        }
+        self.file().flush()
     }
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.writer.is_some() {
-            self.writer = None;
+        if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -261,7 +227,7 @@ mod tests {
     fn an_uncommitted_atomic_file_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("x.fs");
-        let mut f = AtomicFile::create(&dest, false).unwrap();
+        let mut f = AtomicFile::create(&dest).unwrap();
         f.write_all(b"abc").unwrap();
         drop(f);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -271,11 +237,14 @@ mod tests {
     fn a_gzip_atomic_file_reads_back_through_open_data_file() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("x.fsz");
-        let mut f = AtomicFile::create(&dest, true).unwrap();
-        f.write_all(b"hello").unwrap();
+        let mut f = AtomicFile::create(&dest).unwrap();
+        let mut gz = ParallelGzip::new(&mut f);
+        gz.write_chunk(b"hel").unwrap();
+        gz.write_chunk(b"lo").unwrap();
+        gz.finish().unwrap();
         f.commit().unwrap();
         let mut r = open_data_file(dest.to_str().unwrap()).unwrap();
-        let (n, sum) = copy_hashed(&mut r, None, None, "x", "y").unwrap();
+        let (n, sum) = copy_hashed(&mut r, None, "x", "y").unwrap();
         assert_eq!(n, 5);
         assert_eq!(sum, "5d41402abc4b2a76b9719d911017c592");
     }

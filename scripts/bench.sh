@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bench.sh -- benchmark our repozo against ZODB 6.4's repozo.
+#
+# Usage:   bash scripts/bench.sh [SIZE_MB] [bench.py options...]
+#
+#   SIZE_MB   size of the generated Data.fs in MB (default 512; the targets
+#             are stated for 512 and 2048)
+#
+# Provisions the venv (scripts/setup-venv.sh), builds the release binary,
+# then runs bench/bench.py with the venv's python.  The Data.fs is generated
+# through ZODB once per size and cached in target/bench-cache/size-<N>mb.
+# Extra options go to bench.py, e.g.
+#
+#   bash scripts/bench.sh 2048 --markdown
+#   bash scripts/bench.sh 256 --runs 1 --ops full,incr-q-cron
+#
+# (see `.venv/bin/python bench/bench.py --help`).  Progress goes to stderr,
+# the result table to stdout.
+#
+# Environment: REPOZO_VENV as for scripts/setup-venv.sh.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+SIZE_MB=512
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+    SIZE_MB="$1"
+    shift
+fi
+case "$SIZE_MB" in
+    ''|*[!0-9]*) echo "bench.sh: SIZE_MB must be a number, got '$SIZE_MB'" >&2
+                 exit 2 ;;
+esac
+
+# Same venv location rule as scripts/setup-venv.sh.
+VENV="${REPOZO_VENV:-$ROOT/.venv}"
+case "$VENV" in
+    /*) ;;
+    *) VENV="$ROOT/$VENV" ;;
+esac
+
+bash "$ROOT/scripts/setup-venv.sh"
+(cd "$ROOT" && cargo build --release)
+exec "$VENV/bin/python" "$ROOT/bench/bench.py" --size-mb "$SIZE_MB" "$@"

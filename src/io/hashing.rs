@@ -1,0 +1,145 @@
+//! The one copy loop: read chunks, hand each to a sink, md5 them on a
+//! second thread.
+//!
+//! md5 is inherently sequential and is the most expensive thing repozo does
+//! per byte, so it runs on its own thread while the calling thread reads and
+//! writes; the two overlap chunk by chunk. A small fixed pool of buffers
+//! bounds memory (`POOL` × [`CHUNK`]).
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use md5::{Digest, Md5};
+
+use super::{CHUNK, hex};
+use crate::error::Result;
+
+/// Buffers in flight between the reading and the hashing thread.
+const POOL: usize = 4;
+
+/// What one streaming pass produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    /// Bytes streamed.
+    pub len: u64,
+    /// md5 hex of all of them.
+    pub md5: String,
+    /// md5 hex of the first `m` bytes for each requested mark `m` that was
+    /// reached, in order.
+    pub at_marks: Vec<String>,
+}
+
+enum Msg {
+    Data(Vec<u8>, usize),
+    Mark,
+}
+
+/// Streams bytes from `fill` to `sink`, hashing them on a helper thread.
+///
+/// `fill(buf)` writes up to `buf.len()` bytes into `buf` and returns how
+/// many; 0 means the end. `sink` receives every chunk in order. `marks` are
+/// ascending byte offsets at which the md5 so far is also recorded (a chunk
+/// never spans a mark). Returns as soon as `fill` or `sink` fails.
+pub fn stream(
+    fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    marks: &[u64],
+) -> Result<Hashed> {
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(POOL);
+    for _ in 0..POOL {
+        free_tx.send(vec![0u8; CHUNK]).expect("pool has room");
+    }
+    let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || hash_worker(work_rx, free_tx));
+        let result = feed(fill, sink, marks, &free_rx, &work_tx);
+        drop(work_tx);
+        let (md5, at_marks) = hasher.join().expect("the md5 thread does not panic");
+        result.map(|len| Hashed { len, md5, at_marks })
+    })
+}
+
+fn feed(
+    fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    marks: &[u64],
+    free_rx: &Receiver<Vec<u8>>,
+    work_tx: &SyncSender<Msg>,
+) -> Result<u64> {
+    let mut done = 0u64;
+    let mut marks = marks.iter().copied().peekable();
+    loop {
+        while marks.next_if(|&m| m <= done).is_some() {
+            let _ = work_tx.send(Msg::Mark);
+        }
+        let want = match marks.peek() {
+            Some(&m) => (m - done).min(CHUNK as u64) as usize,
+            None => CHUNK,
+        };
+        let mut buf = free_rx.recv().expect("the md5 thread returns buffers");
+        let n = fill(&mut buf[..want])?;
+        if n == 0 {
+            return Ok(done);
+        }
+        sink(&buf[..n])?;
+        done += n as u64;
+        if work_tx.send(Msg::Data(buf, n)).is_err() {
+            unreachable!("the md5 thread lives until the sender is dropped");
+        }
+    }
+}
+
+fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Vec<u8>>) -> (String, Vec<String>) {
+    let mut hasher = Md5::new();
+    let mut marks = Vec::new();
+    for msg in work_rx {
+        match msg {
+            Msg::Data(buf, n) => {
+                hasher.update(&buf[..n]);
+                let _ = free_tx.send(buf);
+            }
+            Msg::Mark => marks.push(hex(&hasher.clone().finalize())),
+        }
+    }
+    (hex(&hasher.finalize()), marks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md5_of(b: &[u8]) -> String {
+        hex(&Md5::digest(b))
+    }
+
+    #[test]
+    fn streaming_gives_the_md5_of_everything_and_at_each_mark() {
+        let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i * 7 % 251) as u8).collect();
+        let mut at = 0;
+        let mut out = Vec::new();
+        let h = stream(
+            &mut |buf| {
+                let n = buf.len().min(data.len() - at);
+                buf[..n].copy_from_slice(&data[at..at + n]);
+                at += n;
+                Ok(n)
+            },
+            &mut |c| {
+                out.extend_from_slice(c);
+                Ok(())
+            },
+            &[0, 1000, CHUNK as u64 + 5, 10 * CHUNK as u64],
+        )
+        .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(h.len, data.len() as u64);
+        assert_eq!(h.md5, md5_of(&data));
+        assert_eq!(
+            h.at_marks,
+            vec![
+                md5_of(b""),
+                md5_of(&data[..1000]),
+                md5_of(&data[..CHUNK + 5])
+            ]
+        );
+    }
+}

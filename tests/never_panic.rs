@@ -1,0 +1,867 @@
+//! The readers of untrusted input never panic.
+//!
+//! A Data.fs, its `.index`, a `.dat` line and a command line all come from
+//! outside the program: a damaged disk, a half-copied file, an operator's
+//! typo. Each reader must answer `Ok` or a clean `Err` for every input,
+//! never unwind. These properties feed them arbitrary bytes, synthetic
+//! FileStorages, and mutations of the real ZODB-written fixtures in
+//! `tests/data`, and check the few invariants that hold whatever the input.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use proptest::sample::{Index as Pick, select};
+
+use repozo::cli::getopt::getopt;
+use repozo::cli::{LONG_OPTS, SHORT_OPTS};
+use repozo::fs::{Committed, committed};
+use repozo::index::{self, Index, MAX_POS};
+use repozo::repo::DatEntry;
+use repozo::{Error, Event, Report};
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A [`Report`] that renders every event, so that the `Display` of the
+/// warnings a damaged file provokes is exercised too.
+#[derive(Default)]
+struct Rendering {
+    warnings: Cell<usize>,
+}
+
+impl Report for Rendering {
+    fn event(&self, event: &Event) {
+        let text = event.to_string();
+        assert!(!text.is_empty(), "an event rendered as nothing: {event:?}");
+        if event.is_warning() {
+            self.warnings.set(self.warnings.get() + 1);
+        }
+    }
+}
+
+const FIXTURES: [&str; 3] = ["small.fs", "undo.fs", "packed.fs"];
+
+/// The bytes of a fixture written by real ZODB, read once.
+fn fixture(name: &str) -> &'static [u8] {
+    static SMALL: OnceLock<Vec<u8>> = OnceLock::new();
+    static UNDO: OnceLock<Vec<u8>> = OnceLock::new();
+    static PACKED: OnceLock<Vec<u8>> = OnceLock::new();
+    let read = |p: &str| std::fs::read(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    match name {
+        "small.fs" => {
+            SMALL.get_or_init(|| read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/small.fs")))
+        }
+        "undo.fs" => {
+            UNDO.get_or_init(|| read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/undo.fs")))
+        }
+        "packed.fs" => PACKED
+            .get_or_init(|| read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/packed.fs"))),
+        other => panic!("no fixture {other}"),
+    }
+}
+
+/// The `.index` ZODB itself wrote for `small.fs`.
+fn small_index_by_zodb() -> &'static [u8] {
+    static IX: OnceLock<Vec<u8>> = OnceLock::new();
+    IX.get_or_init(|| {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/small.fs.index"
+        ))
+        .expect("small.fs.index")
+    })
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn be16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_be_bytes(b[at..at + 2].try_into().unwrap()))
+}
+
+/// Layout of a healthy FileStorage, walked independently of the crate's
+/// reader: transaction boundaries (4, then the end of each transaction)
+/// and the offsets of the integer fields worth overwriting.
+struct Layout {
+    boundaries: Vec<u64>,
+    fields: Vec<usize>,
+}
+
+fn layout(b: &[u8]) -> Layout {
+    let mut boundaries = vec![4u64];
+    let mut fields = Vec::new();
+    let mut pos = 4usize;
+    while pos + 23 <= b.len() {
+        let tlen = be64(b, pos + 8) as usize;
+        let hlen = 23 + (be16(b, pos + 17) + be16(b, pos + 19) + be16(b, pos + 21)) as usize;
+        // tid, tlen, status + string lengths, the redundant length.
+        fields.extend([pos, pos + 8, pos + 16, pos + tlen]);
+        let mut rec = pos + hlen;
+        while rec < pos + tlen {
+            // oid, serial, prev, tloc, vlen + plen, plen.
+            fields.extend([rec, rec + 8, rec + 16, rec + 24, rec + 32, rec + 34]);
+            let plen = be64(b, rec + 34) as usize;
+            rec += 42 + if plen == 0 { 8 } else { plen };
+        }
+        pos += tlen + 8;
+        boundaries.push(pos as u64);
+    }
+    Layout { boundaries, fields }
+}
+
+fn layout_of(name: &str) -> &'static Layout {
+    static LAYOUTS: OnceLock<Vec<Layout>> = OnceLock::new();
+    let all = LAYOUTS.get_or_init(|| FIXTURES.iter().map(|n| layout(fixture(n))).collect());
+    &all[FIXTURES.iter().position(|n| *n == name).unwrap()]
+}
+
+/// Writes `data` as `Data.fs` (and `index` as `Data.fs.index`) in a fresh
+/// directory and opens its committed state. The directory lives as long as
+/// the returned guard.
+fn open(data: &[u8], index: Option<&[u8]>) -> (tempfile::TempDir, u64, repozo::Result<Committed>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("Data.fs");
+    std::fs::write(&path, data).unwrap();
+    if let Some(ix) = index {
+        std::fs::write(dir.path().join("Data.fs.index"), ix).unwrap();
+    }
+    let file = File::open(&path).unwrap();
+    let size = file.metadata().unwrap().len();
+    let result = committed(&path, &file, size, &Rendering::default());
+    (dir, size, result)
+}
+
+/// What every answer of `committed` must satisfy: a position in
+/// `[4, max(size, 4)]`, or a format error naming the file and an offset
+/// inside it. An I/O error is not clean here: the file is readable.
+fn check_clean(path_dir: &Path, size: u64, result: &repozo::Result<Committed>) {
+    match result {
+        Ok(c) => {
+            assert!(c.pos >= 4, "pos {} below the magic", c.pos);
+            assert!(c.pos <= size.max(4), "pos {} past the end ({size})", c.pos);
+        }
+        Err(Error::Format(f)) => {
+            assert!(
+                f.pos <= size,
+                "error offset {} past the end ({size})",
+                f.pos
+            );
+            assert!(Path::new(&f.path).starts_with(path_dir), "{}", f.path);
+            assert!(!f.what.is_empty());
+            let _ = result.as_ref().unwrap_err().to_string();
+        }
+        Err(other) => panic!("not a clean format error: {other:?}"),
+    }
+}
+
+fn committed_pos(result: &repozo::Result<Committed>) -> u64 {
+    match result {
+        Ok(c) => c.pos,
+        Err(e) => panic!("expected the committed state, got {e}"),
+    }
+}
+
+/// A valid `.index` for each fixture: ZODB's own for `small.fs`, ours
+/// (from a full scan) for the others.
+fn valid_index(name: &str) -> Vec<u8> {
+    if name == "small.fs" {
+        return small_index_by_zodb().to_vec();
+    }
+    let (_dir, _, result) = open(fixture(name), None);
+    let c = result.expect("fixture opens");
+    index::save(c.pos, &c.index)
+}
+
+// ---------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------
+
+/// Arbitrary bytes; half of them start with the FileStorage magic so that
+/// the scan gets past the first check.
+fn arbitrary_data_fs() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..4096),
+        prop::collection::vec(any::<u8>(), 0..4092).prop_map(|rest| {
+            let mut v = b"FS30".to_vec();
+            v.extend(rest);
+            v
+        }),
+    ]
+}
+
+/// Integers that sit on the edges a length or offset check cares about.
+fn edgy_u64(size: u64) -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        Just(0u64),
+        Just(u64::MAX),
+        Just(u64::MAX - 7),
+        Just(i64::MAX as u64),
+        Just(MAX_POS),
+        Just(MAX_POS + 1),
+        0..64u64,
+        size.saturating_sub(64)..size + 64,
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct SynthRecord {
+    oid: u64,
+    /// 0 means a backpointer record.
+    plen: u16,
+    vlen: u16,
+    tloc_delta: i8,
+}
+
+#[derive(Debug, Clone)]
+struct SynthTxn {
+    tid: u64,
+    status: u8,
+    strings: (u8, u8, u8),
+    records: Vec<SynthRecord>,
+    tlen_delta: i8,
+    trailer_delta: i8,
+}
+
+fn mostly_zero_i8() -> impl Strategy<Value = i8> {
+    prop_oneof![9 => Just(0i8), 1 => any::<i8>()]
+}
+
+fn synth_txn() -> impl Strategy<Value = SynthTxn> {
+    let record = (
+        prop_oneof![0..8u64, any::<u64>()],
+        prop_oneof![Just(0u16), 1..48u16],
+        prop_oneof![9 => Just(0u16), 1 => any::<u16>()],
+        mostly_zero_i8(),
+    )
+        .prop_map(|(oid, plen, vlen, tloc_delta)| SynthRecord {
+            oid,
+            plen,
+            vlen,
+            tloc_delta,
+        });
+    (
+        prop_oneof![9 => 1..u64::MAX, 1 => Just(u64::MAX)],
+        prop_oneof![
+            4 => Just(b' '),
+            2 => Just(b'p'),
+            2 => Just(b'u'),
+            1 => Just(b'c'),
+            1 => any::<u8>()
+        ],
+        (0..6u8, 0..6u8, 0..6u8),
+        prop::collection::vec(record, 0..5),
+        mostly_zero_i8(),
+        mostly_zero_i8(),
+    )
+        .prop_map(
+            |(tid, status, strings, records, tlen_delta, trailer_delta)| SynthTxn {
+                tid,
+                status,
+                strings,
+                records,
+                tlen_delta,
+                trailer_delta,
+            },
+        )
+}
+
+/// A FileStorage built from `txns`, then `garbage` appended.
+fn build(txns: &[SynthTxn], garbage: &[u8]) -> Vec<u8> {
+    let mut out = b"FS30".to_vec();
+    for t in txns {
+        let pos = out.len() as u64;
+        let (u, d, e) = t.strings;
+        let hlen = 23 + u64::from(u) + u64::from(d) + u64::from(e);
+        let body: u64 = t
+            .records
+            .iter()
+            .map(|r| 42 + if r.plen == 0 { 8 } else { u64::from(r.plen) })
+            .sum();
+        let tlen = hlen + body;
+        out.extend(t.tid.to_be_bytes());
+        out.extend(tlen.wrapping_add_signed(t.tlen_delta.into()).to_be_bytes());
+        out.push(t.status);
+        for len in [u, d, e] {
+            out.extend(u16::from(len).to_be_bytes());
+        }
+        out.extend(std::iter::repeat_n(b'x', usize::from(u + d + e)));
+        for r in &t.records {
+            out.extend(r.oid.to_be_bytes());
+            out.extend(t.tid.to_be_bytes());
+            out.extend(0u64.to_be_bytes());
+            out.extend(pos.wrapping_add_signed(r.tloc_delta.into()).to_be_bytes());
+            out.extend(r.vlen.to_be_bytes());
+            out.extend(u64::from(r.plen).to_be_bytes());
+            if r.plen == 0 {
+                out.extend(0u64.to_be_bytes());
+            } else {
+                out.extend(std::iter::repeat_n(b'p', usize::from(r.plen)));
+            }
+        }
+        out.extend(
+            tlen.wrapping_add_signed(t.trailer_delta.into())
+                .to_be_bytes(),
+        );
+    }
+    out.extend_from_slice(garbage);
+    out
+}
+
+/// True if ZODB would read every transaction of `txns` as a whole.
+fn all_readable(txns: &[SynthTxn]) -> bool {
+    txns.iter().all(|t| {
+        t.tlen_delta == 0
+            && t.trailer_delta == 0
+            && t.status != b'c'
+            && t.tid != u64::MAX
+            && t.records.iter().all(|r| r.vlen == 0 && r.tloc_delta == 0)
+    })
+}
+
+/// Byte flips, as (where, which bits).
+fn flips() -> impl Strategy<Value = Vec<(Pick, u8)>> {
+    prop::collection::vec((any::<Pick>(), 1..=255u8), 1..8)
+}
+
+fn apply_flips(bytes: &mut [u8], flips: &[(Pick, u8)]) {
+    if bytes.is_empty() {
+        return;
+    }
+    for (at, mask) in flips {
+        let i = at.index(bytes.len());
+        bytes[i] ^= mask;
+    }
+}
+
+/// Tokens a repozo command line is made of, including malformed ones.
+fn token() -> impl Strategy<Value = String> {
+    let plausible = select(vec![
+        "-B",
+        "-R",
+        "-V",
+        "-Q",
+        "-F",
+        "-z",
+        "-k",
+        "-v",
+        "-h",
+        "-w",
+        "-r",
+        "-f",
+        "-D",
+        "-o",
+        "-BQ",
+        "-BQrx",
+        "-Bz",
+        "-Rw",
+        "-rdir",
+        "-x",
+        "-:",
+        "-é",
+        "-",
+        "--",
+        "---",
+        "--rep",
+        "--rep=dir",
+        "--repository",
+        "--repository=",
+        "--ver",
+        "--verify",
+        "--verbose",
+        "--f",
+        "--fi",
+        "--full",
+        "--full=1",
+        "--file=Data.fs",
+        "--date",
+        "--date=",
+        "--date=2026-11-26",
+        "--quick",
+        "--q",
+        "--=",
+        "--=x",
+        "--é",
+        "--help=",
+        "x",
+        "Data.fs",
+        "repo dir",
+        "",
+        "=",
+        "2026-11-26-03",
+    ])
+    .prop_map(str::to_string);
+    prop_oneof![8 => plausible, 1 => any::<String>(), 1 => "-{1,2}[BQrx:=é]{0,4}"]
+}
+
+// ---------------------------------------------------------------------------
+// The fixtures themselves (sanity of the helpers)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_fixture_is_committed_up_to_its_last_byte() {
+    for name in FIXTURES {
+        let data = fixture(name);
+        let l = layout_of(name);
+        assert_eq!(*l.boundaries.last().unwrap(), data.len() as u64, "{name}");
+        let (_dir, size, result) = open(data, None);
+        assert_eq!(committed_pos(&result), size, "{name}");
+    }
+}
+
+#[test]
+fn the_valid_companion_indexes_are_used_and_agree_with_a_full_scan() {
+    for name in FIXTURES {
+        let (_dir, size, result) = open(fixture(name), Some(&valid_index(name)));
+        let c = result.expect("opens");
+        assert!(c.used_index, "{name}: the valid index was ignored");
+        assert_eq!(c.pos, size, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Data.fs
+// ---------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_as_a_data_fs_give_a_position_or_a_clean_error(
+        data in arbitrary_data_fs(),
+    ) {
+        let (dir, size, result) = open(&data, None);
+        check_clean(dir.path(), size, &result);
+    }
+
+    #[test]
+    fn a_synthetic_data_fs_is_read_to_its_end_when_every_transaction_is_whole(
+        txns in prop::collection::vec(synth_txn(), 0..8),
+        garbage in prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec(any::<u8>(), 1..64)],
+    ) {
+        let data = build(&txns, &garbage);
+        let (dir, size, result) = open(&data, None);
+        check_clean(dir.path(), size, &result);
+        if all_readable(&txns) && garbage.is_empty() {
+            let c = result.expect("a well-formed file opens");
+            prop_assert_eq!(c.pos, size);
+            let oids: BTreeSet<u64> = txns
+                .iter()
+                .filter(|t| t.status != b'u')
+                .flat_map(|t| t.records.iter().map(|r| r.oid))
+                .collect();
+            prop_assert_eq!(c.index.len(), oids.len());
+        }
+    }
+
+    #[test]
+    fn a_fixture_with_flipped_bytes_gives_a_position_within_it_or_a_clean_error(
+        name in select(FIXTURES.to_vec()),
+        flips in flips(),
+    ) {
+        let mut data = fixture(name).to_vec();
+        apply_flips(&mut data, &flips);
+        let (dir, size, result) = open(&data, None);
+        check_clean(dir.path(), size, &result);
+    }
+
+    #[test]
+    fn a_truncated_fixture_is_committed_up_to_the_last_whole_transaction(
+        name in select(FIXTURES.to_vec()),
+        cut in any::<Pick>(),
+    ) {
+        let full = fixture(name);
+        let len = cut.index(full.len() + 1);
+        let (dir, size, result) = open(&full[..len], None);
+        check_clean(dir.path(), size, &result);
+        if len == 0 {
+            prop_assert_eq!(committed_pos(&result), 4);
+        } else if len < 4 {
+            prop_assert!(result.is_err(), "a {}-byte file has no magic", len);
+        } else {
+            let want = layout_of(name)
+                .boundaries
+                .iter()
+                .copied()
+                .filter(|b| *b <= len as u64)
+                .max()
+                .unwrap();
+            prop_assert_eq!(committed_pos(&result), want);
+        }
+    }
+
+    #[test]
+    fn a_fixture_with_bytes_appended_never_loses_its_committed_transactions(
+        name in select(FIXTURES.to_vec()),
+        tail in prop::collection::vec(any::<u8>(), 1..512),
+    ) {
+        let mut data = fixture(name).to_vec();
+        let before = data.len() as u64;
+        data.extend(tail);
+        let (dir, size, result) = open(&data, None);
+        check_clean(dir.path(), size, &result);
+        if let Ok(c) = &result {
+            prop_assert!(c.pos >= before, "pos {} < {}", c.pos, before);
+        }
+    }
+
+    #[test]
+    fn a_fixture_with_header_integers_overwritten_gives_a_position_or_a_clean_error(
+        name in select(FIXTURES.to_vec()),
+        writes in prop::collection::vec((any::<Pick>(), edgy_u64(20_000)), 1..4),
+    ) {
+        let mut data = fixture(name).to_vec();
+        let fields = &layout_of(name).fields;
+        for (field, value) in &writes {
+            let at = fields[field.index(fields.len())].min(data.len() - 8);
+            data[at..at + 8].copy_from_slice(&value.to_be_bytes());
+        }
+        let (dir, size, result) = open(&data, None);
+        check_clean(dir.path(), size, &result);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Data.fs.index next to a Data.fs
+// ---------------------------------------------------------------------------
+
+/// Bytes put in `Data.fs.index`: noise, or a valid index damaged.
+#[derive(Debug, Clone)]
+enum IndexFile {
+    Noise(Vec<u8>),
+    Flipped(Vec<(Pick, u8)>),
+    Truncated(Pick),
+    /// The right entries, claimed valid at another position.
+    Moved(u64),
+    /// Another fixture's valid index.
+    Foreign(&'static str),
+    /// Random entries at the fixture's true end.
+    Random(Vec<(u64, u64)>),
+}
+
+fn index_file() -> impl Strategy<Value = IndexFile> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..512).prop_map(IndexFile::Noise),
+        flips().prop_map(IndexFile::Flipped),
+        any::<Pick>().prop_map(IndexFile::Truncated),
+        edgy_u64(20_000).prop_map(IndexFile::Moved),
+        select(FIXTURES.to_vec()).prop_map(IndexFile::Foreign),
+        prop::collection::vec((0..64u64, 0..20_000u64), 0..16).prop_map(IndexFile::Random),
+    ]
+}
+
+fn index_bytes(name: &str, kind: &IndexFile) -> Vec<u8> {
+    let valid = valid_index(name);
+    match kind {
+        IndexFile::Noise(b) => b.clone(),
+        IndexFile::Flipped(f) => {
+            let mut b = valid;
+            apply_flips(&mut b, f);
+            b
+        }
+        IndexFile::Truncated(cut) => valid[..cut.index(valid.len())].to_vec(),
+        IndexFile::Moved(pos) => {
+            let (_, ix) = index::load(&valid, "valid").unwrap();
+            index::save(*pos, &ix)
+        }
+        IndexFile::Foreign(other) => valid_index(other),
+        IndexFile::Random(entries) => {
+            let mut ix = Index::new();
+            for (oid, pos) in entries {
+                ix.insert(*oid, *pos);
+            }
+            index::save(fixture(name).len() as u64, &ix)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_damaged_index_never_changes_the_committed_position_of_a_healthy_data_fs(
+        name in select(FIXTURES.to_vec()),
+        kind in index_file(),
+    ) {
+        let data = fixture(name);
+        let ix = index_bytes(name, &kind);
+        let (dir, size, with_index) = open(data, Some(&ix));
+        check_clean(dir.path(), size, &with_index);
+        prop_assert_eq!(committed_pos(&with_index), data.len() as u64);
+    }
+
+    #[test]
+    fn any_index_next_to_a_damaged_data_fs_gives_a_position_or_a_clean_error(
+        name in select(FIXTURES.to_vec()),
+        kind in index_file(),
+        flips in flips(),
+    ) {
+        let mut data = fixture(name).to_vec();
+        apply_flips(&mut data, &flips);
+        let ix = index_bytes(name, &kind);
+        let (dir, size, result) = open(&data, Some(&ix));
+        check_clean(dir.path(), size, &result);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// index::load / save
+// ---------------------------------------------------------------------------
+
+fn oid() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        0..1000u64,
+        // A few prefixes, so buckets hold many entries.
+        (0..4u64, any::<u16>()).prop_map(|(p, s)| p << 16 | u64::from(s)),
+    ]
+}
+
+/// Opcodes (with plausible arguments) of the pickles an index holds, and of
+/// the old dict format, in any order; the stack-shaping ones (pushes, MARK,
+/// TUPLE*) weighted up so that their interplay is explored.
+fn pickle_soup() -> impl Strategy<Value = Vec<u8>> {
+    fn ops(v: Vec<&'static [u8]>) -> impl Strategy<Value = Vec<u8>> {
+        select(v).prop_map(<[u8]>::to_vec)
+    }
+    let push = ops(vec![
+        b"K\x07",
+        b"M\x00\x01",
+        b"J\xff\xff\xff\xff",
+        b"\x8a\x01\x80",
+        b"\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01",
+        b"\x8b\x02\x00\x00\x00\x01\x00",
+        b"I42\n",
+        b"L-1L\n",
+        b"I00\n",
+        b"C\x06\x00\x00\x00\x00\x00\x00",
+        b"C\x08\x00\x01\x00\x00\x00\x00\x00\x64",
+        b"U\x02ab",
+        b"B\x02\x00\x00\x00ab",
+        b"\x8e\x01\x00\x00\x00\x00\x00\x00\x00z",
+        b")",
+        b"N",
+        b"}",
+    ]);
+    let shape = prop_oneof![
+        4 => ops(vec![b"(", b"t"]),
+        1 => ops(vec![b"\x85"]),
+        2 => ops(vec![b"\x86", b"\x87"]),
+    ];
+    let other = ops(vec![
+        b"\x80\x03",
+        b"\x80\x02",
+        b"q\x01",
+        b"r\x00\x00\x00\x00",
+        b"\x94",
+        b"\x95\x00\x00\x00\x00\x00\x00\x00\x00",
+        b".",
+    ]);
+    let op = prop_oneof![
+        8 => push,
+        7 => shape,
+        2 => other,
+        1 => any::<u8>().prop_map(|b| vec![b]),
+    ];
+    prop::collection::vec(op, 0..40).prop_map(|ops| ops.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn loading_arbitrary_bytes_as_an_index_gives_an_index_or_a_clean_error(
+        data in prop::collection::vec(any::<u8>(), 0..4096),
+    ) {
+        if let Err(e) = index::load(&data, "Data.fs.index") {
+            prop_assert!(e.to_string().starts_with("Data.fs.index: "), "{}", e);
+        }
+    }
+
+    #[test]
+    fn loading_a_damaged_valid_index_gives_an_index_or_a_clean_error(
+        name in select(FIXTURES.to_vec()),
+        kind in index_file(),
+    ) {
+        let data = index_bytes(name, &kind);
+        if let Err(e) = index::load(&data, "Data.fs.index") {
+            prop_assert!(e.to_string().starts_with("Data.fs.index: "), "{}", e);
+        }
+    }
+
+    #[test]
+    fn a_saved_index_loads_back_unchanged(
+        pos in prop_oneof![any::<u64>(), 0..70_000u64, Just(u64::MAX)],
+        entries in prop::collection::vec((oid(), 0..=MAX_POS), 0..200),
+    ) {
+        let mut ix = Index::new();
+        for (oid, at) in &entries {
+            ix.insert(*oid, *at);
+        }
+        let (back_pos, back) = index::load(&index::save(pos, &ix), "x.index").unwrap();
+        prop_assert_eq!(back_pos, pos);
+        prop_assert_eq!(back, ix);
+    }
+}
+
+proptest! {
+    // Ignored until src/index/pickle.rs stops panicking on a MARK that a
+    // TUPLE1/2/3 popped past (see the regression tests below). Cases are
+    // cheap (a few dozen opcodes) and the stack shapes that matter are rare
+    // (under 1% of cases), hence the higher count. The known failure is
+    // pinned by the regression tests, so no regression file is written.
+    #![proptest_config(ProptestConfig {
+        cases: 4096,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn loading_any_sequence_of_pickle_opcodes_gives_an_index_or_a_clean_error(
+        data in pickle_soup(),
+    ) {
+        if let Err(e) = index::load(&data, "Data.fs.index") {
+            prop_assert!(e.to_string().starts_with("Data.fs.index: "), "{}", e);
+        }
+    }
+}
+
+/// Minimal input: two ints, MARK, TUPLE2 (pops both, below the mark),
+/// TUPLE (splits the stack at the mark, which is now past its end).
+const MARK_BELOW_STACK: &[u8] = b"K\x00K\x00(\x86t";
+
+#[test]
+fn an_index_whose_mark_was_popped_is_a_clean_error() {
+    assert!(index::load(MARK_BELOW_STACK, "x.index").is_err());
+}
+
+#[test]
+fn a_data_fs_next_to_an_index_whose_mark_was_popped_is_scanned_in_full() {
+    let data = fixture("small.fs");
+    let (_dir, size, result) = open(data, Some(MARK_BELOW_STACK));
+    assert_eq!(committed_pos(&result), size);
+}
+
+// ---------------------------------------------------------------------------
+// .dat lines
+// ---------------------------------------------------------------------------
+
+/// A file name as repozo records it: no whitespace at either end, possibly
+/// spaces or tabs inside.
+fn dat_file_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[^\\s]",
+        "[^\\s]([^\\s]|[ \t]){0,30}[^\\s]",
+        "[A-Za-z0-9_./-]{1,12}( [A-Za-z0-9_./-]{1,12}){0,3}",
+    ]
+}
+
+fn dat_entry() -> impl Strategy<Value = DatEntry> {
+    (
+        dat_file_name(),
+        any::<u64>(),
+        any::<u64>(),
+        prop_oneof!["[0-9a-f]{32}", "[^\\s]{1,40}"],
+    )
+        .prop_map(|(file, a, b, md5)| DatEntry {
+            file,
+            start: a.min(b),
+            end: a.max(b),
+            md5,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn parsing_any_dat_line_gives_an_entry_or_a_clean_error(
+        line in prop_oneof![
+            any::<String>(),
+            "[ -~\t\r\n]{0,80}",
+            "[ a-z/.]{0,12}[ \t]{1,2}[-+0-9]{0,21}[ \t]{1,2}[-+0-9]{0,21}[ \t]{1,2}[0-9a-f]{0,32}[\r\n]{0,2}",
+        ],
+        lineno in 1..10_000usize,
+    ) {
+        match DatEntry::parse(&line, "r/x.dat", lineno) {
+            Ok(e) => {
+                prop_assert!(e.start <= e.end);
+                prop_assert!(!e.file.is_empty() && e.file.trim() == e.file);
+                prop_assert!(!e.md5.is_empty() && !e.md5.contains(char::is_whitespace));
+                // What we would write back reads as the same entry.
+                let again = DatEntry::parse(&e.to_line(), "r/x.dat", lineno).unwrap();
+                prop_assert_eq!(again, e);
+            }
+            Err(err) => {
+                let text = err.to_string();
+                let prefix = format!("r/x.dat: line {lineno}: ");
+                prop_assert!(text.starts_with(&prefix), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_dat_entry_reads_back_from_the_line_it_writes(entry in dat_entry()) {
+        let line = entry.to_line();
+        let back = DatEntry::parse(&line, "x.dat", 1).unwrap();
+        prop_assert_eq!(back, entry);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// getopt
+// ---------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn getopt_on_any_repozo_command_line_gives_options_or_an_error_message(
+        args in prop::collection::vec(token(), 0..8),
+    ) {
+        check_getopt(&args, SHORT_OPTS, LONG_OPTS)?;
+    }
+
+    #[test]
+    fn getopt_with_any_option_declarations_gives_options_or_an_error_message(
+        args in prop::collection::vec(token(), 0..8),
+        shortopts in "[BQrxé:]{0,8}",
+        longopts in prop::collection::vec(
+            select(vec!["rep", "repository=", "ver", "verify", "verbose", "", "=", "date=", "é"]),
+            0..5,
+        ),
+    ) {
+        check_getopt(&args, &shortopts, &longopts)?;
+    }
+}
+
+/// Whatever `getopt` accepts is declared, and the operands are the tail of
+/// the arguments; whatever it refuses, it says which option.
+fn check_getopt(args: &[String], shortopts: &str, longopts: &[&str]) -> Result<(), TestCaseError> {
+    match getopt(args, shortopts, longopts) {
+        Ok((opts, operands)) => {
+            prop_assert!(args.ends_with(&operands));
+            for o in &opts {
+                if let Some(long) = o.name.strip_prefix("--") {
+                    // An exact declaration without `=` wins, as in Python.
+                    let takes = !longopts.contains(&long)
+                        && longopts.contains(&format!("{long}=").as_str());
+                    prop_assert!(takes || longopts.contains(&long), "{:?}", o);
+                    prop_assert_eq!(o.value.is_some(), takes, "{:?}", o);
+                } else {
+                    let c = o.name.strip_prefix('-').unwrap();
+                    prop_assert_eq!(c.chars().count(), 1, "{:?}", o);
+                    prop_assert!(c != ":" && shortopts.contains(c), "{:?}", o);
+                }
+            }
+        }
+        Err(msg) => prop_assert!(msg.starts_with("option -"), "{}", msg),
+    }
+    Ok(())
+}
