@@ -4,9 +4,15 @@
 //! A `.fsz`/`.deltafsz` is a standard gzip file; Python's `gzip` module (and
 //! so ZODB's repozo), `gunzip` and zlib all read a file of several members
 //! as the concatenation of their contents. Cutting the input into
-//! [`CHUNK`]-sized members costs a few bytes per MiB and lets every core
-//! compress. Compression uses libdeflate, which at its low levels is both
-//! faster and tighter than zlib at level 9 on Data.fs pickles.
+//! [`CHUNK`](super::CHUNK)-sized members costs a few bytes per MiB and lets
+//! every core compress. Compression uses libdeflate, which at its low levels
+//! is both faster and tighter than zlib at level 9 on Data.fs pickles.
+//!
+//! Each member we write carries its own compressed size in a gzip extra
+//! field (subfield `RZ`, 4 bytes little-endian; RFC 1952 §2.3.1.1, the idea
+//! of BGZF's `BC`), which every gzip reader skips. [`GzipReader`] uses it to
+//! hand whole members to several threads; a file without it (written by
+//! ZODB's repozo or gzip) is read as one stream.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,13 +20,88 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use libdeflater::{CompressionLvl, Compressor};
+use libdeflater::{CompressionLvl, Compressor, Decompressor, crc32};
 
 /// libdeflate level used for `-z` (1–12). See the README's benchmark for
 /// speed and size against repozo's zlib level 9.
 pub const LEVEL: i32 = 3;
 
-type Job = (u64, Vec<u8>);
+/// Fixed part of a member header we write: magic, method, FLG=FEXTRA,
+/// MTIME=0, XFL=0, OS=255 (unknown), XLEN=8, then subfield `RZ` of length 4.
+const HEADER: [u8; 16] = [0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255, 8, 0, b'R', b'Z', 4, 0];
+/// Header plus the 4-byte member size.
+const HEADER_LEN: usize = HEADER.len() + 4;
+/// CRC-32 and ISIZE.
+const TRAILER_LEN: usize = 8;
+
+/// Worker threads (one per core) applying one function to numbered jobs;
+/// results come back tagged with their number, in any order.
+struct Pool<J, R> {
+    jobs: Option<Sender<(u64, J)>>,
+    results: Receiver<(u64, R)>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
+    /// Starts the workers; each keeps its own state made by `init`.
+    fn new<S: 'static>(init: fn() -> S, work: fn(&mut S, J) -> R) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (job_tx, job_rx) = channel::<(u64, J)>();
+        let (res_tx, res_rx) = channel();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = Arc::clone(&job_rx);
+                let tx = res_tx.clone();
+                std::thread::spawn(move || {
+                    let mut state = init();
+                    loop {
+                        let job = rx.lock().map(|rx| rx.recv());
+                        let Ok(Ok((seq, job))) = job else {
+                            return;
+                        };
+                        if tx.send((seq, work(&mut state, job))).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Pool {
+            jobs: Some(job_tx),
+            results: res_rx,
+            workers,
+        }
+    }
+
+    /// How many jobs may usefully be in flight.
+    fn max_in_flight(&self) -> u64 {
+        self.workers.len() as u64 + 2
+    }
+
+    fn submit(&self, seq: u64, job: J) -> std::io::Result<()> {
+        self.jobs
+            .as_ref()
+            .expect("running")
+            .send((seq, job))
+            .map_err(|_| std::io::Error::other("gzip worker stopped"))
+    }
+
+    fn recv(&self) -> std::io::Result<(u64, R)> {
+        self.results
+            .recv()
+            .map_err(|_| std::io::Error::other("gzip worker stopped"))
+    }
+}
+
+impl<J, R> Drop for Pool<J, R> {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
 
 /// A writer of gzip members, compressed on worker threads and written to
 /// `out` in order.
@@ -30,38 +111,21 @@ type Job = (u64, Vec<u8>);
 /// chunks.
 pub struct ParallelGzip<'w> {
     out: &'w mut dyn Write,
-    jobs: Option<Sender<Job>>,
-    results: Receiver<(u64, Vec<u8>)>,
-    workers: Vec<JoinHandle<()>>,
+    pool: Pool<Vec<u8>, Vec<u8>>,
     ready: BTreeMap<u64, Vec<u8>>,
     next: u64,
     written: u64,
-    max_in_flight: u64,
 }
 
 impl<'w> ParallelGzip<'w> {
     /// Starts a gzip stream into `out` with one worker per available core.
     pub fn new(out: &'w mut dyn Write) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (job_tx, job_rx) = channel::<Job>();
-        let (res_tx, res_rx) = channel();
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = Arc::clone(&job_rx);
-                let tx = res_tx.clone();
-                std::thread::spawn(move || compress_worker(&rx, &tx))
-            })
-            .collect();
         ParallelGzip {
             out,
-            jobs: Some(job_tx),
-            results: res_rx,
-            workers,
+            pool: Pool::new(|| Compressor::new(level()), |c, data| compress(c, &data)),
             ready: BTreeMap::new(),
             next: 0,
             written: 0,
-            max_in_flight: threads as u64 + 2,
         }
     }
 
@@ -70,12 +134,10 @@ impl<'w> ParallelGzip<'w> {
         if chunk.is_empty() {
             return Ok(());
         }
-        while self.next - self.written >= self.max_in_flight {
+        while self.next - self.written >= self.pool.max_in_flight() {
             self.wait_one()?;
         }
-        let jobs = self.jobs.as_ref().expect("not finished");
-        jobs.send((self.next, chunk.to_vec()))
-            .map_err(|_| std::io::Error::other("gzip worker stopped"))?;
+        self.pool.submit(self.next, chunk.to_vec())?;
         self.next += 1;
         Ok(())
     }
@@ -90,16 +152,12 @@ impl<'w> ParallelGzip<'w> {
         while self.written < self.next {
             self.wait_one()?;
         }
-        self.shutdown();
         Ok(())
     }
 
     /// Receives one finished member and writes all that are now in order.
     fn wait_one(&mut self) -> std::io::Result<()> {
-        let (seq, data) = self
-            .results
-            .recv()
-            .map_err(|_| std::io::Error::other("gzip worker stopped"))?;
+        let (seq, data) = self.pool.recv()?;
         self.ready.insert(seq, data);
         while let Some(data) = self.ready.remove(&self.written) {
             self.out.write_all(&data)?;
@@ -107,45 +165,185 @@ impl<'w> ParallelGzip<'w> {
         }
         Ok(())
     }
-
-    fn shutdown(&mut self) {
-        self.jobs = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-    }
-}
-
-impl Drop for ParallelGzip<'_> {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 fn level() -> CompressionLvl {
     CompressionLvl::new(LEVEL).expect("LEVEL is within libdeflate's range")
 }
 
+/// One complete gzip member holding `data`, with its size in the header.
 fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+    let bound = c.deflate_compress_bound(data.len());
+    let mut out = vec![0u8; HEADER_LEN + bound + TRAILER_LEN];
     let n = c
-        .gzip_compress(data, &mut out)
+        .deflate_compress(data, &mut out[HEADER_LEN..HEADER_LEN + bound])
         .expect("the output buffer has the bound's size");
-    out.truncate(n);
+    let total = HEADER_LEN + n + TRAILER_LEN;
+    out[..HEADER.len()].copy_from_slice(&HEADER);
+    out[HEADER.len()..HEADER_LEN].copy_from_slice(&(total as u32).to_le_bytes());
+    out[HEADER_LEN + n..HEADER_LEN + n + 4].copy_from_slice(&crc32(data).to_le_bytes());
+    out[HEADER_LEN + n + 4..total].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    out.truncate(total);
     out
 }
 
-fn compress_worker(jobs: &Mutex<Receiver<Job>>, results: &Sender<(u64, Vec<u8>)>) {
-    let mut c = Compressor::new(level());
-    loop {
-        let job = jobs.lock().map(|rx| rx.recv());
-        let Ok(Ok((seq, data))) = job else {
-            return;
-        };
-        if results.send((seq, compress(&mut c, &data))).is_err() {
-            return;
+/// Reads the uncompressed contents of a gzip file (all members).
+///
+/// Members with our size field are decompressed by libdeflate on worker
+/// threads, in order; from the first member without it, the rest of the
+/// file is streamed through zlib (flate2). CRC-32 and ISIZE of every member
+/// are checked; damage is an `InvalidData` error naming the member's offset.
+pub struct GzipReader {
+    file: std::io::BufReader<std::fs::File>,
+    /// Offset in the file of the next member to dispatch.
+    offset: u64,
+    pool: Pool<(u64, Vec<u8>), std::io::Result<Vec<u8>>>,
+    ready: BTreeMap<u64, std::io::Result<Vec<u8>>>,
+    next: u64,
+    served: u64,
+    current: Vec<u8>,
+    current_pos: usize,
+    /// Set once a member without our size field is met: its offset.
+    fallback_at: Option<u64>,
+    fallback: Option<flate2::read::MultiGzDecoder<std::io::BufReader<std::fs::File>>>,
+    at_eof: bool,
+}
+
+impl GzipReader {
+    /// Opens `file` (positioned at its start) for decompression.
+    pub fn new(file: std::fs::File) -> Self {
+        GzipReader {
+            file: std::io::BufReader::with_capacity(1 << 16, file),
+            offset: 0,
+            pool: Pool::new(Decompressor::new, |d, (offset, body)| {
+                decompress_member(d, offset, &body)
+            }),
+            ready: BTreeMap::new(),
+            next: 0,
+            served: 0,
+            current: Vec::new(),
+            current_pos: 0,
+            fallback_at: None,
+            fallback: None,
+            at_eof: false,
         }
     }
+
+    /// Reads the next member with our size field and queues it; returns
+    /// false at end of file or at a member without the field.
+    fn dispatch_one(&mut self) -> std::io::Result<bool> {
+        use std::io::Read;
+        if self.at_eof || self.fallback_at.is_some() {
+            return Ok(false);
+        }
+        let mut head = [0u8; HEADER_LEN];
+        let got = read_full(&mut self.file, &mut head)?;
+        if got == 0 {
+            self.at_eof = true;
+            return Ok(false);
+        }
+        if got < HEADER_LEN || head[..HEADER.len()] != HEADER {
+            // Not one of ours (or truncated): stream from here on.
+            self.fallback_at = Some(self.offset);
+            return Ok(false);
+        }
+        let total = u32::from_le_bytes(head[HEADER.len()..].try_into().expect("4")) as usize;
+        if total < HEADER_LEN + TRAILER_LEN {
+            return Err(invalid(self.offset, "member size field too small"));
+        }
+        let mut member = vec![0u8; total - HEADER_LEN];
+        self.file
+            .read_exact(&mut member)
+            .map_err(|_| invalid(self.offset, "file ends inside a gzip member"))?;
+        self.pool.submit(self.next, (self.offset, member))?;
+        self.offset += total as u64;
+        self.next += 1;
+        Ok(true)
+    }
+
+    /// Makes `current` the next member's contents; false at the end of the
+    /// members that can be read in parallel.
+    fn next_member(&mut self) -> std::io::Result<bool> {
+        while self.next - self.served < self.pool.max_in_flight() && self.dispatch_one()? {}
+        if self.served == self.next {
+            return Ok(false);
+        }
+        while !self.ready.contains_key(&self.served) {
+            let (seq, r) = self.pool.recv()?;
+            self.ready.insert(seq, r);
+        }
+        let data = self.ready.remove(&self.served).expect("present")?;
+        self.served += 1;
+        self.current = data;
+        self.current_pos = 0;
+        Ok(true)
+    }
+}
+
+impl std::io::Read for GzipReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.current_pos < self.current.len() {
+                let n = buf.len().min(self.current.len() - self.current_pos);
+                buf[..n].copy_from_slice(&self.current[self.current_pos..self.current_pos + n]);
+                self.current_pos += n;
+                return Ok(n);
+            }
+            if let Some(f) = self.fallback.as_mut() {
+                return f.read(buf);
+            }
+            if self.next_member()? {
+                continue;
+            }
+            let Some(at) = self.fallback_at else {
+                return Ok(0);
+            };
+            use std::io::Seek;
+            let mut file = self.file.get_ref().try_clone()?;
+            file.seek(std::io::SeekFrom::Start(at))?;
+            self.fallback = Some(flate2::read::MultiGzDecoder::new(
+                std::io::BufReader::with_capacity(super::CHUNK, file),
+            ));
+        }
+    }
+}
+
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn invalid(offset: u64, what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("gzip member at byte {offset}: {what}"),
+    )
+}
+
+/// Decompresses one member body (after our header) and checks its trailer.
+fn decompress_member(d: &mut Decompressor, offset: u64, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (deflated, trailer) = body.split_at(body.len() - TRAILER_LEN);
+    let crc = u32::from_le_bytes(trailer[..4].try_into().expect("4"));
+    let isize = u32::from_le_bytes(trailer[4..].try_into().expect("4")) as usize;
+    let mut out = vec![0u8; isize];
+    let n = d
+        .deflate_decompress(deflated, &mut out)
+        .map_err(|e| invalid(offset, &format!("cannot be decompressed ({e:?})")))?;
+    if n != isize {
+        return Err(invalid(offset, "length does not match its trailer"));
+    }
+    if crc32(&out) != crc {
+        return Err(invalid(offset, "CRC check failed"));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -167,6 +365,48 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back == data);
+    }
+
+    #[test]
+    fn our_reader_reads_our_members_and_plain_gzip_alike() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("a.fsz");
+        let mut out = Vec::new();
+        let mut gz = ParallelGzip::new(&mut out);
+        for c in data.chunks(1 << 20) {
+            gz.write_chunk(c).unwrap();
+        }
+        gz.finish().unwrap();
+        std::fs::write(&ours, &out).unwrap();
+        let plain = dir.path().join("b.fsz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+        e.write_all(&data).unwrap();
+        std::fs::write(&plain, e.finish().unwrap()).unwrap();
+        for p in [&ours, &plain] {
+            let mut back = Vec::new();
+            GzipReader::new(std::fs::File::open(p).unwrap())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == data, "{}", p.display());
+        }
+        // Damage is detected, not passed on.
+        let mut bad = out.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        std::fs::write(&ours, &bad).unwrap();
+        let mut back = Vec::new();
+        assert!(
+            GzipReader::new(std::fs::File::open(&ours).unwrap())
+                .read_to_end(&mut back)
+                .is_err()
+        );
+        std::fs::write(&ours, &out[..out.len() - 5]).unwrap();
+        assert!(
+            GzipReader::new(std::fs::File::open(&ours).unwrap())
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 pub mod gzip;
 pub mod hashing;
 
-pub use gzip::ParallelGzip;
+pub use gzip::{GzipReader, ParallelGzip};
 pub use hashing::{Hashed, stream};
 
 use std::fs::{self, File, OpenOptions};
@@ -15,7 +15,6 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use flate2::bufread::MultiGzDecoder;
 use md5::{Digest, Md5};
 
 use crate::error::{Error, IoContext, Result};
@@ -48,11 +47,10 @@ pub fn is_gzip_name(name: &str) -> bool {
 /// with `fsz`, raw otherwise.
 pub fn open_data_file(path: &str) -> Result<Box<dyn Read>> {
     let f = File::open(path).at(path)?;
-    let r = BufReader::with_capacity(CHUNK, f);
     Ok(if is_gzip_name(path) {
-        Box::new(MultiGzDecoder::new(r))
+        Box::new(GzipReader::new(f))
     } else {
-        Box::new(r)
+        Box::new(BufReader::with_capacity(CHUNK, f))
     })
 }
 
