@@ -45,10 +45,12 @@ Scenarios (--ops names)
   verify        -V   of the plain chain
   verify-z      -V   of the gzip chain
 
-Each tool works only on repositories it wrote itself.  Data files are
-hardlinked into fresh working directories (index files and .dat files, which
-ZODB's repozo appends to, are copied), so nothing shared is ever modified;
-the cached files are checked after every run to prove it.  Every result is
+Each tool works only on repositories it wrote itself, always at the same
+path (CACHE_DIR/work/repo-<tool>, so that the paths in .dat files are
+right).  Data files are hardlinked into fresh working directories (index
+files and .dat files, which ZODB's repozo appends to, are copied), so
+nothing shared is ever modified; the cached files are checked after every
+run to prove it.  Every result is
 checked: new backup files must hold exactly the expected bytes of the source
 (decompressed for -z), the .dat must record the expected range, recovered
 files must equal grown.fs byte for byte, -V must succeed silently.  Any
@@ -59,9 +61,12 @@ Measurement
 -----------
 Each scenario runs once per tool untimed (warm-up; its result also serves as
 a repository for later scenarios), then --runs times per tool, alternating
-the tools and the order (theirs, ours / ours, theirs / ...).  Wall time is
-time.perf_counter() around the child process; peak RSS is the child's own
-ru_maxrss from os.wait4().  Before every backup the script sleeps until the
+the tools and the order (theirs, ours / ours, theirs / ...).  Commands run
+under bench/rss_spawn.rs, a tiny launcher (compiled with rustc on first use
+into CACHE_DIR/tools) that reaps the child with wait4(): wall time is from
+spawn to reap on a monotonic clock, peak RSS is the child's ru_maxrss.  (A
+child of this Python process would inherit its ~20 MB RSS high-water mark
+at exec; see Runner.)  Before every backup the script sleeps until the
 next UTC second, so that consecutive backups never share a time stamp (the
 wall clock is real: REPOZO_TEST_NOW is removed from the environment).
 Preparing files, sleeping and checking are never timed.  Nothing is dropped
@@ -87,7 +92,8 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -249,21 +255,53 @@ class RunResult:
     output: str       # stdout and stderr, interleaved
 
 
-def run_child(argv, output_path):
-    """Run argv; return its wall time, peak RSS, exit code and output.
+RSS_SPAWN_SRC = ROOT / 'bench' / 'rss_spawn.rs'
 
-    os.wait4() reaps the child ourselves so that its rusage is its own (not
-    accumulated over all children as getrusage(RUSAGE_CHILDREN) would be).
+
+class Runner:
+    """Runs commands under bench/rss_spawn.rs, a tiny launcher that
+    reaps the child with wait4() and reports its wall time (monotonic clock,
+    from spawn to reap) and ru_maxrss.
+
+    Not os.wait4() from this process: at exec, Linux folds the RSS
+    high-water mark of the replaced process image into the child's
+    ru_maxrss, so any child of this ~20 MB Python process would report at
+    least ~20 MB.  The launcher's own floor is measured (`floor_kib`: the
+    peak RSS reported for /bin/true) and printed with the results.
     """
-    with open(output_path, 'wb') as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=CHILD_ENV)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped
-    output = Path(output_path).read_text(errors='replace')
-    return RunResult(seconds, usage.ru_maxrss, proc.returncode, output)
+
+    def __init__(self, tools_dir, output_path):
+        self.exe = tools_dir / 'rss_spawn'
+        self.output_path = output_path
+        self.report_path = output_path.with_suffix('.report')
+        if (not self.exe.exists()
+                or self.exe.stat().st_mtime < RSS_SPAWN_SRC.stat().st_mtime):
+            tools_dir.mkdir(parents=True, exist_ok=True)
+            cmd = ['rustc', '-O', '--edition', '2021', '-o', str(self.exe),
+                   str(RSS_SPAWN_SRC)]
+            try:
+                ok = subprocess.run(cmd).returncode == 0
+            except OSError:
+                ok = False
+            if not ok:
+                raise BenchError('cannot build the launcher: ' + ' '.join(cmd))
+        self.floor_kib = self.run(['true']).rss_kib
+
+    def run(self, argv):
+        """Run argv; return its wall time, peak RSS, exit code and output."""
+        if self.report_path.exists():
+            self.report_path.unlink()
+        with open(self.output_path, 'wb') as out:
+            rc = subprocess.run([str(self.exe), str(self.report_path)] + argv,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                env=CHILD_ENV).returncode
+        output = self.output_path.read_text(errors='replace')
+        if rc != 0 or not self.report_path.exists():
+            raise BenchError('launcher failed on %s:\n%s'
+                             % (' '.join(argv), output))
+        seconds, rss_kib, code = self.report_path.read_text().split()
+        return RunResult(float(seconds), int(rss_kib), int(code), output)
 
 
 def sleep_to_next_second():
@@ -312,15 +350,19 @@ def read_exact(f, n):
 def same_bytes(path, gz, ref, ref_start):
     """True if `path` (gunzipped if gz) equals ref[ref_start:] exactly."""
     opener = gzip.open if gz else open
-    with opener(path, 'rb') as a, open(ref, 'rb') as b:
-        b.seek(ref_start)
-        while True:
-            x = read_exact(a, CHUNK)
-            y = read_exact(b, CHUNK)
-            if x != y:
-                return False
-            if not x:
-                return True
+    try:
+        with opener(path, 'rb') as a, open(ref, 'rb') as b:
+            b.seek(ref_start)
+            while True:
+                x = read_exact(a, CHUNK)
+                y = read_exact(b, CHUNK)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except (OSError, EOFError, zlib.error) as e:   # e.g. a broken gzip
+        log('cannot compare %s: %s' % (path, e))
+        return False
 
 
 # ---------------------------------------------------------------------------
@@ -388,7 +430,7 @@ class Bench:
         self.argv = {'theirs': [str(args.theirs)], 'ours': [str(args.ours)]}
         self.fixtures = {}          # (fixture name, tool) -> repository dir
         self.serial = 0
-        self.output_path = work / 'last-output.txt'
+        self.runner = Runner(args.cache_dir / 'tools', work / 'last-output.txt')
         (work / 'fixtures').mkdir()
         # Identity of the cached inputs, re-checked after every run.
         self.pristine = {p: self.stat_key(p) for p in sorted(data.dir.iterdir())}
@@ -536,9 +578,13 @@ class Bench:
     # -- running --------------------------------------------------------------
 
     def execute(self, tool, prep, what):
+        # Write back what earlier steps left dirty (copies, deleted outputs),
+        # so that it does not land in this measurement.  The page cache
+        # itself is kept: inputs stay warm.
+        os.sync()
         if prep.backup:
             sleep_to_next_second()
-        res = run_child(prep.argv, self.output_path)
+        res = self.runner.run(prep.argv)
         if res.rc != 0:
             raise BenchError('%s: %s exited with status %d:\n  %s\n%s'
                              % (what, tool, res.rc, ' '.join(prep.argv),
@@ -586,8 +632,9 @@ class Bench:
         cp, cp_fsync, md5 = [], [], []
         for i in range(runs + 1):            # the first one is a warm-up
             d = self.new_dir('cp')
-            res = run_child(['cp', '--reflink=never', str(base),
-                             str(d / 'copy.fs')], self.output_path)
+            os.sync()
+            res = self.runner.run(['cp', '--reflink=never', str(base),
+                                   str(d / 'copy.fs')])
             if res.rc != 0:
                 raise BenchError('cp failed:\n' + res.output)
             t0 = time.perf_counter()
@@ -596,7 +643,7 @@ class Bench:
             os.close(fd)
             fsync_s = time.perf_counter() - t0
             shutil.rmtree(d)
-            m = run_child(['md5sum', str(base)], self.output_path)
+            m = self.runner.run(['md5sum', str(base)])
             if m.rc != 0:
                 raise BenchError('md5sum failed:\n' + m.output)
             if i:
@@ -660,6 +707,14 @@ def fs_type(path):
     return kind
 
 
+def short_path(p):
+    """p relative to the repository root when it is inside it."""
+    try:
+        return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
 def git_version():
     try:
         out = subprocess.run(['git', '-C', str(ROOT), 'describe', '--always',
@@ -673,7 +728,8 @@ def fmt_s(s):
     return '%.3f' % s if s < 10 else '%.2f' % s if s < 100 else '%.1f' % s
 
 
-def report(args, data, results, runs, zsizes, copy, markdown, started):
+def report(args, data, results, runs, zsizes, copy, markdown, started,
+           rss_floor_kib):
     rows = []
     notes = []
     for op in OPS:
@@ -724,11 +780,13 @@ def report(args, data, results, runs, zsizes, copy, markdown, started):
         bullet = ''
 
     extra = []
-    extra.append('medians of %d timed runs per tool (after one untimed '
+    extra.append('median of %d timed run%s per tool (after one untimed '
                  'warm-up); speed-up = theirs / ours; peak RSS = largest '
-                 'ru_maxrss of the child' % args.runs)
+                 'ru_maxrss of the command (launcher floor: %.1f MB)'
+                 % (args.runs, '' if args.runs == 1 else 's',
+                    rss_floor_kib / 1024))
     for n in notes:
-        extra.append('fewer runs: ' + n)
+        extra.append('other number of runs: ' + n)
     if zsizes:
         extra.append('full -z output: theirs %.1f MB (gzip level 9), ours '
                      '%.1f MB; ours / theirs = %.3f'
@@ -746,7 +804,7 @@ def report(args, data, results, runs, zsizes, copy, markdown, started):
                                              mi['kernel'],
                                              fs_type(data.dir)))
     extra.append('ours: %s (git %s); theirs: ZODB %s repozo, Python %s'
-                 % (args.ours, git_version(),
+                 % (short_path(args.ours), git_version(),
                     importlib.metadata.version('ZODB'),
                     platform.python_version()))
     extra.append('data generated through ZODB in %.0f s (%.0f s per GB)%s; '
@@ -808,6 +866,8 @@ def build_parser():
                    help='print the results as markdown (for the README)')
     p.add_argument('--regenerate', action='store_true',
                    help='generate the data again even if cached')
+    p.add_argument('--generate-only', action='store_true',
+                   help='only make sure the data of --size-mb is cached')
     p.add_argument('--keep-work', action='store_true',
                    help='keep the working directory (repositories) at the end')
     return p
@@ -851,6 +911,8 @@ def bench(args):
 
     started = utc_now()
     data = ensure_data(args.cache_dir, args.size_mb, args.regenerate)
+    if args.generate_only:
+        return 0
 
     # The working directory is on the same file system as the cache, so
     # that inputs can be hardlinked.
@@ -875,7 +937,7 @@ def bench(args):
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     print(report(args, data, results, runs, zsizes, copy, args.markdown,
-                 started))
+                 started, b.runner.floor_kib))
     return 0
 
 

@@ -24,7 +24,7 @@ use libdeflater::{CompressionLvl, Compressor, Decompressor, crc32};
 
 /// libdeflate level used for `-z` (1–12). See the README's benchmark for
 /// speed and size against repozo's zlib level 9.
-pub const LEVEL: i32 = 3;
+pub const LEVEL: i32 = 1;
 
 /// Fixed part of a member header we write: magic, method, FLG=FEXTRA,
 /// MTIME=0, XFL=0, OS=255 (unknown), XLEN=8, then subfield `RZ` of length 4.
