@@ -18,6 +18,9 @@
 # the result table to stdout.
 #
 # Environment: REPOZO_VENV as for scripts/setup-venv.sh.
+#   BENCH_FEATURES  cargo features for the measured build, e.g. "native"
+#                   (OpenSSL md5 and ISA-L gzip; the Debian packages
+#                   libssl-dev and libisal-dev are installed if missing).
 
 set -euo pipefail
 
@@ -41,5 +44,16 @@ case "$VENV" in
 esac
 
 bash "$ROOT/scripts/setup-venv.sh"
-(cd "$ROOT" && cargo build --release)
+FEATURES="${BENCH_FEATURES:-}"
+if [ -n "$FEATURES" ]; then
+    for pkg in libssl-dev libisal-dev pkg-config; do
+        if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+            echo "bench.sh: installing $pkg (needed by --features $FEATURES)" >&2
+            apt-get install -y "$pkg" >&2
+        fi
+    done
+    (cd "$ROOT" && cargo build --release --features "$FEATURES")
+else
+    (cd "$ROOT" && cargo build --release)
+fi
 exec "$VENV/bin/python" "$ROOT/bench/bench.py" --size-mb "$SIZE_MB" "$@"

@@ -29,6 +29,10 @@ impl Report for StderrReport {
             eprintln!("{event}");
         }
     }
+
+    fn wants_details(&self) -> bool {
+        self.verbose
+    }
 }
 
 fn main() -> ExitCode {

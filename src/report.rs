@@ -12,6 +12,13 @@ use std::fmt;
 pub trait Report {
     /// Called once per event, in the order things happen.
     fn event(&self, event: &Event);
+
+    /// Whether events that only inform (such as the md5 of a recovered file
+    /// in [`Event::Recovered`]) are wanted. Operations skip work that only
+    /// serves them when this is false. Default: true.
+    fn wants_details(&self) -> bool {
+        true
+    }
 }
 
 /// A [`Report`] that drops everything.
@@ -20,6 +27,10 @@ pub struct Silent;
 
 impl Report for Silent {
     fn event(&self, _: &Event) {}
+
+    fn wants_details(&self) -> bool {
+        false
+    }
 }
 
 /// Why a backup is a full one.

@@ -175,9 +175,7 @@ fn level() -> CompressionLvl {
 fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
     let bound = c.deflate_compress_bound(data.len());
     let mut out = vec![0u8; HEADER_LEN + bound + TRAILER_LEN];
-    let n = c
-        .deflate_compress(data, &mut out[HEADER_LEN..HEADER_LEN + bound])
-        .expect("the output buffer has the bound's size");
+    let n = deflate(c, data, &mut out[HEADER_LEN..HEADER_LEN + bound]);
     let total = HEADER_LEN + n + TRAILER_LEN;
     out[..HEADER.len()].copy_from_slice(&HEADER);
     out[HEADER.len()..HEADER_LEN].copy_from_slice(&(total as u32).to_le_bytes());
@@ -185,6 +183,21 @@ fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
     out[HEADER_LEN + n + 4..total].copy_from_slice(&(data.len() as u32).to_le_bytes());
     out.truncate(total);
     out
+}
+
+/// Raw deflate of `data` into `out` (sized by libdeflate's bound); returns
+/// the compressed length. libdeflate at [`LEVEL`], or with feature `isal`
+/// ISA-L's level 1.
+fn deflate(c: &mut Compressor, data: &[u8], out: &mut [u8]) -> usize {
+    #[cfg(feature = "isal")]
+    {
+        let _ = c;
+        isal::compress_into(data, out, isal::CompressionLevel::One, isal::Codec::Deflate)
+            .expect("the output buffer has libdeflate's bound, above ISA-L's")
+    }
+    #[cfg(not(feature = "isal"))]
+    c.deflate_compress(data, out)
+        .expect("the output buffer has the bound's size")
 }
 
 /// Reads the uncompressed contents of a gzip file (all members).

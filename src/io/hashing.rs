@@ -8,8 +8,6 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use md5::{Digest, Md5};
-
 use super::{CHUNK, hex};
 use crate::error::Result;
 
@@ -89,7 +87,7 @@ fn feed(
 }
 
 fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Vec<u8>>) -> (String, Vec<String>) {
-    let mut hasher = Md5::new();
+    let mut hasher = Md5Hasher::new();
     let mut marks = Vec::new();
     for msg in work_rx {
         match msg {
@@ -97,10 +95,55 @@ fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Vec<u8>>) -> (String,
                 hasher.update(&buf[..n]);
                 let _ = free_tx.send(buf);
             }
-            Msg::Mark => marks.push(hex(&hasher.clone().finalize())),
+            Msg::Mark => marks.push(hasher.clone().finish_hex()),
         }
     }
-    (hex(&hasher.finalize()), marks)
+    (hasher.finish_hex(), marks)
+}
+
+/// md5, from the `md-5` crate or (feature `openssl-md5`) from OpenSSL.
+#[derive(Clone)]
+pub struct Md5Hasher(
+    #[cfg(not(feature = "openssl-md5"))] md5::Md5,
+    #[cfg(feature = "openssl-md5")] openssl::hash::Hasher,
+);
+
+impl Md5Hasher {
+    /// A hasher of no bytes yet.
+    pub fn new() -> Self {
+        #[cfg(not(feature = "openssl-md5"))]
+        return Md5Hasher(<md5::Md5 as md5::Digest>::new());
+        #[cfg(feature = "openssl-md5")]
+        return Md5Hasher(
+            openssl::hash::Hasher::new(openssl::hash::MessageDigest::md5())
+                .expect("OpenSSL provides md5"),
+        );
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        #[cfg(not(feature = "openssl-md5"))]
+        md5::Digest::update(&mut self.0, data);
+        #[cfg(feature = "openssl-md5")]
+        self.0.update(data).expect("md5 update does not fail");
+    }
+
+    /// The lowercase hex digest.
+    pub fn finish_hex(self) -> String {
+        #[cfg(not(feature = "openssl-md5"))]
+        return hex(&md5::Digest::finalize(self.0));
+        #[cfg(feature = "openssl-md5")]
+        {
+            let mut h = self.0;
+            hex(&h.finish().expect("md5 finish does not fail"))
+        }
+    }
+}
+
+impl Default for Md5Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +151,9 @@ mod tests {
     use super::*;
 
     fn md5_of(b: &[u8]) -> String {
-        hex(&Md5::digest(b))
+        let mut h = Md5Hasher::new();
+        h.update(b);
+        h.finish_hex()
     }
 
     #[test]

@@ -8,14 +8,12 @@ pub mod gzip;
 pub mod hashing;
 
 pub use gzip::{GzipReader, ParallelGzip};
-pub use hashing::{Hashed, stream};
+pub use hashing::{Hashed, Md5Hasher, stream};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use md5::{Digest, Md5};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -33,7 +31,7 @@ pub fn hex(digest: &[u8]) -> String {
 
 /// The md5 hex of no bytes at all.
 pub fn md5_empty() -> String {
-    hex(&Md5::new().finalize())
+    Md5Hasher::new().finish_hex()
 }
 
 /// True if and only if repozo would gunzip this repository file: its name
@@ -116,6 +114,9 @@ pub struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
     file: Option<File>,
+    /// Bytes written so far, and up to where writeback was started.
+    written: u64,
+    flushed: u64,
 }
 
 impl AtomicFile {
@@ -151,6 +152,8 @@ impl AtomicFile {
             tmp,
             dest,
             file: Some(file),
+            written: 0,
+            flushed: 0,
         }
     }
 
@@ -166,15 +169,68 @@ impl AtomicFile {
     fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("not yet committed")
     }
+
+    /// Copies all of `src` (from its current position) into the file
+    /// inside the kernel (`copy_file_range`), no user-space buffer.
+    pub fn copy_from_file(&mut self, src: &mut File) -> io::Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = io::copy(&mut Read::by_ref(src).take(WRITEBACK_STEP), self.file())?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+            self.wrote(n as usize);
+        }
+    }
+
+    /// Records `n` more bytes written and, every [`WRITEBACK_STEP`], asks
+    /// the kernel to start writing them to disk, so that the fsync at
+    /// [`AtomicFile::commit`] finds little left to do.
+    fn wrote(&mut self, n: usize) {
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK_STEP {
+            let (from, to) = (self.flushed, self.written);
+            start_writeback(self.file(), from, to);
+            self.flushed = to;
+        }
+    }
+}
+
+/// How much is written between two writeback requests.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// Starts asynchronous writeback of `[from, to)` (Linux `sync_file_range`;
+/// a hint only: durability still comes from the fsync at commit).
+fn start_writeback(file: &File, from: u64, to: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain system call on a valid descriptor; no memory passed.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                from as libc::off64_t,
+                (to - from) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, from, to);
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file().write(buf)
+        let n = self.file().write(buf)?;
+        self.wrote(n);
+        Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file().write_all(buf)
+        self.file().write_all(buf)?;
+        self.wrote(buf.len());
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {

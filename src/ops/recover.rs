@@ -7,7 +7,7 @@ use std::path::Path;
 use super::Ctx;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, concat, copy_hashed, open_data_file};
+use crate::io::{AtomicFile, CHUNK, GzipReader, concat, copy_hashed, is_gzip_name, open_data_file};
 use crate::repo::{self, Repository, dat};
 use crate::report::Event;
 
@@ -65,7 +65,10 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
     };
     let part = format!("{output}.part");
     let mut out = AtomicFile::create_at(output, &part)?;
-    {
+    if truth.is_none() && !ctx.report.wants_details() {
+        // Nothing needs the md5 (repozo only logs it): copy in the kernel.
+        copy_chain_unhashed(&chain, &mut out, &part)?;
+    } else {
         let mut w = BufWriter::with_capacity(CHUNK, &mut out);
         copy_chain(&chain, truth.as_ref(), &mut w, &part, ctx)?;
         w.flush().at(&part)?;
@@ -95,6 +98,28 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
             if std::fs::remove_file(&target_index).is_ok() {
                 ctx.report.event(&Event::RemovedStaleIndex(target_index));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Copies the uncompressed chain into `out` without hashing: plain files
+/// with `copy_file_range`, gzipped ones through [`GzipReader`].
+fn copy_chain_unhashed(chain: &[String], out: &mut AtomicFile, out_name: &str) -> Result<()> {
+    for file in chain {
+        let mut f = std::fs::File::open(file).at(file)?;
+        if is_gzip_name(file) {
+            let mut r = GzipReader::new(f);
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = std::io::Read::read(&mut r, &mut buf).at(file)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n]).at(out_name)?;
+            }
+        } else {
+            out.copy_from_file(&mut f).at(out_name)?;
         }
     }
     Ok(())
