@@ -284,6 +284,28 @@ fn random_kills_during_large_backups_never_break_the_repository() {
 }
 
 #[test]
+fn a_data_fs_replaced_during_the_backup_fails_cleanly_and_records_nothing() {
+    let site = Site::new(3, 90);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(2, 91);
+    let before = site.repo_listing();
+    let mut c = site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]);
+    c.env("REPOZO_FAILPOINT", "backup:data-copied:pause")
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // What a pack does: a new file renamed over the old name.
+    std::fs::copy(site.data_fs(), site.path("Data.fs.pack")).unwrap();
+    std::fs::rename(site.path("Data.fs.pack"), site.data_fs()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was replaced"), "{}", stderr(&o));
+    assert_eq!(site.repo_listing(), before);
+    ok(run(site.ours(&["-B", "-r", "repo", "-f", "Data.fs"])));
+    assert!(site.recover_both() == site.committed());
+}
+
+#[test]
 fn concurrent_backups_into_one_repository_take_turns() {
     let site = Site::new(3, 12);
     // Real clock here: the lock, not pinned stamps, keeps the runs apart.
@@ -495,6 +517,7 @@ fn bad_input_gives_a_clear_error_exit_1_and_leaves_the_repository_unchanged() {
         (&["-B", "-r", "repo", "-f", "adir"], "Is a directory"),
         (&["-B", "-r", "repo", "-f", "missing.fs"], "No such file"),
         (&["-B", "-r", "norepo", "-f", "Data.fs"], "No such file"),
+        (&["-B", "-r", "Data.fs", "-f", "Data.fs"], "Not a directory"),
         (
             &["-R", "-r", "repo", "-D", "2026-02-30", "-o", "x.fs"],
             "is not a date",

@@ -57,7 +57,7 @@ impl Source {
         }
         Err(Error::Source(format!(
             "{}: the file was replaced (packed?) during the backup; nothing was recorded. \
-             Run the backup again: it will make a full backup of the new file",
+             Run the backup again: it backs up the new file (in full if it was packed)",
             self.path
         )))
     }
