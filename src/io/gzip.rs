@@ -26,6 +26,9 @@ use libdeflater::{CompressionLvl, Compressor, Decompressor, crc32};
 /// speed and size against repozo's zlib level 9.
 pub const LEVEL: i32 = 1;
 
+/// Uncompressed bytes per member (the last one may hold fewer).
+const MEMBER: usize = super::CHUNK;
+
 /// Fixed part of a member header we write: magic, method, FLG=FEXTRA,
 /// MTIME=0, XFL=0, OS=255 (unknown), XLEN=8, then subfield `RZ` of length 4.
 const HEADER: [u8; 16] = [0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255, 8, 0, b'R', b'Z', 4, 0];
@@ -115,6 +118,8 @@ pub struct ParallelGzip<'w> {
     ready: BTreeMap<u64, Vec<u8>>,
     next: u64,
     written: u64,
+    /// Input gathered for the next member (less than a member's size).
+    pending: Vec<u8>,
 }
 
 impl<'w> ParallelGzip<'w> {
@@ -126,18 +131,30 @@ impl<'w> ParallelGzip<'w> {
             ready: BTreeMap::new(),
             next: 0,
             written: 0,
+            pending: Vec::with_capacity(MEMBER),
         }
     }
 
     /// Queues `chunk` as the next member; writes finished members.
-    pub fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        if chunk.is_empty() {
-            return Ok(());
+    pub fn write_chunk(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
+        while !chunk.is_empty() {
+            let take = (MEMBER - self.pending.len()).min(chunk.len());
+            self.pending.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.pending.len() == MEMBER {
+                self.submit_pending()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Sends the gathered input off as the next member.
+    fn submit_pending(&mut self) -> std::io::Result<()> {
         while self.next - self.written >= self.pool.max_in_flight() {
             self.wait_one()?;
         }
-        self.pool.submit(self.next, chunk.to_vec())?;
+        let data = std::mem::replace(&mut self.pending, Vec::with_capacity(MEMBER));
+        self.pool.submit(self.next, data)?;
         self.next += 1;
         Ok(())
     }
@@ -145,6 +162,9 @@ impl<'w> ParallelGzip<'w> {
     /// Writes every remaining member; an empty stream becomes one empty
     /// member, so the file is still valid gzip.
     pub fn finish(mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            self.submit_pending()?;
+        }
         if self.next == 0 {
             let empty = compress(&mut Compressor::new(level()), &[]);
             self.out.write_all(&empty)?;

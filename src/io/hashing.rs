@@ -3,16 +3,20 @@
 //!
 //! md5 is inherently sequential and is the most expensive thing repozo does
 //! per byte, so it runs on its own thread while the calling thread reads and
-//! writes; the two overlap chunk by chunk. A small fixed pool of buffers
-//! bounds memory (`POOL` × [`CHUNK`]).
+//! writes. Each chunk is hashed while it is being written, so a write that
+//! waits for the disk does not stall the hashing until the pool of buffers
+//! (`POOL` × `BUF`, 8 MiB) runs dry.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use super::{CHUNK, hex};
+use super::hex;
 use crate::error::Result;
 
 /// Buffers in flight between the reading and the hashing thread.
-const POOL: usize = 4;
+const POOL: usize = 32;
+/// Size of each buffer.
+const BUF: usize = 256 * 1024;
 
 /// What one streaming pass produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +31,7 @@ pub struct Hashed {
 }
 
 enum Msg {
-    Data(Vec<u8>, usize),
+    Data(Arc<Vec<u8>>, usize),
     Mark,
 }
 
@@ -44,12 +48,13 @@ pub fn stream(
 ) -> Result<Hashed> {
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(POOL);
     for _ in 0..POOL {
-        free_tx.send(vec![0u8; CHUNK]).expect("pool has room");
+        free_tx.send(vec![0u8; BUF]).expect("pool has room");
     }
     let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
+    let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || hash_worker(work_rx, free_tx));
-        let result = feed(fill, sink, marks, &free_rx, &work_tx);
+        let result = feed(fill, sink, marks, &free_rx, &work_tx, &back_to_pool);
         drop(work_tx);
         let (md5, at_marks) = hasher.join().expect("the md5 thread does not panic");
         result.map(|len| Hashed { len, md5, at_marks })
@@ -62,6 +67,7 @@ fn feed(
     marks: &[u64],
     free_rx: &Receiver<Vec<u8>>,
     work_tx: &SyncSender<Msg>,
+    back_to_pool: &SyncSender<Vec<u8>>,
 ) -> Result<u64> {
     let mut done = 0u64;
     let mut marks = marks.iter().copied().peekable();
@@ -70,18 +76,24 @@ fn feed(
             let _ = work_tx.send(Msg::Mark);
         }
         let want = match marks.peek() {
-            Some(&m) => (m - done).min(CHUNK as u64) as usize,
-            None => CHUNK,
+            Some(&m) => (m - done).min(BUF as u64) as usize,
+            None => BUF,
         };
-        let mut buf = free_rx.recv().expect("the md5 thread returns buffers");
+        let mut buf = free_rx.recv().expect("buffers come back to the pool");
         let n = fill(&mut buf[..want])?;
         if n == 0 {
             return Ok(done);
         }
+        // Hash and write the chunk at the same time; whichever side is done
+        // last returns the buffer to the pool.
+        let buf = Arc::new(buf);
+        if work_tx.send(Msg::Data(Arc::clone(&buf), n)).is_err() {
+            unreachable!("the md5 thread lives until the sender is dropped");
+        }
         sink(&buf[..n])?;
         done += n as u64;
-        if work_tx.send(Msg::Data(buf, n)).is_err() {
-            unreachable!("the md5 thread lives until the sender is dropped");
+        if let Some(buf) = Arc::into_inner(buf) {
+            let _ = back_to_pool.send(buf);
         }
     }
 }
@@ -93,7 +105,9 @@ fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Vec<u8>>) -> (String,
         match msg {
             Msg::Data(buf, n) => {
                 hasher.update(&buf[..n]);
-                let _ = free_tx.send(buf);
+                if let Some(buf) = Arc::into_inner(buf) {
+                    let _ = free_tx.send(buf);
+                }
             }
             Msg::Mark => marks.push(hasher.clone().finish_hex()),
         }
@@ -158,6 +172,7 @@ mod tests {
 
     #[test]
     fn streaming_gives_the_md5_of_everything_and_at_each_mark() {
+        const CHUNK: usize = BUF;
         let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i * 7 % 251) as u8).collect();
         let mut at = 0;
         let mut out = Vec::new();
