@@ -47,9 +47,6 @@ pub fn stream(
     marks: &[u64],
 ) -> Result<Hashed> {
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(POOL);
-    for _ in 0..POOL {
-        free_tx.send(vec![0u8; BUF]).expect("pool has room");
-    }
     let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
     let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
@@ -70,6 +67,7 @@ fn feed(
     back_to_pool: &SyncSender<Vec<u8>>,
 ) -> Result<u64> {
     let mut done = 0u64;
+    let mut allocated = 0;
     let mut marks = marks.iter().copied().peekable();
     loop {
         while marks.next_if(|&m| m <= done).is_some() {
@@ -79,7 +77,15 @@ fn feed(
             Some(&m) => (m - done).min(BUF as u64) as usize,
             None => BUF,
         };
-        let mut buf = free_rx.recv().expect("buffers come back to the pool");
+        // Buffers are made as needed, up to POOL; a short stream needs few.
+        let mut buf = match free_rx.try_recv() {
+            Ok(b) => b,
+            Err(_) if allocated < POOL => {
+                allocated += 1;
+                vec![0u8; BUF]
+            }
+            Err(_) => free_rx.recv().expect("buffers come back to the pool"),
+        };
         let n = fill(&mut buf[..want])?;
         if n == 0 {
             return Ok(done);
