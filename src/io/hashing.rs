@@ -5,7 +5,7 @@
 //! per byte, so it runs on its own thread while the calling thread reads and
 //! writes. Each chunk is hashed while it is being written, so a write that
 //! waits for the disk does not stall the hashing until the pool of buffers
-//! (`POOL` × `BUF`, 8 MiB) runs dry.
+//! (`POOL` × `BUF`, 4 MiB) runs dry.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -14,7 +14,7 @@ use super::hex;
 use crate::error::Result;
 
 /// Buffers in flight between the reading and the hashing thread.
-const POOL: usize = 32;
+const POOL: usize = 16;
 /// Size of each buffer.
 const BUF: usize = 256 * 1024;
 
