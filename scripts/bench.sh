@@ -19,8 +19,8 @@
 #
 # Environment: REPOZO_VENV as for scripts/setup-venv.sh.
 #   BENCH_FEATURES  cargo features for the measured build, e.g. "native"
-#                   (OpenSSL md5 and ISA-L gzip; the Debian packages
-#                   libssl-dev and libisal-dev are installed if missing).
+#                   (ISA-L gzip; the Debian packages libisal-dev and
+#                   pkg-config are installed if missing).
 
 set -euo pipefail
 
@@ -46,7 +46,7 @@ esac
 bash "$ROOT/scripts/setup-venv.sh"
 FEATURES="${BENCH_FEATURES:-}"
 if [ -n "$FEATURES" ]; then
-    for pkg in libssl-dev libisal-dev pkg-config; do
+    for pkg in libisal-dev pkg-config; do
         if ! dpkg -s "$pkg" >/dev/null 2>&1; then
             echo "bench.sh: installing $pkg (needed by --features $FEATURES)" >&2
             apt-get install -y "$pkg" >&2

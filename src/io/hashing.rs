@@ -6,6 +6,10 @@
 //! writes. Each chunk is hashed while it is being written, so a write that
 //! waits for the disk does not stall the hashing until the pool of buffers
 //! (`POOL` × `BUF`, 4 MiB) runs dry.
+//!
+//! Buffers start on a [`DIRECT_ALIGN`] boundary and a full chunk is a
+//! multiple of it, so a sink may write full chunks with `O_DIRECT`
+//! ([`super::AtomicFile::try_direct`]).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -15,8 +19,35 @@ use crate::error::Result;
 
 /// Buffers in flight between the reading and the hashing thread.
 const POOL: usize = 16;
-/// Size of each buffer.
+/// Size of each buffer (a multiple of [`DIRECT_ALIGN`]).
 const BUF: usize = 256 * 1024;
+
+/// Alignment of the buffers' start, enough for `O_DIRECT` on any Linux
+/// block device (logical blocks of 512 or 4096 bytes).
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// A `BUF`-byte buffer starting on a [`DIRECT_ALIGN`] boundary, carved out
+/// of a slightly larger vector (no unsafe code needed).
+struct Buf {
+    mem: Vec<u8>,
+    start: usize,
+}
+
+impl Buf {
+    fn new() -> Self {
+        let mem = vec![0u8; BUF + DIRECT_ALIGN];
+        let start = mem.as_ptr().align_offset(DIRECT_ALIGN);
+        Buf { mem, start }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.mem[self.start..self.start + BUF]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.start..self.start + BUF]
+    }
+}
 
 /// What one streaming pass produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +62,7 @@ pub struct Hashed {
 }
 
 enum Msg {
-    Data(Arc<Vec<u8>>, usize),
+    Data(Arc<Buf>, usize),
     Mark,
 }
 
@@ -46,7 +77,7 @@ pub fn stream(
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
 ) -> Result<Hashed> {
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(POOL);
+    let (free_tx, free_rx) = sync_channel::<Buf>(POOL);
     let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
     let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
@@ -62,9 +93,9 @@ fn feed(
     fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
-    free_rx: &Receiver<Vec<u8>>,
+    free_rx: &Receiver<Buf>,
     work_tx: &SyncSender<Msg>,
-    back_to_pool: &SyncSender<Vec<u8>>,
+    back_to_pool: &SyncSender<Buf>,
 ) -> Result<u64> {
     let mut done = 0u64;
     let mut allocated = 0;
@@ -82,11 +113,11 @@ fn feed(
             Ok(b) => b,
             Err(_) if allocated < POOL => {
                 allocated += 1;
-                vec![0u8; BUF]
+                Buf::new()
             }
             Err(_) => free_rx.recv().expect("buffers come back to the pool"),
         };
-        let n = fill(&mut buf[..want])?;
+        let n = fill(&mut buf.bytes_mut()[..want])?;
         if n == 0 {
             return Ok(done);
         }
@@ -96,7 +127,7 @@ fn feed(
         if work_tx.send(Msg::Data(Arc::clone(&buf), n)).is_err() {
             unreachable!("the md5 thread lives until the sender is dropped");
         }
-        sink(&buf[..n])?;
+        sink(&buf.bytes()[..n])?;
         done += n as u64;
         if let Some(buf) = Arc::into_inner(buf) {
             let _ = back_to_pool.send(buf);
@@ -104,13 +135,13 @@ fn feed(
     }
 }
 
-fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Vec<u8>>) -> (String, Vec<String>) {
+fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Buf>) -> (String, Vec<String>) {
     let mut hasher = Md5Hasher::new();
     let mut marks = Vec::new();
     for msg in work_rx {
         match msg {
             Msg::Data(buf, n) => {
-                hasher.update(&buf[..n]);
+                hasher.update(&buf.bytes()[..n]);
                 if let Some(buf) = Arc::into_inner(buf) {
                     let _ = free_tx.send(buf);
                 }
@@ -121,48 +152,24 @@ fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Vec<u8>>) -> (String,
     (hasher.finish_hex(), marks)
 }
 
-/// md5, from the `md-5` crate or (feature `openssl-md5`) from OpenSSL.
-#[derive(Clone)]
-pub struct Md5Hasher(
-    #[cfg(not(feature = "openssl-md5"))] md5::Md5,
-    #[cfg(feature = "openssl-md5")] openssl::hash::Hasher,
-);
+/// md5 ([`super::md5::Md5`]) with a hex result, as `.dat` records it.
+#[derive(Clone, Default)]
+pub struct Md5Hasher(super::md5::Md5);
 
 impl Md5Hasher {
     /// A hasher of no bytes yet.
     pub fn new() -> Self {
-        #[cfg(not(feature = "openssl-md5"))]
-        return Md5Hasher(<md5::Md5 as md5::Digest>::new());
-        #[cfg(feature = "openssl-md5")]
-        return Md5Hasher(
-            openssl::hash::Hasher::new(openssl::hash::MessageDigest::md5())
-                .expect("OpenSSL provides md5"),
-        );
+        Md5Hasher(super::md5::Md5::new())
     }
 
     /// Feeds bytes.
     pub fn update(&mut self, data: &[u8]) {
-        #[cfg(not(feature = "openssl-md5"))]
-        md5::Digest::update(&mut self.0, data);
-        #[cfg(feature = "openssl-md5")]
-        self.0.update(data).expect("md5 update does not fail");
+        self.0.update(data);
     }
 
     /// The lowercase hex digest.
     pub fn finish_hex(self) -> String {
-        #[cfg(not(feature = "openssl-md5"))]
-        return hex(&md5::Digest::finalize(self.0));
-        #[cfg(feature = "openssl-md5")]
-        {
-            let mut h = self.0;
-            hex(&h.finish().expect("md5 finish does not fail"))
-        }
-    }
-}
-
-impl Default for Md5Hasher {
-    fn default() -> Self {
-        Self::new()
+        hex(&self.0.digest())
     }
 }
 

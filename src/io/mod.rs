@@ -6,9 +6,10 @@
 
 pub mod gzip;
 pub mod hashing;
+pub mod md5;
 
 pub use gzip::{GzipReader, ParallelGzip};
-pub use hashing::{Hashed, Md5Hasher, stream};
+pub use hashing::{DIRECT_ALIGN, Hashed, Md5Hasher, stream};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -117,6 +118,8 @@ pub struct AtomicFile {
     /// Bytes written so far, and up to where writeback was started.
     written: u64,
     flushed: u64,
+    /// Whether the descriptor is in `O_DIRECT` mode ([`AtomicFile::try_direct`]).
+    direct: bool,
 }
 
 impl AtomicFile {
@@ -154,6 +157,7 @@ impl AtomicFile {
             file: Some(file),
             written: 0,
             flushed: 0,
+            direct: false,
         }
     }
 
@@ -168,6 +172,31 @@ impl AtomicFile {
 
     fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("not yet committed")
+    }
+
+    /// Writes what follows with `O_DIRECT` where it can: a write whose
+    /// buffer starts on a [`DIRECT_ALIGN`] boundary, whose length is a
+    /// multiple of it and which lands at such an offset goes from the
+    /// caller's memory to the disk without passing through the page cache.
+    /// The first write that is not aligned (the tail of a file) switches
+    /// the descriptor back to buffered writing for good, as does a
+    /// filesystem that refuses direct I/O (`EINVAL`). Durability still comes
+    /// from the fsync at [`AtomicFile::commit`].
+    ///
+    /// Why: on the development machine buffered writing plus fsync ran at
+    /// 390 MB/s against 1.0–1.9 GB/s for direct writes (`dd` of a 2 GB
+    /// file, `conv=fsync` against `oflag=direct`), and a backup then does
+    /// not evict the live database's pages from the cache. Returns whether
+    /// direct mode is on.
+    pub fn try_direct(&mut self) -> bool {
+        self.direct = set_direct(self.file(), true).is_ok();
+        self.direct
+    }
+
+    /// Leaves direct mode (see [`AtomicFile::try_direct`]).
+    fn end_direct(&mut self) -> io::Result<()> {
+        self.direct = false;
+        set_direct(self.file(), false)
     }
 
     /// Copies all of `src` (from its current position) into the file
@@ -189,7 +218,7 @@ impl AtomicFile {
     /// [`AtomicFile::commit`] finds little left to do.
     fn wrote(&mut self, n: usize) {
         self.written += n as u64;
-        if self.written - self.flushed >= WRITEBACK_STEP {
+        if !self.direct && self.written - self.flushed >= WRITEBACK_STEP {
             let (from, to) = (self.flushed, self.written);
             start_writeback(self.file(), from, to);
             self.flushed = to;
@@ -222,19 +251,65 @@ fn start_writeback(file: &File, from: u64, to: u64) {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file().write(buf)?;
+        if self.direct && !direct_aligned(buf, self.written) {
+            self.end_direct()?;
+        }
+        let n = match self.file().write(buf) {
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                // The filesystem takes no direct I/O after all.
+                self.end_direct()?;
+                self.file().write(buf)?
+            }
+            r => r?,
+        };
         self.wrote(n);
         Ok(n)
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file().write_all(buf)?;
-        self.wrote(buf.len());
-        Ok(())
-    }
-
     fn flush(&mut self) -> io::Result<()> {
         self.file().flush()
+    }
+}
+
+/// True if `buf`, written at file offset `at`, meets `O_DIRECT`'s
+/// alignment rules.
+fn direct_aligned(buf: &[u8], at: u64) -> bool {
+    buf.as_ptr().align_offset(DIRECT_ALIGN) == 0
+        && buf.len().is_multiple_of(DIRECT_ALIGN)
+        && at.is_multiple_of(DIRECT_ALIGN as u64)
+}
+
+/// Turns `O_DIRECT` on or off for an open file (Linux; elsewhere it is
+/// never on).
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a valid descriptor with integer arguments only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on {
+            flags | libc::O_DIRECT
+        } else {
+            flags & !libc::O_DIRECT
+        };
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        if on {
+            Err(io::ErrorKind::Unsupported.into())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -301,5 +376,63 @@ mod tests {
         let (n, sum) = copy_hashed(&mut r, None, "x", "y").unwrap();
         assert_eq!(n, 5);
         assert_eq!(sum, "5d41402abc4b2a76b9719d911017c592");
+    }
+
+    /// `len` bytes of a pattern, starting on a DIRECT_ALIGN boundary of the
+    /// returned vector at the returned offset.
+    fn aligned_pattern(len: usize) -> (Vec<u8>, usize) {
+        let mut mem = vec![0u8; len + DIRECT_ALIGN];
+        let at = mem.as_ptr().align_offset(DIRECT_ALIGN);
+        for (i, b) in mem[at..at + len].iter_mut().enumerate() {
+            *b = (i * 31 % 253) as u8;
+        }
+        (mem, at)
+    }
+
+    /// Writes aligned chunks, then an unaligned tail, then more aligned
+    /// chunks (now at an unaligned offset), and checks every byte.
+    fn direct_writes_keep_every_byte_in(dir: &Path) {
+        let (mem, at) = aligned_pattern(5 * DIRECT_ALIGN);
+        let data = &mem[at..at + 5 * DIRECT_ALIGN];
+        let dest = dir.join("x.fs");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.try_direct();
+        f.write_all(&data[..2 * DIRECT_ALIGN]).unwrap();
+        f.write_all(&data[2 * DIRECT_ALIGN..2 * DIRECT_ALIGN + 100])
+            .unwrap();
+        assert!(!f.direct, "an unaligned write ends direct mode");
+        f.write_all(&data[2 * DIRECT_ALIGN + 100..]).unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
+    }
+
+    #[test]
+    fn direct_writes_followed_by_an_unaligned_tail_keep_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        direct_writes_keep_every_byte_in(dir.path());
+    }
+
+    #[test]
+    fn direct_writes_on_tmpfs_keep_every_byte_whether_or_not_it_takes_direct_io() {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return; // no tmpfs here; the test above covers the disk case
+        }
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        direct_writes_keep_every_byte_in(dir.path());
+    }
+
+    #[test]
+    fn direct_mode_is_on_for_a_file_on_disk_after_aligned_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mem, at) = aligned_pattern(DIRECT_ALIGN);
+        let mut f = AtomicFile::create(dir.path().join("x.fs")).unwrap();
+        if !f.try_direct() {
+            return; // this filesystem refuses O_DIRECT: nothing to check
+        }
+        f.write_all(&mem[at..at + DIRECT_ALIGN]).unwrap();
+        assert!(f.direct, "an aligned write stays direct");
+        f.write_all(&mem[at + 1..at + 1 + DIRECT_ALIGN]).unwrap();
+        assert!(!f.direct, "a misaligned buffer ends direct mode");
     }
 }

@@ -407,6 +407,7 @@ fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Res
         gz.finish().at(dest)?;
         md5
     } else {
+        out.try_direct();
         src.copy_range(start, end, &mut |c| out.write_all(c).at(dest))?
     };
     failpoint::hit("backup:data-copied");

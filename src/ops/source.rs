@@ -112,21 +112,23 @@ impl Source {
         marks: &[u64],
     ) -> Result<Hashed> {
         let mut pos = start;
+        // Fills the whole buffer unless the range or the file ends, so
+        // that chunks stay full-sized (and O_DIRECT-writable) to the end.
         let mut fill = |buf: &mut [u8]| -> Result<usize> {
             let want = (end.saturating_sub(pos)).min(buf.len() as u64) as usize;
-            if want == 0 {
-                return Ok(0);
-            }
-            loop {
-                match self.file.read_at(&mut buf[..want], pos) {
+            let mut got = 0;
+            while got < want {
+                match self.file.read_at(&mut buf[got..want], pos) {
+                    Ok(0) => break,
                     Ok(n) => {
                         pos += n as u64;
-                        return Ok(n);
+                        got += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(Error::io(&self.path, e)),
                 }
             }
+            Ok(got)
         };
         stream(&mut fill, sink, marks)
     }
