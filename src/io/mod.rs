@@ -6,6 +6,7 @@
 
 pub mod gzip;
 pub mod hashing;
+pub mod huffman;
 pub mod md5;
 
 pub use gzip::{GzipReader, ParallelGzip};

@@ -97,7 +97,7 @@ fn setup_venv() -> PathBuf {
 
 /// A `Command` running `venv python <script>` with a clean Python
 /// environment (no inherited PYTHONPATH/PYTHONHOME).
-fn python_script(script: &Path) -> Command {
+pub fn python_script(script: &Path) -> Command {
     let mut cmd = Command::new(venv_python());
     cmd.arg(script)
         .env_remove("PYTHONPATH")

@@ -1,0 +1,465 @@
+//! Deflate without LZ77: one dynamic-Huffman block coding every byte as a
+//! literal (RFC 1951 §3.2.7), and the test that decides when that is enough.
+//!
+//! Why: `-z` must compress at several hundred MB/s per core to keep up with
+//! the disk, and on bytes where LZ77 finds little to match (already
+//! compressed blobs, random identifiers, hex or base64 text) libdeflate's
+//! fastest level spends its time probing for matches it does not find:
+//! about 130 MB/s on the benchmark's data, against several times that for
+//! Huffman coding alone, at a size within a few percent. Neither libdeflate
+//! nor zlib-rs offers a fast Huffman-only mode (zlib-rs'
+//! `Z_HUFFMAN_ONLY` runs at about 190 MB/s), so it is written here; it is
+//! small, and every member is read back by libdeflate, zlib and Python's
+//! gzip in the tests.
+//!
+//! [`lz_pays`] decides per member: libdeflate compresses a sample, and if
+//! that saves less than [`LZ_MIN_GAIN`] over Huffman coding alone, the
+//! member is Huffman-coded. Data.fs pickles, which repeat class names and
+//! keys, keep LZ77.
+
+use libdeflater::Compressor;
+
+/// Longest code allowed for literals/lengths and distances (RFC 1951).
+const MAX_LEN: u8 = 15;
+/// Longest code allowed for the code-length alphabet.
+const MAX_CL_LEN: u8 = 7;
+/// End-of-block symbol.
+const EOB: usize = 256;
+/// Order in which code-length code lengths are sent (RFC 1951 §3.2.7).
+const CL_ORDER: [usize; 19] = [
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+];
+
+/// Bytes of a member sampled by [`lz_pays`].
+pub const SAMPLE: usize = 64 * 1024;
+/// LZ77 must make the sample this much smaller than Huffman coding alone
+/// (as a fraction of the Huffman size) to be used for the member.
+pub const LZ_MIN_GAIN: f64 = 0.05;
+
+/// Whether LZ77 (libdeflate at `c`'s level) is worth its time on `data`,
+/// judged on its first [`SAMPLE`] bytes.
+pub fn lz_pays(c: &mut Compressor, data: &[u8]) -> bool {
+    let sample = &data[..data.len().min(SAMPLE)];
+    let mut out = vec![0u8; c.deflate_compress_bound(sample.len())];
+    let lz = c
+        .deflate_compress(sample, &mut out)
+        .expect("the output buffer has the bound's size");
+    let huff: u64 = sample
+        .chunks(BLOCK)
+        .map(|b| encoded_size_estimate(&histogram(b)))
+        .sum();
+    (lz as f64) < huff as f64 * (1.0 - LZ_MIN_GAIN)
+}
+
+/// Byte counts of `data`, plus one end-of-block symbol (index 256).
+fn histogram(data: &[u8]) -> [u32; 257] {
+    // Four tables so that runs of one byte value do not serialise on one
+    // counter.
+    let mut t = [[0u32; 256]; 4];
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        t[0][q[0] as usize] += 1;
+        t[1][q[1] as usize] += 1;
+        t[2][q[2] as usize] += 1;
+        t[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        t[0][b as usize] += 1;
+    }
+    let mut h = [0u32; 257];
+    for (i, slot) in h.iter_mut().take(256).enumerate() {
+        *slot = t[0][i] + t[1][i] + t[2][i] + t[3][i];
+    }
+    h[EOB] = 1;
+    h
+}
+
+/// Bytes [`encode`] would produce for data with this histogram, give or
+/// take the block header (counted as 64 bytes).
+fn encoded_size_estimate(freqs: &[u32; 257]) -> u64 {
+    let lens = code_lengths(freqs, MAX_LEN);
+    let bits: u64 = freqs
+        .iter()
+        .zip(&lens)
+        .map(|(&f, &l)| f as u64 * l as u64)
+        .sum();
+    bits / 8 + 64
+}
+
+/// Code lengths of a Huffman code for `freqs` (0 for symbols that do not
+/// occur), none longer than `max_len`. The code is complete: if fewer than
+/// two symbols occur, a second one gets a code too (RFC 1951 decoders, zlib
+/// among them, want complete codes).
+fn code_lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
+    let mut f: Vec<u32> = freqs.to_vec();
+    let used = f.iter().filter(|&&x| x > 0).count();
+    if used < 2 {
+        // One symbol (or none): give it and a neighbour one bit each.
+        let first = f.iter().position(|&x| x > 0).unwrap_or(0);
+        let other = if first == 0 { 1 } else { 0 };
+        let mut lens = vec![0u8; f.len()];
+        lens[first] = 1;
+        lens[other] = 1;
+        return lens;
+    }
+    loop {
+        let lens = huffman_lengths(&f);
+        if lens.iter().all(|&l| l <= max_len) {
+            return lens;
+        }
+        // Too deep: flatten the distribution and build again. Halving
+        // (keeping every used symbol at least 1) ends with equal weights,
+        // whose depth is ceil(log2(symbols)) <= 9 < max_len, so this stops.
+        for x in f.iter_mut().filter(|x| **x > 0) {
+            *x = (*x >> 1).max(1);
+        }
+    }
+}
+
+/// Unlimited Huffman code lengths for the symbols with nonzero `freqs`
+/// (at least two of them).
+fn huffman_lengths(freqs: &[u32]) -> Vec<u8> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    // Nodes 0..n are the symbols; internal nodes follow.
+    let n = freqs.len();
+    let mut parent = vec![usize::MAX; 2 * n];
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = freqs
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f > 0)
+        .map(|(i, &f)| Reverse((f as u64, i)))
+        .collect();
+    let mut next = n;
+    while heap.len() > 1 {
+        let Reverse((fa, a)) = heap.pop().expect("two nodes left");
+        let Reverse((fb, b)) = heap.pop().expect("two nodes left");
+        parent[a] = next;
+        parent[b] = next;
+        heap.push(Reverse((fa + fb, next)));
+        next += 1;
+    }
+    let root = next - 1;
+    let mut lens = vec![0u8; n];
+    for (sym, len) in lens.iter_mut().enumerate() {
+        if freqs[sym] == 0 {
+            continue;
+        }
+        let (mut node, mut depth) = (sym, 0u32);
+        while node != root {
+            node = parent[node];
+            depth += 1;
+        }
+        *len = depth.min(255) as u8;
+    }
+    lens
+}
+
+/// Canonical codes for `lens` (RFC 1951 §3.2.2), bit-reversed so that they
+/// can be sent least significant bit first.
+fn canonical_codes(lens: &[u8]) -> Vec<u16> {
+    let mut count = [0u16; 16];
+    for &l in lens {
+        count[l as usize] += 1;
+    }
+    count[0] = 0;
+    let mut next = [0u16; 16];
+    let mut code = 0u16;
+    for bits in 1..16 {
+        code = (code + count[bits - 1]) << 1;
+        next[bits] = code;
+    }
+    lens.iter()
+        .map(|&l| {
+            if l == 0 {
+                return 0;
+            }
+            let c = next[l as usize];
+            next[l as usize] += 1;
+            c.reverse_bits() >> (16 - l)
+        })
+        .collect()
+}
+
+/// A little-endian bit writer (deflate packs bits from the low end).
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, value: u32, len: u32) {
+        debug_assert!(len <= 32 && (len == 32 || value >> len == 0));
+        self.acc |= (value as u64) << self.n;
+        self.n += len;
+        if self.n >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.n -= 32;
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        while self.n > 0 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n = self.n.saturating_sub(8);
+        }
+        self.out
+    }
+}
+
+/// The code-length sequence of RFC 1951 §3.2.7 for `lens`, as (symbol,
+/// extra bits value, extra bits count).
+fn run_length(lens: &[u8]) -> Vec<(u8, u8, u8)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lens.len() {
+        let l = lens[i];
+        let run = lens[i..].iter().take_while(|&&x| x == l).count();
+        let mut left = run;
+        if l == 0 {
+            while left >= 11 {
+                let k = left.min(138);
+                out.push((18, (k - 11) as u8, 7));
+                left -= k;
+            }
+            if left >= 3 {
+                out.push((17, (left - 3) as u8, 3));
+                left = 0;
+            }
+        } else {
+            out.push((l, 0, 0));
+            left -= 1;
+            while left >= 3 {
+                let k = left.min(6);
+                out.push((16, (k - 3) as u8, 2));
+                left -= k;
+            }
+        }
+        out.extend(std::iter::repeat_n((l, 0, 0), left));
+        i += run;
+    }
+    out
+}
+
+/// Raw deflate of `data` as one final dynamic-Huffman block of literals.
+#[cfg(test)]
+fn encode(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(data, &mut out);
+    out
+}
+
+/// Uncompressed bytes per deflate block: each block has its own code, fitted
+/// to its bytes (a Data.fs mixes record headers, pickle opcodes and values,
+/// so smaller blocks code tighter; each costs a header of about 60 bytes).
+pub const BLOCK: usize = 32 * 1024;
+
+/// Appends to `out` the raw deflate of `data` as dynamic-Huffman blocks of
+/// literals, [`BLOCK`] bytes each (one block if `data` is empty).
+pub fn encode_into(data: &[u8], out: &mut Vec<u8>) {
+    let mut w = Bits {
+        out: std::mem::take(out),
+        acc: 0,
+        n: 0,
+    };
+    w.out.reserve(data.len() + data.len() / 8 + 512);
+    let blocks = data.len().div_ceil(BLOCK).max(1);
+    for i in 0..blocks {
+        let block = &data[(i * BLOCK).min(data.len())..((i + 1) * BLOCK).min(data.len())];
+        encode_block(&mut w, block, i + 1 == blocks);
+    }
+    *out = w.finish();
+}
+
+/// One dynamic-Huffman block of literals for `data`.
+fn encode_block(w: &mut Bits, data: &[u8], last: bool) {
+    let freqs = histogram(data);
+    let lit_lens = code_lengths(&freqs, MAX_LEN);
+    let lit_codes = canonical_codes(&lit_lens);
+    // Two distance codes of one bit: a complete code that is never used.
+    let dist_lens = [1u8, 1];
+
+    let mut all_lens = lit_lens.clone();
+    all_lens.extend_from_slice(&dist_lens);
+    let rle = run_length(&all_lens);
+    let mut cl_freqs = [0u32; 19];
+    for &(sym, _, _) in &rle {
+        cl_freqs[sym as usize] += 1;
+    }
+    let cl_lens = code_lengths(&cl_freqs, MAX_CL_LEN);
+    let cl_codes = canonical_codes(&cl_lens);
+    let hclen = CL_ORDER
+        .iter()
+        .rposition(|&s| cl_lens[s] != 0)
+        .map_or(4, |p| (p + 1).max(4));
+
+    w.put(last as u32, 1); // BFINAL
+    w.put(2, 2); // BTYPE = dynamic Huffman
+    w.put((lit_lens.len() - 257) as u32, 5); // HLIT
+    w.put((dist_lens.len() - 1) as u32, 5); // HDIST
+    w.put((hclen - 4) as u32, 4); // HCLEN
+    for &s in &CL_ORDER[..hclen] {
+        w.put(cl_lens[s] as u32, 3);
+    }
+    for &(sym, extra, extra_bits) in &rle {
+        let s = sym as usize;
+        w.put(cl_codes[s] as u32, cl_lens[s] as u32);
+        if extra_bits > 0 {
+            w.put(extra as u32, extra_bits as u32);
+        }
+    }
+
+    // The literals: codes packed two at a time (at most 30 bits), flushed
+    // 32 bits at a time.
+    let mut table = [0u32; 256];
+    for (s, t) in table.iter_mut().enumerate() {
+        *t = lit_codes[s] as u32 | (lit_lens[s] as u32) << 16;
+    }
+    let (mut acc, mut n) = (w.acc, w.n);
+    let mut pairs = data.chunks_exact(2);
+    for p in &mut pairs {
+        let a = table[p[0] as usize];
+        let b = table[p[1] as usize];
+        acc |= ((a & 0xffff) as u64) << n;
+        n += a >> 16;
+        acc |= ((b & 0xffff) as u64) << n;
+        n += b >> 16;
+        if n >= 32 {
+            w.out.extend_from_slice(&(acc as u32).to_le_bytes());
+            acc >>= 32;
+            n -= 32;
+        }
+    }
+    (w.acc, w.n) = (acc, n);
+    for &b in pairs.remainder() {
+        w.put(lit_codes[b as usize] as u32, lit_lens[b as usize] as u32);
+    }
+    w.put(lit_codes[EOB] as u32, lit_lens[EOB] as u32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libdeflater::Decompressor;
+    use std::io::Read;
+
+    fn inflate_libdeflate(raw: &[u8], len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let n = Decompressor::new()
+            .deflate_decompress(raw, &mut out)
+            .expect("libdeflate reads it");
+        out.truncate(n);
+        out
+    }
+
+    fn inflate_zlib(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(raw)
+            .read_to_end(&mut out)
+            .expect("zlib reads it");
+        out
+    }
+
+    fn round_trips(data: &[u8]) {
+        let raw = encode(data);
+        assert_eq!(inflate_libdeflate(&raw, data.len()), data);
+        assert_eq!(inflate_zlib(&raw), data);
+    }
+
+    #[test]
+    fn empty_input_one_byte_and_one_repeated_byte_round_trip() {
+        round_trips(b"");
+        round_trips(b"x");
+        round_trips(&[0u8; 1000]);
+        round_trips(&[255u8; 3]);
+    }
+
+    #[test]
+    fn all_byte_values_round_trip_through_libdeflate_and_zlib() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 256) as u8).collect();
+        round_trips(&data);
+    }
+
+    #[test]
+    fn fibonacci_weights_get_a_complete_code_no_longer_than_15_bits() {
+        // Fibonacci weights make the unlimited Huffman tree as deep as
+        // there are symbols.
+        let mut freqs = vec![1u32, 1];
+        while freqs.len() < 30 {
+            freqs.push(freqs[freqs.len() - 1] + freqs[freqs.len() - 2]);
+        }
+        assert!(huffman_lengths(&freqs).iter().any(|&l| l > MAX_LEN));
+        let lens = code_lengths(&freqs, MAX_LEN);
+        assert!(lens.iter().all(|&l| (1..=MAX_LEN).contains(&l)));
+        let kraft: f64 = lens.iter().map(|&l| 0.5f64.powi(l as i32)).sum();
+        assert_eq!(kraft, 1.0);
+    }
+
+    #[test]
+    fn a_skewed_input_whose_code_had_to_be_limited_round_trips() {
+        // With the end-of-block symbol's 1, counts 1, 2, 3, 5, 8, ... make
+        // a chain-shaped tree (no ties to break it).
+        let mut data = vec![0u8];
+        let (mut a, mut b) = (2usize, 3usize);
+        for sym in 1..27u8 {
+            data.extend(std::iter::repeat_n(sym, a));
+            (a, b) = (b, a + b);
+        }
+        let h = histogram(&data);
+        let unlimited = huffman_lengths(&h);
+        assert!(
+            unlimited.iter().any(|&l| l > MAX_LEN),
+            "{h:?} {unlimited:?}"
+        );
+        round_trips(&data);
+    }
+
+    #[test]
+    fn hex_text_is_coded_in_about_four_bits_a_byte() {
+        let data: Vec<u8> = (0..1u32 << 20)
+            .map(|i| b"0123456789abcdef"[(i.wrapping_mul(2654435761) >> 28) as usize])
+            .collect();
+        let raw = encode(&data);
+        assert!(raw.len() < data.len() * 52 / 100, "{} bytes", raw.len());
+        round_trips(&data);
+    }
+
+    #[test]
+    fn lz77_is_kept_for_repetitive_data_and_dropped_for_hex_text() {
+        let mut c = Compressor::new(libdeflater::CompressionLvl::new(1).unwrap());
+        let pickles: Vec<u8> =
+            b"cpersistent.mapping\nPersistentMapping\nq\x01.}q\x02U\x04dataq\x03"
+                .iter()
+                .copied()
+                .cycle()
+                .take(SAMPLE * 2)
+                .collect();
+        assert!(lz_pays(&mut c, &pickles));
+        let mut x = 0x1234_5678u32;
+        let hex: Vec<u8> = (0..SAMPLE * 2)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b"0123456789abcdef"[(x & 15) as usize]
+            })
+            .collect();
+        assert!(!lz_pays(&mut c, &hex));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_with_random_skew_round_trip(
+            data in proptest::collection::vec(0u8..=255, 0..5000),
+            mask in 0u8..=255,
+        ) {
+            let data: Vec<u8> = data.into_iter().map(|b| b & mask).collect();
+            let raw = encode(&data);
+            proptest::prop_assert_eq!(inflate_libdeflate(&raw, data.len()), data.clone());
+            proptest::prop_assert_eq!(inflate_zlib(&raw), data);
+        }
+    }
+}
