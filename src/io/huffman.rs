@@ -31,7 +31,7 @@ const CL_ORDER: [usize; 19] = [
 ];
 
 /// Bytes of a member sampled by [`lz_pays`].
-pub const SAMPLE: usize = 64 * 1024;
+pub const SAMPLE: usize = 32 * 1024;
 /// LZ77 must make the sample this much smaller than Huffman coding alone
 /// (as a fraction of the Huffman size) to be used for the member.
 pub const LZ_MIN_GAIN: f64 = 0.05;
@@ -89,8 +89,11 @@ fn encoded_size_estimate(freqs: &[u32; 257]) -> u64 {
 /// Code lengths of a Huffman code for `freqs` (0 for symbols that do not
 /// occur), none longer than `max_len`. The code is complete: if fewer than
 /// two symbols occur, a second one gets a code too (RFC 1951 decoders, zlib
-/// among them, want complete codes).
+/// among them, want complete codes). There must be room for every symbol:
+/// `freqs.len() <= 2^max_len` guarantees that the flattening below
+/// ends (286 literal/length symbols in 15 bits, 19 code-length symbols in 7).
 fn code_lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
+    debug_assert!(freqs.len() <= 1 << max_len);
     let mut f: Vec<u32> = freqs.to_vec();
     let used = f.iter().filter(|&&x| x > 0).count();
     if used < 2 {
@@ -109,7 +112,7 @@ fn code_lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
         }
         // Too deep: flatten the distribution and build again. Halving
         // (keeping every used symbol at least 1) ends with equal weights,
-        // whose depth is ceil(log2(symbols)) <= 9 < max_len, so this stops.
+        // whose depth is ceil(log2(symbols)) <= max_len, so this stops.
         for x in f.iter_mut().filter(|x| **x > 0) {
             *x = (*x >> 1).max(1);
         }
@@ -118,39 +121,51 @@ fn code_lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
 
 /// Unlimited Huffman code lengths for the symbols with nonzero `freqs`
 /// (at least two of them).
+///
+/// The two-queue construction: leaves sorted by weight, internal nodes
+/// made in order of increasing weight, so the two lightest nodes are always
+/// at the head of one queue or the other. No heap, one sort.
 fn huffman_lengths(freqs: &[u32]) -> Vec<u8> {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-    // Nodes 0..n are the symbols; internal nodes follow.
-    let n = freqs.len();
-    let mut parent = vec![usize::MAX; 2 * n];
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = freqs
+    let mut leaves: Vec<(u64, usize)> = freqs
         .iter()
         .enumerate()
         .filter(|(_, f)| **f > 0)
-        .map(|(i, &f)| Reverse((f as u64, i)))
+        .map(|(i, &f)| (f as u64, i))
         .collect();
-    let mut next = n;
-    while heap.len() > 1 {
-        let Reverse((fa, a)) = heap.pop().expect("two nodes left");
-        let Reverse((fb, b)) = heap.pop().expect("two nodes left");
-        parent[a] = next;
-        parent[b] = next;
-        heap.push(Reverse((fa + fb, next)));
-        next += 1;
+    leaves.sort_unstable();
+    let n = leaves.len();
+    // Internal node k has weight weight[k] and parent parent[k]; a leaf's
+    // parent is leaf_parent[i] (index into the internal nodes).
+    let mut weight = Vec::with_capacity(n - 1);
+    let mut parent = vec![usize::MAX; n - 1];
+    let mut leaf_parent = vec![usize::MAX; n];
+    let (mut next_leaf, mut next_node) = (0, 0);
+    for k in 0..n - 1 {
+        let mut w = 0;
+        for _ in 0..2 {
+            let take_leaf =
+                next_leaf < n && (next_node >= k || leaves[next_leaf].0 <= weight[next_node]);
+            if take_leaf {
+                w += leaves[next_leaf].0;
+                leaf_parent[next_leaf] = k;
+                next_leaf += 1;
+            } else {
+                w += weight[next_node];
+                parent[next_node] = k;
+                next_node += 1;
+            }
+        }
+        weight.push(w);
     }
-    let root = next - 1;
-    let mut lens = vec![0u8; n];
-    for (sym, len) in lens.iter_mut().enumerate() {
-        if freqs[sym] == 0 {
-            continue;
-        }
-        let (mut node, mut depth) = (sym, 0u32);
-        while node != root {
-            node = parent[node];
-            depth += 1;
-        }
-        *len = depth.min(255) as u8;
+    // Depths: the root (last node) is 0; every other node is one deeper
+    // than its parent, which was made after it.
+    let mut depth = vec![0u32; n - 1];
+    for k in (0..n.saturating_sub(2)).rev() {
+        depth[k] = depth[parent[k]] + 1;
+    }
+    let mut lens = vec![0u8; freqs.len()];
+    for (i, &(_, sym)) in leaves.iter().enumerate() {
+        lens[sym] = (depth[leaf_parent[i]] + 1).min(255) as u8;
     }
     lens
 }
@@ -451,6 +466,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn codes_for_random_weights_are_complete_and_within_the_length_limit(
+            freqs in proptest::collection::vec(0u32..100_000, 2..290),
+            limit in 9u8..=15,
+            cl_freqs in proptest::collection::vec(0u32..100_000, 19),
+        ) {
+            let cl_lens = code_lengths(&cl_freqs, MAX_CL_LEN);
+            proptest::prop_assert!(cl_lens.iter().all(|&l| l <= MAX_CL_LEN));
+            let lens = code_lengths(&freqs, limit);
+            for (f, l) in freqs.iter().zip(&lens) {
+                proptest::prop_assert!(*l <= limit);
+                proptest::prop_assert!(*f == 0 || *l > 0, "a used symbol has no code");
+            }
+            let kraft: f64 = lens.iter().filter(|&&l| l > 0).map(|&l| 0.5f64.powi(l as i32)).sum();
+            proptest::prop_assert_eq!(kraft, 1.0);
+        }
+
         #[test]
         fn random_bytes_with_random_skew_round_trip(
             data in proptest::collection::vec(0u8..=255, 0..5000),
