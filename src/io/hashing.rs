@@ -26,28 +26,31 @@ const BUF: usize = 256 * 1024;
 /// block device (logical blocks of 512 or 4096 bytes).
 pub const DIRECT_ALIGN: usize = 4096;
 
-/// A `BUF`-byte buffer starting on a [`DIRECT_ALIGN`] boundary, carved out
-/// of a slightly larger vector (no unsafe code needed).
-struct Buf {
+/// A zeroed buffer starting on a [`DIRECT_ALIGN`] boundary, carved out of
+/// a slightly larger vector (no unsafe code needed).
+pub(crate) struct AlignedBuf {
     mem: Vec<u8>,
     start: usize,
+    len: usize,
 }
 
-impl Buf {
-    fn new() -> Self {
-        let mem = vec![0u8; BUF + DIRECT_ALIGN];
+impl AlignedBuf {
+    pub(crate) fn new(len: usize) -> Self {
+        let mem = vec![0u8; len + DIRECT_ALIGN];
         let start = mem.as_ptr().align_offset(DIRECT_ALIGN);
-        Buf { mem, start }
+        AlignedBuf { mem, start, len }
     }
 
-    fn bytes(&self) -> &[u8] {
-        &self.mem[self.start..self.start + BUF]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.mem[self.start..self.start + self.len]
     }
 
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.mem[self.start..self.start + BUF]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.start..self.start + self.len]
     }
 }
+
+type Buf = AlignedBuf;
 
 /// What one streaming pass produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +116,7 @@ fn feed(
             Ok(b) => b,
             Err(_) if allocated < POOL => {
                 allocated += 1;
-                Buf::new()
+                Buf::new(BUF)
             }
             Err(_) => free_rx.recv().expect("buffers come back to the pool"),
         };

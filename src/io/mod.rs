@@ -284,6 +284,57 @@ fn direct_aligned(buf: &[u8], at: u64) -> bool {
         && at.is_multiple_of(DIRECT_ALIGN as u64)
 }
 
+/// Size of [`Staged`]'s blocks: a direct write of 256 KiB ran at 1 GB/s
+/// here, far above what compression produces, and the buffer adds to peak
+/// memory.
+pub const STAGE: usize = 256 * 1024;
+
+/// Gathers small writes (gzip members of any size) into aligned blocks of
+/// [`STAGE`] bytes, so that an [`AtomicFile`] in direct mode
+/// ([`AtomicFile::try_direct`]) writes all but the tail with `O_DIRECT`.
+/// [`Staged::finish`] writes what is left; dropping it unfinished loses
+/// that tail (the file is then not committed either).
+pub struct Staged<'a> {
+    out: &'a mut AtomicFile,
+    buf: hashing::AlignedBuf,
+    used: usize,
+}
+
+impl<'a> Staged<'a> {
+    /// Stages writes to `out`, which it switches to direct mode if it can.
+    pub fn new(out: &'a mut AtomicFile) -> Self {
+        out.try_direct();
+        Staged {
+            out,
+            buf: hashing::AlignedBuf::new(STAGE),
+            used: 0,
+        }
+    }
+
+    /// Writes out the staged bytes.
+    pub fn finish(mut self) -> io::Result<()> {
+        let used = std::mem::take(&mut self.used);
+        self.out.write_all(&self.buf.bytes()[..used])
+    }
+}
+
+impl Write for Staged<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(STAGE - self.used);
+        self.buf.bytes_mut()[self.used..self.used + n].copy_from_slice(&data[..n]);
+        self.used += n;
+        if self.used == STAGE {
+            self.out.write_all(self.buf.bytes())?;
+            self.used = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Whether `file` lives on a filesystem where [`AtomicFile::try_direct`]
 /// pays: ext4 (also ext2/3, same magic) or XFS.
 fn direct_io_suits(file: &File) -> bool {
@@ -466,5 +517,33 @@ mod tests {
         assert!(f.direct, "an aligned write stays direct");
         f.write_all(&mem[at + 1..at + 1 + DIRECT_ALIGN]).unwrap();
         assert!(!f.direct, "a misaligned buffer ends direct mode");
+    }
+
+    #[test]
+    fn staged_writes_of_odd_sizes_reach_the_file_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.fsz");
+        let data: Vec<u8> = (0..3 * CHUNK + 12345)
+            .map(|i| (i * 13 % 241) as u8)
+            .collect();
+        let mut f = AtomicFile::create(&dest).unwrap();
+        let mut staged = Staged::new(&mut f);
+        let mut at = 0;
+        for (i, size) in [1usize, 4095, 4097, CHUNK, 77, CHUNK + 3]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if at == data.len() || i > 100 {
+                break;
+            }
+            let end = (at + size).min(data.len());
+            staged.write_all(&data[at..end]).unwrap();
+            at = end;
+        }
+        staged.write_all(&data[at..]).unwrap();
+        staged.finish().unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
 use crate::index;
-use crate::io::{AtomicFile, CHUNK, ParallelGzip, append_synced, concat, is_gzip_name};
+use crate::io::{AtomicFile, CHUNK, ParallelGzip, Staged, append_synced, concat, is_gzip_name};
 use crate::lock::{self, RepoLock};
 use crate::repo::{self, DatEntry, Repository, dat};
 use crate::report::{Event, FullReason};
@@ -402,9 +402,11 @@ fn chain_index(chain: &[String], start: u64) -> Option<(u64, index::Index)> {
 fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Result<String> {
     let mut out = AtomicFile::create(dest)?;
     let md5 = if gzip {
-        let mut gz = ParallelGzip::new(&mut out);
+        let mut staged = Staged::new(&mut out);
+        let mut gz = ParallelGzip::new(&mut staged);
         let md5 = src.copy_range(start, end, &mut |c| gz.write_chunk(c).at(dest))?;
         gz.finish().at(dest)?;
+        staged.finish().at(dest)?;
         md5
     } else {
         out.try_direct();
