@@ -195,28 +195,30 @@ fn level() -> CompressionLvl {
 
 /// One complete gzip member holding `data`, with its size in the header.
 fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + c.deflate_compress_bound(data.len()) + TRAILER_LEN);
+    out.extend_from_slice(&HEADER);
+    out.extend_from_slice(&[0; 4]); // the member's size, known at the end
+    deflate_into(c, data, &mut out);
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let total = out.len() as u32;
+    out[HEADER.len()..HEADER_LEN].copy_from_slice(&total.to_le_bytes());
+    out
+}
+
+/// Appends the raw deflate of `data` to `out`: Huffman coding alone where
+/// LZ77 gains little (default build), else [`deflate`].
+fn deflate_into(c: &mut Compressor, data: &[u8], out: &mut Vec<u8>) {
     #[cfg(not(feature = "isal"))]
     if !super::huffman::lz_pays(c, data) {
-        let mut out = Vec::with_capacity(HEADER_LEN + data.len() + TRAILER_LEN);
-        out.extend_from_slice(&HEADER);
-        out.extend_from_slice(&[0; 4]);
-        super::huffman::encode_into(data, &mut out);
-        out.extend_from_slice(&crc32(data).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        let total = out.len() as u32;
-        out[HEADER.len()..HEADER_LEN].copy_from_slice(&total.to_le_bytes());
-        return out;
+        super::huffman::encode_into(data, out);
+        return;
     }
-    let bound = c.deflate_compress_bound(data.len());
-    let mut out = vec![0u8; HEADER_LEN + bound + TRAILER_LEN];
-    let n = deflate(c, data, &mut out[HEADER_LEN..HEADER_LEN + bound]);
-    let total = HEADER_LEN + n + TRAILER_LEN;
-    out[..HEADER.len()].copy_from_slice(&HEADER);
-    out[HEADER.len()..HEADER_LEN].copy_from_slice(&(total as u32).to_le_bytes());
-    out[HEADER_LEN + n..HEADER_LEN + n + 4].copy_from_slice(&crc32(data).to_le_bytes());
-    out[HEADER_LEN + n + 4..total].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    out.truncate(total);
-    out
+    let at = out.len();
+    out.resize(at + c.deflate_compress_bound(data.len()), 0);
+    let n = deflate(c, data, &mut out[at..]);
+    out.truncate(at + n);
 }
 
 /// Raw deflate of `data` into `out` (sized by libdeflate's bound); returns

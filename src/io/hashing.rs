@@ -50,8 +50,6 @@ impl AlignedBuf {
     }
 }
 
-type Buf = AlignedBuf;
-
 /// What one streaming pass produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hashed {
@@ -65,7 +63,7 @@ pub struct Hashed {
 }
 
 enum Msg {
-    Data(Arc<Buf>, usize),
+    Data(Arc<AlignedBuf>, usize),
     Mark,
 }
 
@@ -80,7 +78,7 @@ pub fn stream(
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
 ) -> Result<Hashed> {
-    let (free_tx, free_rx) = sync_channel::<Buf>(POOL);
+    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(POOL);
     let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
     let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
@@ -96,9 +94,9 @@ fn feed(
     fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
-    free_rx: &Receiver<Buf>,
+    free_rx: &Receiver<AlignedBuf>,
     work_tx: &SyncSender<Msg>,
-    back_to_pool: &SyncSender<Buf>,
+    back_to_pool: &SyncSender<AlignedBuf>,
 ) -> Result<u64> {
     let mut done = 0u64;
     let mut allocated = 0;
@@ -116,7 +114,7 @@ fn feed(
             Ok(b) => b,
             Err(_) if allocated < POOL => {
                 allocated += 1;
-                Buf::new(BUF)
+                AlignedBuf::new(BUF)
             }
             Err(_) => free_rx.recv().expect("buffers come back to the pool"),
         };
@@ -138,7 +136,7 @@ fn feed(
     }
 }
 
-fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<Buf>) -> (String, Vec<String>) {
+fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<AlignedBuf>) -> (String, Vec<String>) {
     let mut hasher = Md5Hasher::new();
     let mut marks = Vec::new();
     for msg in work_rx {
