@@ -28,6 +28,17 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// An operating-system error reading `path` at byte `pos`, printed as
+    /// [`Error::Io`] followed by the offset.
+    #[error("{} (reading at byte {pos})", python_os_error(.source, .path))]
+    IoAt {
+        /// The file that was being read.
+        path: PathBuf,
+        /// Offset of the read that failed.
+        pos: u64,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The Data.fs is not a FileStorage or is structurally corrupt.
     #[error(transparent)]
     Format(#[from] crate::fs::FormatError),
@@ -86,6 +97,15 @@ impl Error {
         }
     }
 
+    /// Adds the offset that was being read to an [`Error::Io`]; other
+    /// errors are returned unchanged.
+    pub fn with_pos(self, pos: u64) -> Self {
+        match self {
+            Error::Io { path, source } => Error::IoAt { path, pos, source },
+            e => e,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
         Error::Io {
@@ -99,11 +119,23 @@ impl Error {
 pub(crate) trait IoContext<T> {
     /// Converts the error into [`Error::Io`] naming `path`.
     fn at(self, path: impl AsRef<Path>) -> Result<T>;
+
+    /// Converts the error into [`Error::IoAt`] naming `path` and the
+    /// offset `pos` that was being read.
+    fn at_byte(self, path: impl AsRef<Path>, pos: u64) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+
+    fn at_byte(self, path: impl AsRef<Path>, pos: u64) -> Result<T> {
+        self.map_err(|source| Error::IoAt {
+            path: path.as_ref().to_path_buf(),
+            pos,
+            source,
+        })
     }
 }
 

@@ -46,8 +46,26 @@ pub enum FullReason {
     Changed,
 }
 
+/// Why a chain's `.dat` cannot be trusted, so that a backup starts a new
+/// chain with a full backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainProblem {
+    /// A line of the `.dat` does not parse (the parser's message).
+    DatUnreadable(String),
+    /// The `.dat` lists files that are not the chain's, or in another order.
+    DatDisagrees {
+        /// The `.dat` file.
+        dat: String,
+        /// File names it lists.
+        listed: Vec<String>,
+        /// File names of the chain.
+        chain: Vec<String>,
+    },
+}
+
 /// Something an operation did or noticed. `Display` gives repozo's `-v`
-/// wording; only [`Event::Warning`] is meant to be shown without `-v`.
+/// wording (ZODB's log wording for the warnings); the events for which
+/// [`Event::is_warning`] holds are meant to be shown even without `-v`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -162,14 +180,75 @@ pub enum Event {
     RemovedStaleIndex(String),
     /// `-V`: a chain file is being checked.
     Verifying(String),
-    /// A condition ZODB logs as a warning (shown even without `-v`).
-    Warning(String),
+    /// Warning: a temporary file left by an interrupted backup of ours
+    /// was removed.
+    RemovedLeftover(String),
+    /// Warning: the `.dat` ended in an incomplete line (an interrupted
+    /// backup), which was dropped.
+    DroppedTornDatLine(String),
+    /// Warning: a chain file the `.dat` did not list (a backup was
+    /// interrupted between renaming it and recording it) was recorded.
+    RecordedUnlistedFile {
+        /// The data file.
+        file: String,
+        /// The `.dat` it was recorded in.
+        dat: String,
+    },
+    /// Warning: the chain cannot be continued; a full backup follows.
+    StartingNewChain(ChainProblem),
+    /// Warning (ZODB's): `<Data.fs>.index` is not used (it does not fit
+    /// the file); the file is scanned instead. Holds the absolute path of
+    /// the Data.fs.
+    IgnoringIndex(String),
+    /// Warning: `<Data.fs>.index` cannot be read as an index.
+    UnreadableIndex {
+        /// The index file.
+        path: String,
+        /// Why (the index reader's error).
+        why: String,
+    },
+    /// Warning (ZODB's): a transaction id is not greater than the previous.
+    TimeStampReduction {
+        /// The Data.fs.
+        file: String,
+        /// Offset of the transaction.
+        pos: u64,
+    },
+    /// Warning (ZODB's): a transaction has an unknown status byte.
+    InvalidStatus {
+        /// The Data.fs.
+        file: String,
+        /// The status byte.
+        status: u8,
+        /// Offset of the transaction.
+        pos: u64,
+    },
+    /// Warning (ZODB's): the scan stopped at a transaction header whose
+    /// length is impossible, judged to be trailing garbage.
+    InvalidTxnHeader {
+        /// The Data.fs.
+        file: String,
+        /// Offset of the header.
+        pos: u64,
+    },
 }
 
 impl Event {
     /// True for events shown even without `-v`.
     pub fn is_warning(&self) -> bool {
-        matches!(self, Event::Warning(_))
+        use Event::*;
+        matches!(
+            self,
+            RemovedLeftover(_)
+                | DroppedTornDatLine(_)
+                | RecordedUnlistedFile { .. }
+                | StartingNewChain(_)
+                | IgnoringIndex(_)
+                | UnreadableIndex { .. }
+                | TimeStampReduction { .. }
+                | InvalidStatus { .. }
+                | InvalidTxnHeader { .. }
+        )
     }
 }
 
@@ -229,7 +308,36 @@ impl fmt::Display for Event {
             NoIndexToRestore(x) => write!(f, "No index file to restore: {x}"),
             RemovedStaleIndex(x) => write!(f, "Removed stale index file {x}"),
             Verifying(x) => write!(f, "Verifying {x}"),
-            Warning(x) => f.write_str(x),
+            RemovedLeftover(x) => write!(f, "removed {x} left by an interrupted backup"),
+            DroppedTornDatLine(x) => write!(
+                f,
+                "{x}: dropped an incomplete last line left by an interrupted backup"
+            ),
+            RecordedUnlistedFile { file, dat } => write!(
+                f,
+                "{file} was not recorded in {dat} (a backup was interrupted); recorded it now"
+            ),
+            StartingNewChain(problem) => {
+                match problem {
+                    ChainProblem::DatUnreadable(why) => f.write_str(why)?,
+                    ChainProblem::DatDisagrees { dat, listed, chain } => write!(
+                        f,
+                        "{dat} lists {listed:?} but the repository's chain is {chain:?}"
+                    )?,
+                }
+                f.write_str("; making a full backup to start a consistent chain")
+            }
+            IgnoringIndex(x) => write!(f, "Ignoring index for {x}"),
+            UnreadableIndex { why, .. } => f.write_str(why),
+            TimeStampReduction { file, pos } => write!(f, "{file} time-stamp reduction at {pos}"),
+            InvalidStatus { file, status, pos } => write!(
+                f,
+                "{file} has invalid status, {}, at {pos}",
+                char::from(*status)
+            ),
+            InvalidTxnHeader { file, pos } => {
+                write!(f, "{file} has invalid transaction header at {pos}")
+            }
         }
     }
 }

@@ -291,13 +291,27 @@ fn a_data_fs_replaced_during_the_backup_fails_cleanly_and_records_nothing() {
     let before = site.repo_listing();
     let mut c = site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]);
     c.env("REPOZO_FAILPOINT", "backup:data-copied:pause")
+        .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut child = c.spawn().unwrap();
+    // Handshake: the child says when it has reached the pause point and
+    // waits for a line on its standard input.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert_eq!(line, "failpoint backup:data-copied reached\n");
     // What a pack does: a new file renamed over the old name.
     std::fs::copy(site.data_fs(), site.path("Data.fs.pack")).unwrap();
     std::fs::rename(site.path("Data.fs.pack"), site.data_fs()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let o = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: rest.into_bytes(),
+    };
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("was replaced"), "{}", stderr(&o));
     assert_eq!(site.repo_listing(), before);

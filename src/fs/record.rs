@@ -137,12 +137,15 @@ impl<'a> PosReader<'a> {
         }
     }
 
-    /// Returns up to `n` bytes at `pos` (`n` ≤ the buffer size); fewer only
-    /// where the file ends first, none at or past the end.
+    /// Returns up to `n` bytes at `pos` (`n` is capped at the buffer size);
+    /// fewer only where the file ends first, none at or past the end.
     pub fn read_at(&mut self, pos: u64, n: usize) -> io::Result<&[u8]> {
-        debug_assert!(n <= Self::BUF_SIZE);
+        let n = n.min(Self::BUF_SIZE);
+        let Some(want_end) = pos.checked_add(n as u64) else {
+            return Ok(&[]); // no file reaches that far
+        };
         let end_in_buf = self.start + self.len as u64;
-        let hit = pos >= self.start && pos + n as u64 <= end_in_buf;
+        let hit = pos >= self.start && want_end <= end_in_buf;
         if !hit {
             self.fill(pos)?;
         }

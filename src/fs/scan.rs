@@ -84,10 +84,7 @@ pub fn committed_with_hint(
             return Ok(found);
         }
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        report.event(&Event::Warning(format!(
-            "Ignoring index for {}",
-            abs.display()
-        )));
+        report.event(&Event::IgnoringIndex(abs.display().to_string()));
     }
     if let Some(found) = try_start(&mut reader, &shown, size, hint, report)? {
         return Ok(found);
@@ -131,7 +128,7 @@ fn try_start(
 }
 
 fn check_magic(reader: &mut PosReader, shown: &str) -> Result<()> {
-    let magic = reader.read_at(0, 4).at(shown)?;
+    let magic = reader.read_at(0, 4).at_byte(shown, 0)?;
     if magic != MAGIC_30 && magic != MAGIC_21 {
         return Err(FormatError {
             path: shown.to_string(),
@@ -155,7 +152,10 @@ fn load_companion_index(path: &Path, report: &dyn Report) -> Option<(u64, Index)
     match index::load(&data, &index_path) {
         Ok(loaded) => Some(loaded),
         Err(e) => {
-            report.event(&Event::Warning(e.to_string()));
+            report.event(&Event::UnreadableIndex {
+                path: index_path,
+                why: e.to_string(),
+            });
             None
         }
     }
@@ -172,7 +172,10 @@ fn is_sane(reader: &mut PosReader, size: u64, mut pos: u64, index: &Index) -> bo
     }
     let mut checked = 0;
     while checked < MAX_CHECKED {
-        let Some(tl) = read_u64(reader, pos - LEN_SIZE) else {
+        let Some(tl) = pos
+            .checked_sub(LEN_SIZE)
+            .and_then(|at| read_u64(reader, at))
+        else {
             return false;
         };
         let Some(tpos) = pos.checked_sub(tl).and_then(|p| p.checked_sub(LEN_SIZE)) else {
@@ -201,6 +204,7 @@ fn is_sane(reader: &mut PosReader, size: u64, mut pos: u64, index: &Index) -> bo
         if tl < h.header_len() {
             return false;
         }
+        // pos + tl + 8 was the previous position, so these cannot overflow.
         let tend = pos + tl;
         let mut opos = pos + h.header_len();
         if opos == tend {
@@ -265,15 +269,18 @@ pub fn scan_from(
     let mut ltid = [0u8; 8];
     let mut tindex: Vec<(u64, u64)> = Vec::new();
     loop {
-        let b = reader.read_at(pos, TXN_HEADER_LEN as usize).at(shown)?;
+        let b = reader
+            .read_at(pos, TXN_HEADER_LEN as usize)
+            .at_byte(shown, pos)?;
         if b.len() < TXN_HEADER_LEN as usize {
             break;
         }
         let h = TxnHeader::decode(pos, b);
         if h.tid <= ltid && pos != start {
-            report.event(&Event::Warning(format!(
-                "{shown} time-stamp reduction at {pos}"
-            )));
+            report.event(&Event::TimeStampReduction {
+                file: shown.to_string(),
+                pos,
+            });
         }
         ltid = h.tid;
         let past_end = pos
@@ -284,18 +291,23 @@ pub fn scan_from(
             break;
         }
         if !b" up".contains(&h.status) {
-            report.event(&Event::Warning(format!(
-                "{shown} has invalid status, {}, at {pos}",
-                char::from(h.status)
-            )));
+            report.event(&Event::InvalidStatus {
+                file: shown.to_string(),
+                status: h.status,
+                pos,
+            });
         }
         if h.tlen < h.header_len() {
             // Garbage at the end of the file, or damage in the middle?
-            let rtl = read_u64(reader, size - LEN_SIZE).unwrap_or(0);
+            let rtl = size
+                .checked_sub(LEN_SIZE)
+                .and_then(|at| read_u64(reader, at))
+                .unwrap_or(0);
             if rtl > size || size - rtl < pos || rtl < TXN_HEADER_LEN {
-                report.event(&Event::Warning(format!(
-                    "{shown} has invalid transaction header at {pos}"
-                )));
+                report.event(&Event::InvalidTxnHeader {
+                    file: shown.to_string(),
+                    pos,
+                });
                 break;
             }
             return Err(corrupt(
@@ -317,7 +329,9 @@ pub fn scan_from(
         tindex.clear();
         let mut p = pos + h.header_len();
         while p < tend {
-            let b = reader.read_at(p, DATA_HEADER_LEN as usize).at(shown)?;
+            let b = reader
+                .read_at(p, DATA_HEADER_LEN as usize)
+                .at_byte(shown, p)?;
             if b.len() < DATA_HEADER_LEN as usize {
                 return Err(corrupt(
                     p,

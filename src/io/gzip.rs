@@ -236,20 +236,82 @@ fn deflate(c: &mut Compressor, data: &[u8], out: &mut [u8]) -> usize {
         .expect("the output buffer has the bound's size")
 }
 
+/// Largest compressed member (header and trailer included) handed to the
+/// worker threads. Members we write hold at most [`MEMBER`] bytes and
+/// compress to barely more than that; anything claiming more did not come
+/// from us and is streamed instead, so no size read from a file decides
+/// an allocation beyond this bound.
+const MAX_MEMBER_TOTAL: usize = 2 * MEMBER;
+
+/// Largest uncompressed member size (ISIZE) decompressed in one piece;
+/// larger claims are streamed, as above.
+const MAX_MEMBER_ISIZE: usize = MEMBER;
+
+/// What a worker makes of one member.
+type Decoded = std::io::Result<Vec<u8>>;
+
+/// The worker threads that decompress members with our size field, shared
+/// by every [`GzipReader`] of one operation: a chain of thousands of
+/// `.deltafsz` files uses one pool, not one per file.
+///
+/// Invariant: at most one reader uses the pool at a time (readers of a
+/// chain are opened one after the other). Every member gets a number from
+/// [`DecodePool::take_seq`], unique for the pool's life; a reader drops
+/// results numbered before its first member, which a reader dropped early
+/// (an error, a fallback to streaming) left in flight.
+pub struct DecodePool {
+    pool: Pool<(u64, Vec<u8>), Decoded>,
+    seq: std::cell::Cell<u64>,
+}
+
+impl DecodePool {
+    /// Starts one decompression worker per available core.
+    pub fn new() -> Self {
+        DecodePool {
+            pool: Pool::new(Decompressor::new, |d, (offset, body)| {
+                decompress_member(d, offset, &body)
+            }),
+            seq: std::cell::Cell::new(0),
+        }
+    }
+
+    fn take_seq(&self) -> u64 {
+        let s = self.seq.get();
+        self.seq.set(s + 1);
+        s
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.workers.len()
+    }
+}
+
+impl Default for DecodePool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Reads the uncompressed contents of a gzip file (all members).
 ///
-/// Members with our size field are decompressed by libdeflate on worker
-/// threads, in order; from the first member without it, the rest of the
-/// file is streamed through zlib (flate2). CRC-32 and ISIZE of every member
-/// are checked; damage is an `InvalidData` error naming the member's offset.
+/// Members with our size field are decompressed by libdeflate on the
+/// threads of a [`DecodePool`], in order; from the first member without it
+/// (or one claiming more than this tool ever writes), the rest of the file
+/// is streamed through zlib (flate2) with bounded memory. CRC-32 and ISIZE
+/// of every member are checked; damage is an `InvalidData` error naming the
+/// member's offset.
 pub struct GzipReader {
     file: std::io::BufReader<std::fs::File>,
     /// Offset in the file of the next member to dispatch.
     offset: u64,
-    pool: Pool<(u64, Vec<u8>), std::io::Result<Vec<u8>>>,
-    ready: BTreeMap<u64, std::io::Result<Vec<u8>>>,
-    next: u64,
-    served: u64,
+    pool: std::rc::Rc<DecodePool>,
+    /// Results received but not yet served, by member number.
+    ready: BTreeMap<u64, Decoded>,
+    /// Number of this reader's first member: results below it are stale.
+    first: u64,
+    /// Members dispatched and not yet served, oldest first.
+    in_flight: std::collections::VecDeque<u64>,
     current: Vec<u8>,
     current_pos: usize,
     /// Set once a member without our size field is met: its offset.
@@ -259,17 +321,22 @@ pub struct GzipReader {
 }
 
 impl GzipReader {
-    /// Opens `file` (positioned at its start) for decompression.
+    /// Opens `file` (positioned at its start) for decompression with a pool
+    /// of its own.
     pub fn new(file: std::fs::File) -> Self {
+        Self::with_pool(file, std::rc::Rc::new(DecodePool::new()))
+    }
+
+    /// Opens `file` (positioned at its start) for decompression on `pool`.
+    pub fn with_pool(file: std::fs::File, pool: std::rc::Rc<DecodePool>) -> Self {
+        let first = pool.seq.get();
         GzipReader {
             file: std::io::BufReader::with_capacity(1 << 16, file),
             offset: 0,
-            pool: Pool::new(Decompressor::new, |d, (offset, body)| {
-                decompress_member(d, offset, &body)
-            }),
+            pool,
             ready: BTreeMap::new(),
-            next: 0,
-            served: 0,
+            first,
+            in_flight: std::collections::VecDeque::new(),
             current: Vec::new(),
             current_pos: 0,
             fallback_at: None,
@@ -279,7 +346,7 @@ impl GzipReader {
     }
 
     /// Reads the next member with our size field and queues it; returns
-    /// false at end of file or at a member without the field.
+    /// false at end of file or at a member to be streamed instead.
     fn dispatch_one(&mut self) -> std::io::Result<bool> {
         use std::io::Read;
         if self.at_eof || self.fallback_at.is_some() {
@@ -291,38 +358,55 @@ impl GzipReader {
             self.at_eof = true;
             return Ok(false);
         }
-        if got < HEADER_LEN || head[..HEADER.len()] != HEADER {
-            // Not one of ours (or truncated): stream from here on.
+        let mut size = [0u8; 4];
+        size.copy_from_slice(&head[HEADER.len()..]);
+        let total = u32::from_le_bytes(size) as usize;
+        if got < HEADER_LEN || head[..HEADER.len()] != HEADER || total > MAX_MEMBER_TOTAL {
+            // Not one of ours (or truncated, or larger than ours): stream
+            // from here on.
             self.fallback_at = Some(self.offset);
             return Ok(false);
         }
-        let total = u32::from_le_bytes(head[HEADER.len()..].try_into().expect("4")) as usize;
-        if total < HEADER_LEN + TRAILER_LEN {
+        let Some(body_len) = total.checked_sub(HEADER_LEN).filter(|&n| n >= TRAILER_LEN) else {
             return Err(invalid(self.offset, "member size field too small"));
-        }
-        let mut member = vec![0u8; total - HEADER_LEN];
+        };
+        let mut member = vec![0u8; body_len];
         self.file
             .read_exact(&mut member)
             .map_err(|_| invalid(self.offset, "file ends inside a gzip member"))?;
-        self.pool.submit(self.next, (self.offset, member))?;
+        let mut isize = [0u8; 4];
+        isize.copy_from_slice(&member[body_len - 4..]);
+        if u32::from_le_bytes(isize) as usize > MAX_MEMBER_ISIZE {
+            self.fallback_at = Some(self.offset);
+            return Ok(false);
+        }
+        let seq = self.pool.take_seq();
+        self.pool.pool.submit(seq, (self.offset, member))?;
+        self.in_flight.push_back(seq);
         self.offset += total as u64;
-        self.next += 1;
         Ok(true)
     }
 
     /// Makes `current` the next member's contents; false at the end of the
     /// members that can be read in parallel.
     fn next_member(&mut self) -> std::io::Result<bool> {
-        while self.next - self.served < self.pool.max_in_flight() && self.dispatch_one()? {}
-        if self.served == self.next {
+        while (self.in_flight.len() as u64) < self.pool.pool.max_in_flight()
+            && self.dispatch_one()?
+        {}
+        let Some(&want) = self.in_flight.front() else {
             return Ok(false);
+        };
+        while !self.ready.contains_key(&want) {
+            let (seq, r) = self.pool.pool.recv()?;
+            if seq >= self.first {
+                self.ready.insert(seq, r);
+            }
         }
-        while !self.ready.contains_key(&self.served) {
-            let (seq, r) = self.pool.recv()?;
-            self.ready.insert(seq, r);
-        }
-        let data = self.ready.remove(&self.served).expect("present")?;
-        self.served += 1;
+        self.in_flight.pop_front();
+        let data = self
+            .ready
+            .remove(&want)
+            .unwrap_or_else(|| Err(std::io::Error::other("gzip worker result lost")))?;
         self.current = data;
         self.current_pos = 0;
         Ok(true)
@@ -377,11 +461,19 @@ fn invalid(offset: u64, what: &str) -> std::io::Error {
     )
 }
 
-/// Decompresses one member body (after our header) and checks its trailer.
-fn decompress_member(d: &mut Decompressor, offset: u64, body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let (deflated, trailer) = body.split_at(body.len() - TRAILER_LEN);
-    let crc = u32::from_le_bytes(trailer[..4].try_into().expect("4"));
-    let isize = u32::from_le_bytes(trailer[4..].try_into().expect("4")) as usize;
+/// Decompresses one member body (after our header; at least
+/// [`TRAILER_LEN`] bytes, ISIZE at most [`MAX_MEMBER_ISIZE`], both checked
+/// by the reader) and checks its trailer.
+fn decompress_member(d: &mut Decompressor, offset: u64, body: &[u8]) -> Decoded {
+    let Some(split) = body.len().checked_sub(TRAILER_LEN) else {
+        return Err(invalid(offset, "member size field too small"));
+    };
+    let (deflated, trailer) = body.split_at(split);
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&trailer[..4]);
+    let crc = u32::from_le_bytes(word);
+    word.copy_from_slice(&trailer[4..]);
+    let isize = (u32::from_le_bytes(word) as usize).min(MAX_MEMBER_ISIZE);
     let mut out = vec![0u8; isize];
     let n = d
         .deflate_decompress(deflated, &mut out)

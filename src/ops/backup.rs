@@ -9,9 +9,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
 use crate::index;
-use crate::io::{AtomicFile, CHUNK, ParallelGzip, Staged, append_synced, concat, is_gzip_name};
+use crate::io::{AtomicFile, CHUNK, DataFiles, ParallelGzip, Staged, append_synced};
 use crate::lock::{self, RepoLock};
-use crate::repo::{self, DatEntry, Repository, dat};
+use crate::repo::{self, Chain, DatEntry, Listing, Repository};
 use crate::report::{Event, FullReason};
 
 /// Options of a backup (`-B`).
@@ -71,36 +71,33 @@ pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
         opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
     )?;
     failpoint::hit("backup:locked");
-    for name in repo.remove_leftovers()? {
-        ctx.report.event(&Event::Warning(format!(
-            "removed {} left by an interrupted backup",
-            repo.path(&name)
-        )));
-    }
+    let mut listing = repo.list()?;
+    repo.remove_leftovers(&listing, ctx.report);
     // Continue from the newest backup even if its stamp is ahead of the
     // clock, so an increment never overlaps a file the chain left out.
     let now = ctx.clock.now();
-    let when = match repo.newest_stamp()? {
+    let when = match listing.newest_stamp() {
         Some(newest) if newest > now => newest,
         _ => now,
     };
-    let chain = repo.chain(&when.to_string(), ctx.report)?;
-    if opts.full || chain.is_empty() {
-        ctx.report.event(&Event::DoingFull(FullReason::Requested));
-        return full_backup(&repo, None, opts, ctx);
-    }
+    let chain = repo.chain_in(&listing, &when.to_string(), ctx.report);
+    let mut chain = match chain {
+        Some(chain) if !opts.full => chain,
+        _ => {
+            ctx.report.event(&Event::DoingFull(FullReason::Requested));
+            return full_backup(&repo, &mut listing, None, opts, ctx);
+        }
+    };
     let src = Source::open(&opts.file)?;
-    if let Err(why) = reconcile(&chain, ctx)? {
-        ctx.report.event(&Event::Warning(format!(
-            "{why}; making a full backup to start a consistent chain"
-        )));
+    if let Err(problem) = chain.reconcile(ctx.report)? {
+        ctx.report.event(&Event::StartingNewChain(problem));
         ctx.report.event(&Event::DoingFull(FullReason::Changed));
-        return full_backup(&repo, Some(src), opts, ctx);
+        return full_backup(&repo, &mut listing, Some(src), opts, ctx);
     }
     let decision = if opts.quick {
-        decide_quick(&chain, &src, ctx)?
+        decide_quick(&mut chain, &src, ctx)?
     } else {
-        decide_thorough(&chain, &src, ctx)?
+        decide_thorough(&mut chain, &src, ctx)?
     };
     match decision {
         Decision::Nothing => {
@@ -109,76 +106,13 @@ pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
         }
         Decision::Full(reason) => {
             ctx.report.event(&Event::DoingFull(reason));
-            full_backup(&repo, Some(src), opts, ctx)
+            full_backup(&repo, &mut listing, Some(src), opts, ctx)
         }
         Decision::Incremental(start) => {
             ctx.report.event(&Event::DoingIncremental { start });
-            incremental_backup(&repo, &chain, src, start, opts, ctx)
+            incremental_backup(&repo, &mut listing, &chain, src, start, opts, ctx)
         }
     }
-}
-
-/// Makes the chain's `.dat` describe the chain, after a crash.
-///
-/// A backup renames its data file into place before it records it in the
-/// `.dat`; a crash in between leaves a complete file that recover uses but
-/// the `.dat` lacks, and a crash while appending can leave a torn last
-/// line. Trailing files missing from the `.dat` are recorded now (their
-/// start is the previous entry's end; size and md5 come from the file) and
-/// a torn line is dropped. `Ok(Err(why))` means the two disagree in some
-/// other way, and only a new full backup gives a consistent chain.
-fn reconcile(chain: &[String], ctx: Ctx) -> Result<Result<(), String>> {
-    let dat_path = repo::with_ext(&chain[0], ".dat");
-    let raw = match std::fs::read(&dat_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(&dat_path, e)),
-    };
-    let complete = match raw.iter().rposition(|&c| c == b'\n') {
-        Some(i) => &raw[..=i],
-        None => &raw[..0],
-    };
-    if complete.len() != raw.len() {
-        ctx.report.event(&Event::Warning(format!(
-            "{dat_path}: dropped an incomplete last line left by an interrupted backup"
-        )));
-        let mut f = AtomicFile::create(&dat_path)?;
-        f.write_all(complete).at(&dat_path)?;
-        f.commit()?;
-    }
-    let mut entries = Vec::new();
-    for (i, line) in String::from_utf8_lossy(complete).lines().enumerate() {
-        match DatEntry::parse(line, &dat_path, i + 1) {
-            Ok(e) => entries.push(e),
-            Err(e) => return Ok(Err(e.to_string())),
-        }
-    }
-    let names: Vec<&str> = chain
-        .iter()
-        .map(|p| p.rsplit('/').next().unwrap_or(p))
-        .collect();
-    let listed: Vec<&str> = entries.iter().map(DatEntry::base_name).collect();
-    if listed.len() > names.len() || listed[..] != names[..listed.len()] {
-        return Ok(Err(format!(
-            "{dat_path} lists {listed:?} but the repository's chain is {names:?}"
-        )));
-    }
-    let mut end = entries.last().map_or(0, |e| e.end);
-    for path in &chain[listed.len()..] {
-        let (size, md5) = concat(std::slice::from_ref(path), None, "")?;
-        let entry = DatEntry {
-            file: path.clone(),
-            start: end,
-            end: end + size,
-            md5,
-        };
-        append_synced(&dat_path, &entry.to_line())?;
-        ctx.report.event(&Event::Warning(format!(
-            "{path} was not recorded in {dat_path} (a backup was interrupted); recorded it now"
-        )));
-        end = entry.end;
-    }
-    Ok(Ok(()))
 }
 
 enum Decision {
@@ -188,9 +122,8 @@ enum Decision {
 }
 
 /// `-Q`: compare the md5 of the last `.dat` entry's range with the Data.fs.
-fn decide_quick(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision> {
-    let dat_path = repo::with_ext(&chain[0], ".dat");
-    let Some(last) = dat::read(&dat_path)?.and_then(|mut v| v.pop()) else {
+fn decide_quick(chain: &mut Chain, src: &Source, ctx: Ctx) -> Result<Decision> {
+    let Some(last) = chain.entries()?.and_then(|v| v.last()).cloned() else {
         return Ok(Decision::Full(FullReason::MissingDat));
     };
     if src.size < last.end {
@@ -216,13 +149,15 @@ fn decide_quick(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision> {
 }
 
 /// Default: compare the whole chain with the Data.fs prefix of its size.
-fn decide_thorough(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision> {
+fn decide_thorough(chain: &mut Chain, src: &Source, ctx: Ctx) -> Result<Decision> {
     // The repository and the Data.fs are read and hashed at the same time;
     // the Data.fs in one pass that yields the md5 at the repository's
-    // (expected) size and at its own end.
-    let hint = chain_size_hint(chain);
+    // (expected) size and at its own end. The chain is read one file at a
+    // time.
+    let hint = chain.size_hint();
+    let chain = &*chain;
     let (repo, source) = std::thread::scope(|scope| {
-        let repo = scope.spawn(|| concat(chain, None, ""));
+        let repo = scope.spawn(|| DataFiles::new().concat(chain.data_files(), None, ""));
         let source = src.md5_prefixes(hint.unwrap_or(0).min(src.size), src.size);
         (repo.join().expect("hashing does not panic"), source)
     });
@@ -255,20 +190,6 @@ fn decide_thorough(chain: &[String], src: &Source, ctx: Ctx) -> Result<Decision>
     })
 }
 
-/// The chain's uncompressed size as far as it can be known without reading
-/// it: the sum of the file sizes if none is gzipped, else the end recorded
-/// in the `.dat`. Only a hint: the caller checks it against the real size.
-fn chain_size_hint(chain: &[String]) -> Option<u64> {
-    if chain.iter().all(|f| !is_gzip_name(f)) {
-        return chain
-            .iter()
-            .map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
-            .sum();
-    }
-    let entries = dat::read(&repo::with_ext(&chain[0], ".dat")).ok()??;
-    entries.last().map(|e| e.end)
-}
-
 /// The stamp and destination of a new backup.
 ///
 /// The stamp is strictly later than every data file already in the
@@ -276,9 +197,15 @@ fn chain_size_hint(chain: &[String]) -> Option<u64> {
 /// for it (up to three seconds), and otherwise takes the second after it.
 /// Two backups in one second would otherwise sort so that repozo's chain
 /// selection drops one of them. An existing file is never replaced.
-fn new_dest(repo: &Repository, full: bool, gzip: bool, ctx: Ctx) -> Result<(String, String)> {
+fn new_dest(
+    repo: &Repository,
+    listing: &Listing,
+    full: bool,
+    gzip: bool,
+    ctx: Ctx,
+) -> Result<(String, String)> {
     let mut stamp = ctx.clock.now();
-    if let Some(newest) = repo.newest_stamp()?
+    if let Some(newest) = listing.newest_stamp()
         && stamp <= newest
     {
         stamp = ctx
@@ -302,11 +229,12 @@ fn new_dest(repo: &Repository, full: bool, gzip: bool, ctx: Ctx) -> Result<(Stri
 
 fn full_backup(
     repo: &Repository,
+    listing: &mut Listing,
     src: Option<Source>,
     opts: &BackupOptions,
     ctx: Ctx,
 ) -> Result<BackupOutcome> {
-    let (stamp, dest) = new_dest(repo, true, opts.gzip, ctx)?;
+    let (stamp, dest) = new_dest(repo, listing, true, opts.gzip, ctx)?;
     let src = match src {
         Some(s) => s,
         None => Source::open(&opts.file)?,
@@ -336,20 +264,22 @@ fn full_backup(
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
     if opts.kill_old {
-        delete_old_backups(repo, ctx)?;
+        listing.push(format!("{stamp}{}", repo::split_ext(&dest).1));
+        delete_old_backups(repo, listing, ctx)?;
     }
     Ok(BackupOutcome::Full { dest, end })
 }
 
 fn incremental_backup(
     repo: &Repository,
-    chain: &[String],
+    listing: &mut Listing,
+    chain: &Chain,
     src: Source,
     start: u64,
     opts: &BackupOptions,
     ctx: Ctx,
 ) -> Result<BackupOutcome> {
-    let (stamp, dest) = new_dest(repo, false, opts.gzip, ctx)?;
+    let (stamp, dest) = new_dest(repo, listing, false, opts.gzip, ctx)?;
     let hint = chain_index(chain, start);
     let committed =
         fs::committed_with_hint(Path::new(&src.path), &src.file, src.size, hint, ctx.report)?;
@@ -364,7 +294,7 @@ fn incremental_backup(
         // The repository holds bytes the Data.fs no longer has committed:
         // the chain cannot be continued, so start a new one.
         ctx.report.event(&Event::DoingFull(FullReason::Changed));
-        return full_backup(repo, Some(src), opts, ctx);
+        return full_backup(repo, listing, Some(src), opts, ctx);
     }
     ctx.report.event(&Event::WritingIndex);
     ctx.report.event(&Event::WritingIncremental {
@@ -378,7 +308,7 @@ fn incremental_backup(
         end,
         md5,
     };
-    append_synced(&repo::with_ext(&chain[0], ".dat"), &entry.to_line())?;
+    append_synced(chain.dat_path(), &entry.to_line())?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
@@ -388,8 +318,8 @@ fn incremental_backup(
 /// The `.index` of the chain's last backup, if it is valid exactly where
 /// the increment starts: the bytes before `start` were just checked by md5,
 /// so it describes them and only the new bytes need scanning.
-fn chain_index(chain: &[String], start: u64) -> Option<(u64, index::Index)> {
-    let path = repo::with_ext(chain.last()?, ".index");
+fn chain_index(chain: &Chain, start: u64) -> Option<(u64, index::Index)> {
+    let path = chain.index_path();
     let data = std::fs::read(&path).ok()?;
     if index::peek_pos(&data)? != start {
         return None;
@@ -432,8 +362,8 @@ fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> R
 
 /// `-k`: removes every data file but the newest full one, with their
 /// `.dat` and `.index` files (repozo's `delete_old_backups`).
-fn delete_old_backups(repo: &Repository, ctx: Ctx) -> Result<()> {
-    let names = repo.data_files()?;
+fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<()> {
+    let names = listing.data_files();
     let Some(keep) = names.iter().rev().find(|n| repo::is_full(n)) else {
         return Ok(());
     };

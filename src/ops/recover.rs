@@ -7,8 +7,8 @@ use std::path::Path;
 use super::Ctx;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, GzipReader, concat, copy_hashed, is_gzip_name, open_data_file};
-use crate::repo::{self, Repository, dat};
+use crate::io::{AtomicFile, CHUNK, DataFiles};
+use crate::repo::{Chain, Repository};
 use crate::report::Event;
 
 /// Options of a recover (`-R`).
@@ -42,20 +42,20 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         return Err(Error::BadDate(d.to_string()));
     }
     let when = date.map_or_else(|| ctx.clock.now().to_string(), str::to_string);
-    let chain = repo.chain(&when, ctx.report)?;
-    if chain.is_empty() {
+    let (_, chain) = repo.chain(&when, ctx.report)?;
+    let Some(mut chain) = chain else {
         return Err(Error::NoFiles(match date {
             Some(d) => format!("No files in repository before {d}"),
             None => "No files in repository".to_string(),
         }));
-    }
+    };
     // repozo says where it recovers to before it reads the `.dat` for -w.
     ctx.report.event(&match &opts.output {
         Some(output) => Event::RecoveringTo(output.clone()),
         None => Event::RecoveringToStdout,
     });
     let truth = if opts.with_verify {
-        Some(read_truth(&repo, &chain)?)
+        Some(read_truth(&mut chain)?)
     } else {
         None
     };
@@ -74,7 +74,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         w.flush().at(&part)?;
     }
     failpoint::hit("recover:data-copied");
-    let source_index = repo::with_ext(chain.last().expect("non-empty"), ".index");
+    let source_index = chain.index_path();
     let target_index = format!("{output}.index");
     let index_copy = if Path::new(&source_index).exists() {
         ctx.report.event(&Event::RestoringIndex {
@@ -104,77 +104,71 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
 }
 
 /// Copies the uncompressed chain into `out` without hashing: plain files
-/// with `copy_file_range`, gzipped ones through [`GzipReader`].
-fn copy_chain_unhashed(chain: &[String], out: &mut AtomicFile, out_name: &str) -> Result<()> {
-    for file in chain {
-        let mut f = std::fs::File::open(file).at(file)?;
-        if is_gzip_name(file) {
-            let mut r = GzipReader::new(f);
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let n = std::io::Read::read(&mut r, &mut buf).at(file)?;
-                if n == 0 {
-                    break;
-                }
-                out.write_all(&buf[..n]).at(out_name)?;
-            }
+/// with `copy_file_range`, gzipped ones through the chain reader.
+fn copy_chain_unhashed(chain: &Chain, out: &mut AtomicFile, out_name: &str) -> Result<()> {
+    let files = DataFiles::new();
+    for file in chain.files() {
+        if file.gzip() {
+            files.copy(file.data_file(), out, out_name)?;
         } else {
+            let mut f = std::fs::File::open(&file.path).at(&file.path)?;
             out.copy_from_file(&mut f).at(out_name)?;
         }
     }
     Ok(())
 }
 
-/// Expected (size, md5) per chain path, from the chain's `.dat`.
+/// Expected (size, md5) per chain file name, from the chain's `.dat`.
 type Truth = HashMap<String, (u64, String)>;
 
-fn read_truth(repo: &Repository, chain: &[String]) -> Result<Truth> {
-    let dat_path = repo::with_ext(&chain[0], ".dat");
-    let entries = dat::read(&dat_path)?
-        .ok_or_else(|| Error::io(&dat_path, std::io::Error::from_raw_os_error(2)))?;
-    Ok(entries
-        .into_iter()
-        .map(|e| (repo.path(e.base_name()), (e.len(), e.md5)))
+fn read_truth(chain: &mut Chain) -> Result<Truth> {
+    Ok(chain
+        .required_entries()?
+        .iter()
+        .map(|e| (e.base_name().to_string(), (e.len(), e.md5.clone())))
         .collect())
 }
 
 /// Copies the uncompressed chain to `out`; with `truth`, checks each file.
 fn copy_chain(
-    chain: &[String],
+    chain: &Chain,
     truth: Option<&Truth>,
     out: &mut dyn Write,
     out_name: &str,
     ctx: Ctx,
 ) -> Result<()> {
+    let files = DataFiles::new();
     let Some(truth) = truth else {
-        let (size, md5) = concat(chain, Some(out), out_name)?;
+        let (size, md5) = files.concat(chain.data_files(), Some(out), out_name)?;
         ctx.report.event(&Event::Recovered { size, md5 });
         return Ok(());
     };
     let mut total = 0u64;
-    for file in chain {
-        let mut r = open_data_file(file)?;
-        let (size, sum) = copy_hashed(&mut r, Some(&mut *out), file, out_name)?;
-        let Some((want_size, want_sum)) = truth.get(file) else {
+    for file in chain.files() {
+        let (size, sum) = files.hash(file.data_file(), Some(&mut *out), out_name)?;
+        let Some((want_size, want_sum)) = truth.get(&file.name) else {
             return Err(Error::Verification(format!(
-                "{file} is not listed in {}; recover without -w, or check the \
+                "{} is not listed in {}; recover without -w, or check the \
                  repository with -V",
-                repo::with_ext(&chain[0], ".dat")
+                file.path,
+                chain.dat_path()
             )));
         };
         if size != *want_size {
             return Err(Error::Verification(format!(
-                "{file} is {size} bytes, should be {want_size} bytes"
+                "{} is {size} bytes, should be {want_size} bytes",
+                file.path
             )));
         }
         if sum != *want_sum {
             return Err(Error::Verification(format!(
-                "{file} has checksum {sum} instead of {want_sum}"
+                "{} has checksum {sum} instead of {want_sum}",
+                file.path
             )));
         }
-        total += size;
+        total = total.saturating_add(size);
         ctx.report.event(&Event::RecoveredChunk {
-            file: file.clone(),
+            file: file.path.clone(),
             size,
             md5: sum,
         });

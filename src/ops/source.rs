@@ -125,7 +125,7 @@ impl Source {
                         got += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io(&self.path, e)),
+                    Err(e) => return Err(Error::io(&self.path, e).with_pos(pos)),
                 }
             }
             Ok(got)

@@ -1,11 +1,9 @@
 //! `-V`: check every file of the current chain against its `.dat` entry.
 
-use std::path::Path;
-
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::io::{copy_hashed, is_gzip_name, open_data_file};
-use crate::repo::{self, Repository, dat};
+use crate::io::DataFiles;
+use crate::repo::{ChainFile, Repository};
 use crate::report::Event;
 
 /// Options of a verify (`-V`).
@@ -21,26 +19,31 @@ pub struct VerifyOptions {
 /// Verifies the chain of the newest full backup (repozo's `do_verify`):
 /// each file its `.dat` lists must exist and have the recorded
 /// uncompressed size and md5. Stops at the first failure, with repozo's
-/// message.
+/// message. Files are read one at a time, whatever the chain's length.
 pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     let repo = Repository::new(&opts.repository);
-    let chain = repo.chain(&ctx.clock.now().to_string(), ctx.report)?;
-    if chain.is_empty() {
+    let (_, chain) = repo.chain(&ctx.clock.now().to_string(), ctx.report)?;
+    let Some(mut chain) = chain else {
         return Err(Error::NoFiles("No files in repository".to_string()));
-    }
-    let dat_path = repo::with_ext(&chain[0], ".dat");
-    let entries = dat::read(&dat_path)?
-        .ok_or_else(|| Error::io(&dat_path, std::io::Error::from_raw_os_error(2)))?;
-    let listed: Vec<String> = entries.iter().map(|e| repo.path(e.base_name())).collect();
-    for entry in entries {
-        let filename = repo.path(entry.base_name());
-        ctx.report.event(&Event::Verifying(filename.clone()));
-        let gz = is_gzip_name(&filename);
-        let note = if gz { " (when uncompressed)" } else { "" };
-        let (size, sum) = measure(&filename, gz, opts.quick)?;
+    };
+    let entries = chain.required_entries()?.to_vec();
+    let files = DataFiles::new();
+    for entry in &entries {
+        let file = ChainFile {
+            path: repo.path(entry.base_name()),
+            name: entry.base_name().to_string(),
+        };
+        ctx.report.event(&Event::Verifying(file.path.clone()));
+        let note = if file.gzip() {
+            " (when uncompressed)"
+        } else {
+            ""
+        };
+        let (size, sum) = measure(&files, &file, opts.quick)?;
         if size != entry.len() {
             return Err(Error::Verification(format!(
-                "{filename} is {size} bytes{note}, should be {} bytes",
+                "{} is {size} bytes{note}, should be {} bytes",
+                file.path,
                 entry.len()
             )));
         }
@@ -48,46 +51,55 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             && sum != entry.md5
         {
             return Err(Error::Verification(format!(
-                "{filename} has checksum {sum}{note} instead of {}",
-                entry.md5
+                "{} has checksum {sum}{note} instead of {}",
+                file.path, entry.md5
             )));
         }
     }
     // Recover concatenates the chain, not the .dat: a file it would use
     // that the .dat does not describe has never been checked.
-    if let Some(extra) = chain.iter().find(|f| !listed.contains(f)) {
+    if let Some(extra) = chain
+        .files()
+        .iter()
+        .find(|f| !entries.iter().any(|e| e.base_name() == f.name))
+    {
         return Err(Error::Verification(format!(
-            "{extra} would be used by recover but is not listed in {dat_path}; \
-             the next backup records it, or remove it if it does not belong"
+            "{} would be used by recover but is not listed in {}; \
+             the next backup records it, or remove it if it does not belong",
+            extra.path,
+            chain.dat_path()
         )));
     }
     Ok(())
 }
 
 /// Uncompressed size and (unless `quick`) md5 of a chain file.
-fn measure(filename: &str, gz: bool, quick: bool) -> Result<(u64, Option<String>)> {
-    let missing = || Error::Verification(format!("{filename} is missing"));
-    if !gz && quick {
-        let meta = std::fs::metadata(filename).map_err(|_| missing())?;
-        return Ok((meta.len(), None));
+///
+/// Only a file that does not exist is "missing" (repozo's message); any
+/// other failure to open or read it keeps its OS error and path, and a
+/// gzip file whose contents are damaged says so.
+fn measure(files: &DataFiles, file: &ChainFile, quick: bool) -> Result<(u64, Option<String>)> {
+    match std::fs::metadata(&file.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Verification(format!("{} is missing", file.path)));
+        }
+        Err(e) => return Err(Error::io(&file.path, e)),
+        Ok(meta) if quick && !file.gzip() => return Ok((meta.len(), None)),
+        Ok(_) => {}
     }
-    if !Path::new(filename).is_file() {
-        return Err(missing());
-    }
-    let mut r = open_data_file(filename).map_err(|_| missing())?;
-    let unreadable = |e: Error| {
-        Error::Verification(format!(
-            "{filename} cannot be read{}: {e}",
-            if gz { " as gzip" } else { "" }
-        ))
+    // A gzip reader's own errors (not the operating system's) mean the
+    // contents are damaged or cut short.
+    let damaged = |e: Error| match e {
+        Error::Io { source, .. } if file.gzip() && source.raw_os_error().is_none() => {
+            Error::Verification(format!("{} cannot be read as gzip: {source}", file.path))
+        }
+        e => e,
     };
     if quick {
         // Sizes only: a gzipped file must still be decompressed to learn
         // its size, but nothing needs its md5.
-        let size = std::io::copy(&mut r, &mut std::io::sink())
-            .map_err(|e| unreadable(Error::io(filename, e)))?;
-        return Ok((size, None));
+        return Ok((files.size(file.data_file()).map_err(damaged)?, None));
     }
-    let (size, sum) = copy_hashed(&mut r, None, filename, "").map_err(unreadable)?;
+    let (size, sum) = files.hash(file.data_file(), None, "").map_err(damaged)?;
     Ok((size, Some(sum)))
 }

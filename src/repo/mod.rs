@@ -7,11 +7,14 @@
 //! `\d{4}(-\d\d){5}\.(delta)?fsz?` are data files; everything else in the
 //! directory is ignored by every operation.
 
+pub mod chain;
 pub mod dat;
 
+use crate::clock::Stamp;
 use crate::error::{IoContext, Result};
 use crate::report::{Event, Report};
 
+pub use chain::{Chain, ChainFile};
 pub use dat::DatEntry;
 
 /// A repository directory, named as the user gave it.
@@ -21,6 +24,40 @@ pub use dat::DatEntry;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository {
     dir: String,
+}
+
+/// What a repository directory held when it was listed: each operation
+/// lists it once ([`Repository::list`]) and works from this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Data file names, ascending (= chronological).
+    data: Vec<String>,
+    /// Our temporary files left by an interrupted run ([`is_leftover`]).
+    leftovers: Vec<String>,
+}
+
+impl Listing {
+    /// Data file names, ascending (= chronological).
+    pub fn data_files(&self) -> &[String] {
+        &self.data
+    }
+
+    /// Names of our temporary files left by an interrupted run.
+    pub fn leftovers(&self) -> &[String] {
+        &self.leftovers
+    }
+
+    /// Stamp of the newest data file, if any.
+    pub fn newest_stamp(&self) -> Option<Stamp> {
+        self.data.last().and_then(|n| Stamp::parse(n.get(..19)?))
+    }
+
+    /// Records a data file this operation has just added (its stamp is
+    /// newer than every other, so it sorts last).
+    pub fn push(&mut self, name: String) {
+        self.data.push(name);
+        self.data.sort();
+    }
 }
 
 impl Repository {
@@ -39,70 +76,85 @@ impl Repository {
         join(&self.dir, name)
     }
 
+    /// Lists the directory once. Names that are not UTF-8 are neither data
+    /// files nor ours (both are ASCII by construction) and are ignored, as
+    /// is everything else that does not match. Errors if the directory
+    /// cannot be listed.
+    pub fn list(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let Ok(name) = entry.at(&self.dir)?.file_name().into_string() else {
+                continue;
+            };
+            if is_data_file(&name) {
+                listing.data.push(name);
+            } else if is_leftover(&name) {
+                listing.leftovers.push(name);
+            }
+        }
+        listing.data.sort();
+        listing.leftovers.sort();
+        Ok(listing)
+    }
+
     /// All data file names in the repository, in ascending (= chronological)
     /// order. Errors if the directory cannot be listed.
     pub fn data_files(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
-            .at(&self.dir)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| is_data_file(n))
-            .collect();
-        names.sort();
-        Ok(names)
+        Ok(self.list()?.data)
     }
 
     /// repozo's `find_files`: the chain that reproduces the state as of
     /// `when` — the newest full backup whose stamp is ≤ `when` plus every
-    /// later incremental ≤ `when` — as repository paths, oldest first.
+    /// later incremental ≤ `when` — or `None` if no data file is ≤ `when`.
     ///
     /// `when` is compared as a *string*, as repozo does: a partial date such
     /// as `2026-11-26` sorts before every stamp of that day, so it selects
     /// backups strictly before it. If no full backup is ≤ `when`, every
     /// incremental ≤ `when` is returned (repozo's behaviour).
-    pub fn chain(&self, when: &str, report: &dyn Report) -> Result<Vec<String>> {
+    ///
+    /// Reports that it looks for files before it lists the directory (so a
+    /// missing repository fails after that line, as in repozo), then lists
+    /// it once; returns the listing too.
+    pub fn chain(&self, when: &str, report: &dyn Report) -> Result<(Listing, Option<Chain>)> {
         report.event(&Event::LookingForFiles {
             when: when.to_string(),
         });
-        let names = self.data_files()?;
-        let chain: Vec<String> = select_chain(&names, when)
-            .into_iter()
-            .map(|n| self.path(n))
-            .collect();
-        report.event(&if chain.is_empty() {
-            Event::NoFilesFound
-        } else {
-            Event::FilesNeeded {
-                when: when.to_string(),
-                files: chain.clone(),
-            }
+        let listing = self.list()?;
+        let chain = self.select(&listing, when, report);
+        Ok((listing, chain))
+    }
+
+    /// [`Repository::chain`] from a listing already made.
+    pub fn chain_in(&self, listing: &Listing, when: &str, report: &dyn Report) -> Option<Chain> {
+        report.event(&Event::LookingForFiles {
+            when: when.to_string(),
         });
-        Ok(chain)
-    }
-}
-
-impl Repository {
-    /// Stamp of the newest data file, if any.
-    pub fn newest_stamp(&self) -> Result<Option<crate::clock::Stamp>> {
-        Ok(self
-            .data_files()?
-            .last()
-            .and_then(|n| crate::clock::Stamp::parse(&n[..19])))
+        self.select(listing, when, report)
     }
 
-    /// Removes temporary files left by an interrupted run of ours
-    /// (`<name>.tmp-<pid>-<n>`); returns their names. Only call this while
-    /// holding the repository lock. repozo's own `tmp.tmp` is left alone.
-    pub fn remove_leftovers(&self) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
-            let Some(name) = entry.ok().and_then(|e| e.file_name().into_string().ok()) else {
-                continue;
-            };
-            if is_leftover(&name) && std::fs::remove_file(self.path(&name)).is_ok() {
-                removed.push(name);
+    fn select(&self, listing: &Listing, when: &str, report: &dyn Report) -> Option<Chain> {
+        let chain = Chain::new(self, &select_chain(&listing.data, when));
+        report.event(&match &chain {
+            None => Event::NoFilesFound,
+            Some(c) => Event::FilesNeeded {
+                when: when.to_string(),
+                files: c.paths(),
+            },
+        });
+        chain
+    }
+
+    /// Removes the temporary files of `listing` left by an interrupted run
+    /// of ours (`<name>.tmp-<pid>-<n>`), reporting each. Only call this
+    /// while holding the repository lock. repozo's own `tmp.tmp` is left
+    /// alone.
+    pub fn remove_leftovers(&self, listing: &Listing, report: &dyn Report) {
+        for name in &listing.leftovers {
+            let path = self.path(name);
+            if std::fs::remove_file(&path).is_ok() {
+                report.event(&Event::RemovedLeftover(path));
             }
         }
-        Ok(removed)
     }
 }
 
@@ -116,8 +168,10 @@ pub fn is_leftover(name: &str) -> bool {
     let tail_ok = tail
         .split_once('-')
         .is_some_and(|(a, b)| digits(a) && digits(b));
-    let stamp_ok = head.len() > 20 && crate::clock::Stamp::parse(&head[..19]).is_some();
-    tail_ok && stamp_ok && head.as_bytes()[19] == b'.'
+    let stamp_ok = head.len() > 20
+        && head.as_bytes()[19] == b'.'
+        && head.get(..19).and_then(Stamp::parse).is_some();
+    tail_ok && stamp_ok
 }
 
 /// Selects the chain for `when` from `names` sorted ascending; returns
@@ -149,6 +203,12 @@ pub fn is_data_file(name: &str) -> bool {
         _ => c.is_ascii_digit(),
     });
     stamp_ok && matches!(&name[19..], ".fs" | ".fsz" | ".deltafs" | ".deltafsz")
+}
+
+/// True if and only if repozo would gunzip this repository file: its name
+/// ends with `fsz` (`.fsz`, `.deltafsz`).
+pub fn is_gzip_name(name: &str) -> bool {
+    name.ends_with("fsz")
 }
 
 /// True if and only if `path` names a full backup (`.fs` or `.fsz`).
@@ -244,6 +304,8 @@ mod tests {
         assert!(!is_leftover("tmp.tmp"));
         assert!(!is_leftover("2026-11-26-02-10-03.fs"));
         assert!(!is_leftover("notes.tmp-1-2"));
+        assert!(!is_leftover("aaaaaaaaaaaaaaaaaaéxx.tmp-1-2"));
+        assert!(!is_leftover("2026-11-26-02-10-0é.fs.tmp-1-2"));
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! Reading a chain of repository data files as one stream.
+//!
+//! A repository that takes a `-BQz` backup every hour holds chains of
+//! thousands of files. [`DataFiles`] opens each file only when it is
+//! reached and closes it when it is done, and gives every gzipped file the
+//! same [`DecodePool`], so open files and threads stay bounded by a small
+//! constant (one file, one pool of one thread per core, the md5 thread)
+//! whatever the chain's length.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::rc::Rc;
+
+use super::CHUNK;
+use super::gzip::{DecodePool, GzipReader};
+use super::hashing::stream;
+use crate::error::{Error, IoContext, Result};
+
+/// One file of a chain, as [`DataFiles`] needs it: where it is and whether
+/// its bytes are gzipped (the repository's naming rule decides that, see
+/// [`crate::repo::is_gzip_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataFile<'a> {
+    /// Path, as errors name it.
+    pub path: &'a str,
+    /// Whether the file is gzip (read through all its members).
+    pub gzip: bool,
+}
+
+/// Opens data files for reading their uncompressed bytes, one at a time,
+/// sharing one decompression pool (started at the first gzipped file).
+///
+/// Invariant: a reader from [`DataFiles::open`] is dropped before the next
+/// gzipped one is read (the pool serves one reader at a time).
+#[derive(Default)]
+pub struct DataFiles {
+    pool: std::cell::OnceCell<Rc<DecodePool>>,
+}
+
+impl DataFiles {
+    /// An opener with no pool yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens `file` for reading its uncompressed bytes: gunzipped (all
+    /// members, as Python's gzip reads them) if it is gzip, raw otherwise.
+    pub fn open(&self, file: DataFile) -> Result<Box<dyn Read>> {
+        let f = File::open(file.path).at(file.path)?;
+        Ok(if file.gzip {
+            let pool = Rc::clone(self.pool.get_or_init(|| Rc::new(DecodePool::new())));
+            Box::new(GzipReader::with_pool(f, pool))
+        } else {
+            Box::new(BufReader::with_capacity(CHUNK, f))
+        })
+    }
+
+    /// Size and md5 hex of the uncompressed concatenation of `files`, also
+    /// written to `out` (named `to` in errors) if given. Each file is
+    /// opened when the previous one is done, and closed at its end.
+    pub fn concat<'a>(
+        &self,
+        files: impl IntoIterator<Item = DataFile<'a>>,
+        mut out: Option<&mut dyn Write>,
+        to: &str,
+    ) -> Result<(u64, String)> {
+        let mut files = files.into_iter();
+        let mut current: Option<(Box<dyn Read>, &str)> = None;
+        let mut fill = |buf: &mut [u8]| -> Result<usize> {
+            loop {
+                let Some((r, name)) = current.as_mut() else {
+                    match files.next() {
+                        Some(f) => current = Some((self.open(f)?, f.path)),
+                        None => return Ok(0),
+                    }
+                    continue;
+                };
+                match r.read(buf) {
+                    Ok(0) => current = None,
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io(name, e)),
+                }
+            }
+        };
+        let mut sink = |chunk: &[u8]| -> Result<()> {
+            match out.as_mut() {
+                Some(o) => o.write_all(chunk).at(to),
+                None => Ok(()),
+            }
+        };
+        let h = stream(&mut fill, &mut sink, &[])?;
+        Ok((h.len, h.md5))
+    }
+
+    /// Size and md5 hex of one file's uncompressed bytes, also written to
+    /// `out` (named `to`) if given.
+    pub fn hash(
+        &self,
+        file: DataFile,
+        out: Option<&mut dyn Write>,
+        to: &str,
+    ) -> Result<(u64, String)> {
+        self.concat([file], out, to)
+    }
+
+    /// Uncompressed size of one file without hashing it (a gzipped file is
+    /// still decompressed to learn its size).
+    pub fn size(&self, file: DataFile) -> Result<u64> {
+        let mut r = self.open(file)?;
+        io::copy(&mut r, &mut io::sink()).at(file.path)
+    }
+
+    /// Copies one file's uncompressed bytes to `out` (named `to`) without
+    /// hashing them.
+    pub fn copy(&self, file: DataFile, out: &mut dyn Write, to: &str) -> Result<u64> {
+        let mut r = self.open(file)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(file.path, e)),
+            };
+            out.write_all(&buf[..n]).at(to)?;
+            total += n as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{AtomicFile, ParallelGzip};
+
+    fn plain(path: &str) -> DataFile<'_> {
+        DataFile { path, gzip: false }
+    }
+
+    #[test]
+    fn a_gzip_file_of_ours_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.fsz");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        let mut gz = ParallelGzip::new(&mut f);
+        gz.write_chunk(b"hel").unwrap();
+        gz.write_chunk(b"lo").unwrap();
+        gz.finish().unwrap();
+        f.commit().unwrap();
+        let path = dest.to_str().unwrap();
+        let (n, sum) = DataFiles::new()
+            .hash(DataFile { path, gzip: true }, None, "")
+            .unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(sum, "5d41402abc4b2a76b9719d911017c592");
+    }
+
+    #[test]
+    fn a_long_chain_is_read_with_one_file_open_and_one_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..300u32 {
+            let gzip = i % 2 == 1;
+            let p = dir
+                .path()
+                .join(format!("{i:04}.{}", if gzip { "fsz" } else { "fs" }));
+            let data: Vec<u8> = (0..(i * 37 % 5000)).map(|j| (j * i % 251) as u8).collect();
+            if gzip {
+                let mut out = Vec::new();
+                let mut gz = ParallelGzip::new(&mut out);
+                gz.write_chunk(&data).unwrap();
+                gz.finish().unwrap();
+                std::fs::write(&p, out).unwrap();
+            } else {
+                std::fs::write(&p, &data).unwrap();
+            }
+            expected.extend_from_slice(&data);
+            paths.push((p.to_str().unwrap().to_string(), gzip));
+        }
+        let files = DataFiles::new();
+        let mut out = Vec::new();
+        let (n, _) = files
+            .concat(
+                paths.iter().map(|(p, g)| DataFile { path: p, gzip: *g }),
+                Some(&mut out),
+                "out",
+            )
+            .unwrap();
+        assert_eq!(n, expected.len() as u64);
+        assert!(out == expected);
+        assert!(files.pool.get().is_some_and(|p| Rc::strong_count(p) == 1));
+    }
+
+    #[test]
+    fn a_missing_file_in_the_middle_names_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.fs");
+        std::fs::write(&a, b"abc").unwrap();
+        let b = dir.path().join("b.fs");
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        let err = DataFiles::new()
+            .concat([plain(a), plain(b)], None, "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[Errno 2]") && err.contains("b.fs"), "{err}");
+    }
+}

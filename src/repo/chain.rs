@@ -1,0 +1,223 @@
+//! A chain: the full backup and the incrementals after it that together
+//! reproduce one state of the Data.fs, with the `.dat` that describes them.
+//!
+//! Every operation works on one [`Chain`] chosen by
+//! [`Repository::chain`](super::Repository::chain). It owns the file
+//! paths, the naming rules (which file is gzipped, where the `.dat` and the
+//! last `.index` are) and the `.dat` entries, read at most once.
+
+use std::io::Write;
+
+use super::dat::{self, DatEntry};
+use super::{Repository, is_full, is_gzip_name, with_ext};
+use crate::error::{Error, IoContext, Result};
+use crate::io::{AtomicFile, DataFile, DataFiles, append_synced};
+use crate::report::{ChainProblem, Event, Report};
+
+/// One data file of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFile {
+    /// Repository path as `-r` was given, joined with the name (the form
+    /// repozo prints and records).
+    pub path: String,
+    /// The file name (`<stamp>.<ext>`).
+    pub name: String,
+}
+
+impl ChainFile {
+    /// Whether repozo gunzips this file (its name ends with `fsz`).
+    pub fn gzip(&self) -> bool {
+        is_gzip_name(&self.name)
+    }
+
+    /// Whether this is a full backup (`.fs`, `.fsz`).
+    pub fn full(&self) -> bool {
+        is_full(&self.name)
+    }
+
+    /// The file as the chain reader needs it.
+    pub fn data_file(&self) -> DataFile<'_> {
+        DataFile {
+            path: &self.path,
+            gzip: self.gzip(),
+        }
+    }
+}
+
+/// The data files that reproduce one state, oldest first.
+///
+/// Invariant: never empty (a repository with nothing to chain has no
+/// `Chain`). The `.dat` belongs to the first file; the `.index` of the
+/// state to the last.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    files: Vec<ChainFile>,
+    dat_path: String,
+    /// The `.dat` entries once read: `Some(None)` if there is no `.dat`.
+    entries: Option<Option<Vec<DatEntry>>>,
+}
+
+impl Chain {
+    /// The chain of `names` (ascending) in `repo`; `None` if `names` is
+    /// empty.
+    pub(super) fn new(repo: &Repository, names: &[&str]) -> Option<Chain> {
+        let first = names.first()?;
+        Some(Chain {
+            files: names
+                .iter()
+                .map(|n| ChainFile {
+                    path: repo.path(n),
+                    name: n.to_string(),
+                })
+                .collect(),
+            dat_path: repo.path(&with_ext(first, ".dat")),
+            entries: None,
+        })
+    }
+
+    /// The files, oldest first (at least one).
+    pub fn files(&self) -> &[ChainFile] {
+        &self.files
+    }
+
+    /// The paths of the files, oldest first.
+    pub fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    /// The files as the chain reader needs them.
+    pub fn data_files(&self) -> impl Iterator<Item = DataFile<'_>> {
+        self.files.iter().map(ChainFile::data_file)
+    }
+
+    /// The last file (the newest state).
+    pub fn last(&self) -> &ChainFile {
+        // Non-empty by construction (see `Chain::new`).
+        &self.files[self.files.len() - 1]
+    }
+
+    /// Path of the chain's `.dat` (named after its first file).
+    pub fn dat_path(&self) -> &str {
+        &self.dat_path
+    }
+
+    /// Path of the `.index` of the chain's state (named after its last
+    /// file; it may not exist).
+    pub fn index_path(&self) -> String {
+        with_ext(&self.last().path, ".index")
+    }
+
+    /// Whether every file is uncompressed.
+    pub fn all_plain(&self) -> bool {
+        self.files.iter().all(|f| !f.gzip())
+    }
+
+    /// The `.dat` entries, read on first use; `None` if there is no `.dat`.
+    pub fn entries(&mut self) -> Result<Option<&[DatEntry]>> {
+        if self.entries.is_none() {
+            self.entries = Some(dat::read(&self.dat_path)?);
+        }
+        Ok(self.entries.as_ref().and_then(|e| e.as_deref()))
+    }
+
+    /// The `.dat` entries, which must exist (`-V`, `-R -w`): a missing
+    /// `.dat` is the error Python gives for opening it.
+    pub fn required_entries(&mut self) -> Result<&[DatEntry]> {
+        let path = self.dat_path.clone();
+        self.entries()?
+            .ok_or_else(|| Error::io(path, std::io::Error::from_raw_os_error(2)))
+    }
+
+    /// The file a `.dat` entry describes (by base name), if it is in the
+    /// chain.
+    pub fn find(&self, entry: &DatEntry) -> Option<&ChainFile> {
+        self.files.iter().find(|f| f.name == entry.base_name())
+    }
+
+    /// The chain's uncompressed size as far as it can be known without
+    /// reading it: the sum of the file sizes if none is gzipped, else the
+    /// end recorded in the `.dat`. Only a hint: callers check it.
+    pub fn size_hint(&mut self) -> Option<u64> {
+        if self.all_plain() {
+            return self.files.iter().try_fold(0u64, |sum, f| {
+                sum.checked_add(std::fs::metadata(&f.path).ok()?.len())
+            });
+        }
+        self.entries().ok()??.last().map(|e| e.end)
+    }
+
+    /// Makes the `.dat` describe the chain, after a crash.
+    ///
+    /// A backup renames its data file into place before it records it in
+    /// the `.dat`; a crash in between leaves a complete file that recover
+    /// uses but the `.dat` lacks, and a crash while appending can leave a
+    /// torn last line. Trailing files missing from the `.dat` are recorded
+    /// now (their start is the previous entry's end; size and md5 come from
+    /// the file) and a torn line is dropped. `Ok(Err(problem))` means the
+    /// two disagree in some other way, and only a new full backup gives a
+    /// consistent chain. Call only while holding the repository lock.
+    pub fn reconcile(&mut self, report: &dyn Report) -> Result<Result<(), ChainProblem>> {
+        let dat_path = self.dat_path.clone();
+        let raw = match std::fs::read(&dat_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(&dat_path, e)),
+        };
+        let complete = match raw.iter().rposition(|&c| c == b'\n') {
+            Some(i) => &raw[..=i],
+            None => &raw[..0],
+        };
+        if complete.len() != raw.len() {
+            report.event(&Event::DroppedTornDatLine(dat_path.clone()));
+            let mut f = AtomicFile::create(&dat_path)?;
+            f.write_all(complete).at(&dat_path)?;
+            f.commit()?;
+        }
+        let mut entries = Vec::new();
+        for (i, line) in String::from_utf8_lossy(complete).lines().enumerate() {
+            match DatEntry::parse(line, &dat_path, i + 1) {
+                Ok(e) => entries.push(e),
+                Err(e) => return Ok(Err(ChainProblem::DatUnreadable(e.to_string()))),
+            }
+        }
+        let names: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
+        let listed: Vec<&str> = entries.iter().map(DatEntry::base_name).collect();
+        if listed.len() > names.len() || listed[..] != names[..listed.len()] {
+            return Ok(Err(ChainProblem::DatDisagrees {
+                dat: dat_path,
+                listed: listed.iter().map(|s| s.to_string()).collect(),
+                chain: names.iter().map(|s| s.to_string()).collect(),
+            }));
+        }
+        let mut end = entries.last().map_or(0, |e| e.end);
+        let files = DataFiles::new();
+        for file in &self.files[entries.len()..] {
+            let (size, md5) = files.hash(file.data_file(), None, "")?;
+            let Some(new_end) = end.checked_add(size) else {
+                return Ok(Err(ChainProblem::DatUnreadable(format!(
+                    "{dat_path}: the offsets recorded overflow"
+                ))));
+            };
+            let entry = DatEntry {
+                file: file.path.clone(),
+                start: end,
+                end: new_end,
+                md5,
+            };
+            append_synced(&dat_path, &entry.to_line())?;
+            report.event(&Event::RecordedUnlistedFile {
+                file: file.path.clone(),
+                dat: dat_path.clone(),
+            });
+            end = entry.end;
+            entries.push(entry);
+        }
+        self.entries = Some(if entries.is_empty() && raw.is_empty() {
+            // No `.dat` (or an empty one): `-Q` treats both alike.
+            None
+        } else {
+            Some(entries)
+        });
+        Ok(Ok(()))
+    }
+}
