@@ -9,7 +9,8 @@
 //!   the reference implementation must never be skipped silently.
 //! * [`zodbtool`] / [`zodbtool_status`] run `tests/py/zodbtool.py`
 //!   (fixture writer and ZODB oracle: `grow`, `pack`, `undo`, `getsize`,
-//!   `saveindex`, `dumpindex`, `copy-index`, `scan`).
+//!   `saveindex`, `dumpindex`, `copy-index`, `scan`, and `chain`: a long
+//!   backup chain written by ZODB's own repozo).
 //! * [`reference_repozo`] is a `Command` for ZODB's repozo via
 //!   `tests/py/repozo_shim.py` (honours `REPOZO_TEST_NOW`, prints
 //!   "Usage: repozo [options]" in its help).

@@ -35,6 +35,16 @@ Subcommands (all paths are plain file system paths):
       Independent, read-only structural listing of a FileStorage file
       (one line per transaction and per data record).  Debugging aid only;
       it does not use ZODB at all.
+  chain DATA_FS --count N --start STAMP --seed S [--gzip-repo DIR]
+        [--plain-repo DIR]
+      In ONE process, N times: commit one small transaction (a wiki-like
+      site of PersistentMapping pages in an OOBTree, a few sentences of
+      text each), then run ZODB's own repozo.main() with -BQz into
+      --gzip-repo and/or -BQ into --plain-repo, its clock pinned to STAMP
+      (YYYY-MM-DD-HH-MM-SS, UTC) plus i minutes.  The first backup into an
+      empty repository is the full one, every later one an incremental, so
+      each repository ends with a chain of N files named a minute apart.
+      Without a repository it only commits N transactions.
 
 Exit codes: 0 success, 2 usage error (argparse), 3 "getsize" failure,
 1 any other failure (traceback on stderr).
@@ -344,6 +354,134 @@ def cmd_scan(args):
     return 0
 
 
+# -- chain: a long backup chain written by ZODB's own repozo ---------------
+
+_WORDS = (
+    'the order was shipped to our customer in time and the invoice '
+    'followed two days later please review the attached report before '
+    'friday meeting notes budget approved for next quarter draft page '
+    'updated by the editor with new photos from the spring garden party '
+    'minutes of the board agenda item closed ticket reopened because the '
+    'printer on floor three is out of toner again'
+).split()
+_USERS = ('alice', 'bob', 'carol', 'dave')
+
+
+def _sentence(rng):
+    words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 18))]
+    return ' '.join(words).capitalize() + '.'
+
+
+def _commit_page_edit(rng, conn, serial):
+    """One small transaction: create or edit one or two pages of the site
+    and bump the site's edit counter."""
+    import transaction
+    from BTrees.OOBTree import OOBTree
+    from persistent.mapping import PersistentMapping
+
+    root = conn.root()
+    txn = transaction.begin()
+    site = root.get('site')
+    if site is None:
+        site = root['site'] = OOBTree()
+        root['stats'] = PersistentMapping({'edits': 0})
+    user = rng.choice(_USERS)
+    txn.setUser(user)
+    names = []
+    for _ in range(rng.randint(1, 2)):
+        name = 'page-%04d' % rng.randrange(400)
+        page = site.get(name)
+        if page is None:
+            page = site[name] = PersistentMapping(
+                {'title': _sentence(rng)[:40], 'created': serial})
+        page['body'] = ' '.join(_sentence(rng)
+                                for _ in range(rng.randint(1, 4)))
+        page['modified'] = serial
+        page['author'] = user
+        names.append(name)
+    root['stats']['edits'] += 1
+    txn.note('edit %s (#%d)' % (', '.join(names), serial))
+    txn.commit()
+
+
+def cmd_chain(args):
+    import calendar
+    from ZODB.scripts import repozo
+
+    # Durability is not what these fixtures are about, and thousands of
+    # fsyncs (by FileStorage and by repozo) would dominate the run time.
+    # No byte written differs.
+    sys.modules['ZODB.FileStorage.FileStorage'].fsync = None
+    os.fsync = lambda fd: None
+
+    # repozo's find_files() lists and sorts the whole repository and walks
+    # the chain back to its full backup on every run: quadratic over a long
+    # chain (most of the run time).  Serve the same answer from a running
+    # list instead, and check it against the real find_files() every 100
+    # backups and at the end.  Everything repozo writes is still written by
+    # repozo's own do_backup().
+    real_find_files = repozo.find_files
+    chains = {}
+
+    def find_files(options):
+        if options.date:
+            return real_find_files(options)
+        return list(chains.setdefault(options.repository, []))
+
+    def check_chain(options_argv):
+        options = repozo.parseargs(list(options_argv))
+        real = real_find_files(options)
+        if real != chains.get(options.repository, []):
+            raise SystemExit('zodbtool chain: cached chain of %s differs '
+                             'from find_files()' % options.repository)
+
+    repozo.find_files = find_files
+
+    start = calendar.timegm(time.strptime(args.start, '%Y-%m-%d-%H-%M-%S'))
+    rng = random.Random(args.seed)
+    runs = []
+    if args.gzip_repo:
+        runs.append((['-BQz', '-r', args.gzip_repo, '-f', args.data_fs],
+                     args.gzip_repo, 'z'))
+    if args.plain_repo:
+        runs.append((['-BQ', '-r', args.plain_repo, '-f', args.data_fs],
+                     args.plain_repo, ''))
+
+    db = _open_db(args.data_fs)
+    storage = db.storage
+    try:
+        conn = db.open()
+        for i in range(args.count):
+            _commit_page_edit(rng, conn, args.seed * 1000000 + i)
+            if not runs:
+                continue
+            # repozo opens the Data.fs read-only and loads Data.fs.index;
+            # keep it current so it does not rescan the whole file.
+            storage._save_index()
+            now = tuple(time.gmtime(start + 60 * i)[:6])
+            repozo.gen_filedate = lambda options, _now=now: _now
+            for argv, repo, z in runs:
+                chain = chains.setdefault(repo, [])
+                # main() returns None on success; errors leave by
+                # sys.exit(), which propagates and fails this command.
+                if repozo.main(list(argv)) is not None:
+                    raise SystemExit('repozo %r failed at backup %d'
+                                     % (argv, i))
+                ext = ('.deltafs' if chain else '.fs') + z
+                made = os.path.join(
+                    repo, '%04d-%02d-%02d-%02d-%02d-%02d' % now + ext)
+                if not os.path.exists(made):
+                    raise SystemExit('zodbtool chain: repozo %r did not '
+                                     'write %s' % (argv, made))
+                chain.append(made)
+                if (i + 1) % 100 == 0 or i + 1 == args.count:
+                    check_chain(argv)
+        conn.close()
+    finally:
+        db.close()
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='zodbtool.py',
@@ -399,6 +537,20 @@ def build_parser():
     p.add_argument('data_fs')
     p.add_argument('out')
     p.set_defaults(func=cmd_copy_index)
+
+    p = sub.add_parser('chain', help='N commits, each backed up by '
+                                     "ZODB's repozo -BQ[z]")
+    p.add_argument('data_fs')
+    p.add_argument('--count', type=int, required=True,
+                   help='number of transactions (and backups per repo)')
+    p.add_argument('--start', default='2021-03-01-09-00-00',
+                   help='clock of the first backup, YYYY-MM-DD-HH-MM-SS UTC')
+    p.add_argument('--seed', type=int, required=True)
+    p.add_argument('--gzip-repo', metavar='DIR',
+                   help='repository for repozo -BQz after each commit')
+    p.add_argument('--plain-repo', metavar='DIR',
+                   help='repository for repozo -BQ after each commit')
+    p.set_defaults(func=cmd_chain)
 
     p = sub.add_parser('scan', help='list txns/records (no ZODB)')
     p.add_argument('data_fs')
