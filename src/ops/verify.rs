@@ -79,7 +79,9 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
 /// other failure to open or read it keeps its OS error and path, and a
 /// gzip file whose contents are damaged says so.
 fn measure(files: &DataFiles, file: &ChainFile, quick: bool) -> Result<(u64, Option<String>)> {
-    match std::fs::metadata(&file.path) {
+    // Opened even when only its size is wanted, as repozo does: a backup
+    // file that cannot be read is not a verified backup.
+    match std::fs::File::open(&file.path).and_then(|f| f.metadata()) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Verification(format!("{} is missing", file.path)));
         }
