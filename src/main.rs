@@ -45,7 +45,9 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(bad) => {
             eprintln!(
-                "argument {:?} is not valid UTF-8; repozo needs UTF-8 paths",
+                "argument {:?} is not valid UTF-8: this repozo takes file and directory names \
+                 in UTF-8 only; rename it, or point a symbolic link with a UTF-8 name at it. \
+                 Nothing was done",
                 bad.to_string_lossy()
             );
             return ExitCode::from(1);

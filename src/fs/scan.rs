@@ -367,3 +367,43 @@ pub fn scan_from(
     }
     Ok(pos)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Silent;
+
+    #[test]
+    fn a_read_error_in_a_data_fs_names_the_file_and_the_byte_offset() {
+        // Reading this process's own memory at offset 0 fails with EIO:
+        // a real read error without a broken disk.
+        let path = Path::new("/proc/self/mem");
+        let file = File::open(path).expect("/proc/self/mem opens");
+        let err = committed(path, &file, 100, &Silent).unwrap_err().to_string();
+        assert!(
+            err.starts_with("[Errno 5] ") && err.ends_with("'/proc/self/mem' (reading at byte 0)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_index_position_reached_through_empty_transactions_is_judged_without_underflow() {
+        // The magic and four empty transactions, each 23 + 8 bytes.
+        let mut data = b"FS30".to_vec();
+        for i in 0..4u8 {
+            data.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, i + 1]);
+            data.extend_from_slice(&23u64.to_be_bytes());
+            data.extend_from_slice(b" \0\0\0\0\0\0");
+            data.extend_from_slice(&23u64.to_be_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let size = data.len() as u64;
+        let mut reader = PosReader::new(&file);
+        assert!(!is_sane(&mut reader, size, size, &Index::new()));
+        let got = committed_with_hint(&path, &file, size, Some((size, Index::new())), &Silent);
+        assert_eq!(got.unwrap().pos, size);
+    }
+}
