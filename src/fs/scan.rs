@@ -379,7 +379,9 @@ mod tests {
         // a real read error without a broken disk.
         let path = Path::new("/proc/self/mem");
         let file = File::open(path).expect("/proc/self/mem opens");
-        let err = committed(path, &file, 100, &Silent).unwrap_err().to_string();
+        let err = committed(path, &file, 100, &Silent)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("[Errno 5] ") && err.ends_with("'/proc/self/mem' (reading at byte 0)"),
             "{err}"

@@ -73,33 +73,77 @@ enum Msg {
 /// many; 0 means the end. `sink` receives every chunk in order. `marks` are
 /// ascending byte offsets at which the md5 so far is also recorded (a chunk
 /// never spans a mark). Returns as soon as `fill` or `sink` fails.
+///
+/// A stream shorter than one buffer (without marks) is hashed on the
+/// calling thread: starting a thread costs more than hashing it, and a
+/// chain of thousands of small increments is made of such streams.
 pub fn stream(
     fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
 ) -> Result<Hashed> {
+    let mut first = None;
+    if marks.is_empty() {
+        let mut buf = AlignedBuf::new(BUF);
+        let mut got = 0;
+        while got < BUF {
+            match fill(&mut buf.bytes_mut()[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        if got < BUF {
+            let data = &buf.bytes()[..got];
+            if got > 0 {
+                sink(data)?;
+            }
+            let mut h = Md5Hasher::new();
+            h.update(data);
+            return Ok(Hashed {
+                len: got as u64,
+                md5: h.finish_hex(),
+                at_marks: Vec::new(),
+            });
+        }
+        first = Some(buf);
+    }
     let (free_tx, free_rx) = sync_channel::<AlignedBuf>(POOL);
     let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
     let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || hash_worker(work_rx, free_tx));
-        let result = feed(fill, sink, marks, &free_rx, &work_tx, &back_to_pool);
+        let result = feed(fill, sink, marks, first, &free_rx, &work_tx, &back_to_pool);
         drop(work_tx);
         let (md5, at_marks) = hasher.join().expect("the md5 thread does not panic");
         result.map(|len| Hashed { len, md5, at_marks })
     })
 }
 
+/// The threaded part of [`stream`]; `first`, if given, is a full buffer
+/// already filled (the first [`BUF`] bytes).
 fn feed(
     fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
+    first: Option<AlignedBuf>,
     free_rx: &Receiver<AlignedBuf>,
     work_tx: &SyncSender<Msg>,
     back_to_pool: &SyncSender<AlignedBuf>,
 ) -> Result<u64> {
     let mut done = 0u64;
     let mut allocated = 0;
+    if let Some(buf) = first {
+        allocated = 1;
+        let buf = Arc::new(buf);
+        if work_tx.send(Msg::Data(Arc::clone(&buf), BUF)).is_err() {
+            unreachable!("the md5 thread lives until the sender is dropped");
+        }
+        sink(buf.bytes())?;
+        done = BUF as u64;
+        if let Some(buf) = Arc::into_inner(buf) {
+            let _ = back_to_pool.send(buf);
+        }
+    }
     let mut marks = marks.iter().copied().peekable();
     loop {
         while marks.next_if(|&m| m <= done).is_some() {
@@ -182,6 +226,33 @@ mod tests {
         let mut h = Md5Hasher::new();
         h.update(b);
         h.finish_hex()
+    }
+
+    #[test]
+    fn streams_of_every_size_around_one_buffer_give_the_right_md5_and_bytes() {
+        for len in [0, 1, BUF - 1, BUF, BUF + 1, 2 * BUF, 3 * BUF + 7] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+            let mut at = 0;
+            let mut out = Vec::new();
+            let h = stream(
+                &mut |buf| {
+                    // Short reads, as a chain of small files gives them.
+                    let n = buf.len().min(data.len() - at).min(1000);
+                    buf[..n].copy_from_slice(&data[at..at + n]);
+                    at += n;
+                    Ok(n)
+                },
+                &mut |c| {
+                    out.extend_from_slice(c);
+                    Ok(())
+                },
+                &[],
+            )
+            .unwrap();
+            assert_eq!(h.len, len as u64);
+            assert_eq!(h.md5, md5_of(&data), "length {len}");
+            assert!(out == data, "length {len}");
+        }
     }
 
     #[test]

@@ -58,10 +58,11 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     }
     // Recover concatenates the chain, not the .dat: a file it would use
     // that the .dat does not describe has never been checked.
+    let listed: std::collections::HashSet<&str> = entries.iter().map(|e| e.base_name()).collect();
     if let Some(extra) = chain
         .files()
         .iter()
-        .find(|f| !entries.iter().any(|e| e.base_name() == f.name))
+        .find(|f| !listed.contains(f.name.as_str()))
     {
         return Err(Error::Verification(format!(
             "{} would be used by recover but is not listed in {}; \
