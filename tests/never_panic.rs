@@ -6,6 +6,12 @@
 //! never unwind. These properties feed them arbitrary bytes, synthetic
 //! FileStorages, and mutations of the real ZODB-written fixtures in
 //! `tests/data`, and check the few invariants that hold whatever the input.
+//! Synthetic FileStorages also get a `Data.fs.index` (or a backup's index
+//! as the incremental's hint) valid for a prefix of them, then are mutated.
+//! The generators live in `tests/synth/`, shared with
+//! `tests/never_panic_bin.rs`, which runs the binary itself on such input.
+//! `REPOZO_PROPTEST_CASES` sets the number of cases of the properties that
+//! read it.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -18,10 +24,13 @@ use proptest::sample::{Index as Pick, select};
 
 use repozo::cli::getopt::getopt;
 use repozo::cli::{LONG_OPTS, SHORT_OPTS};
-use repozo::fs::{Committed, committed};
+use repozo::fs::{Committed, committed, committed_with_hint};
 use repozo::index::{self, Index, MAX_POS};
 use repozo::repo::DatEntry;
 use repozo::{Error, Event, Report};
+
+mod synth;
+use synth::*;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -193,151 +202,6 @@ fn arbitrary_data_fs() -> impl Strategy<Value = Vec<u8>> {
             v
         }),
     ]
-}
-
-/// Integers that sit on the edges a length or offset check cares about.
-fn edgy_u64(size: u64) -> impl Strategy<Value = u64> {
-    prop_oneof![
-        any::<u64>(),
-        Just(0u64),
-        Just(u64::MAX),
-        Just(u64::MAX - 7),
-        Just(i64::MAX as u64),
-        Just(MAX_POS),
-        Just(MAX_POS + 1),
-        0..64u64,
-        size.saturating_sub(64)..size + 64,
-    ]
-}
-
-#[derive(Debug, Clone)]
-struct SynthRecord {
-    oid: u64,
-    /// 0 means a backpointer record.
-    plen: u16,
-    vlen: u16,
-    tloc_delta: i8,
-}
-
-#[derive(Debug, Clone)]
-struct SynthTxn {
-    tid: u64,
-    status: u8,
-    strings: (u8, u8, u8),
-    records: Vec<SynthRecord>,
-    tlen_delta: i8,
-    trailer_delta: i8,
-}
-
-fn mostly_zero_i8() -> impl Strategy<Value = i8> {
-    prop_oneof![9 => Just(0i8), 1 => any::<i8>()]
-}
-
-fn synth_txn() -> impl Strategy<Value = SynthTxn> {
-    let record = (
-        prop_oneof![0..8u64, any::<u64>()],
-        prop_oneof![Just(0u16), 1..48u16],
-        prop_oneof![9 => Just(0u16), 1 => any::<u16>()],
-        mostly_zero_i8(),
-    )
-        .prop_map(|(oid, plen, vlen, tloc_delta)| SynthRecord {
-            oid,
-            plen,
-            vlen,
-            tloc_delta,
-        });
-    (
-        prop_oneof![9 => 1..u64::MAX, 1 => Just(u64::MAX)],
-        prop_oneof![
-            4 => Just(b' '),
-            2 => Just(b'p'),
-            2 => Just(b'u'),
-            1 => Just(b'c'),
-            1 => any::<u8>()
-        ],
-        (0..6u8, 0..6u8, 0..6u8),
-        prop::collection::vec(record, 0..5),
-        mostly_zero_i8(),
-        mostly_zero_i8(),
-    )
-        .prop_map(
-            |(tid, status, strings, records, tlen_delta, trailer_delta)| SynthTxn {
-                tid,
-                status,
-                strings,
-                records,
-                tlen_delta,
-                trailer_delta,
-            },
-        )
-}
-
-/// A FileStorage built from `txns`, then `garbage` appended.
-fn build(txns: &[SynthTxn], garbage: &[u8]) -> Vec<u8> {
-    let mut out = b"FS30".to_vec();
-    for t in txns {
-        let pos = out.len() as u64;
-        let (u, d, e) = t.strings;
-        let hlen = 23 + u64::from(u) + u64::from(d) + u64::from(e);
-        let body: u64 = t
-            .records
-            .iter()
-            .map(|r| 42 + if r.plen == 0 { 8 } else { u64::from(r.plen) })
-            .sum();
-        let tlen = hlen + body;
-        out.extend(t.tid.to_be_bytes());
-        out.extend(tlen.wrapping_add_signed(t.tlen_delta.into()).to_be_bytes());
-        out.push(t.status);
-        for len in [u, d, e] {
-            out.extend(u16::from(len).to_be_bytes());
-        }
-        out.extend(std::iter::repeat_n(b'x', usize::from(u + d + e)));
-        for r in &t.records {
-            out.extend(r.oid.to_be_bytes());
-            out.extend(t.tid.to_be_bytes());
-            out.extend(0u64.to_be_bytes());
-            out.extend(pos.wrapping_add_signed(r.tloc_delta.into()).to_be_bytes());
-            out.extend(r.vlen.to_be_bytes());
-            out.extend(u64::from(r.plen).to_be_bytes());
-            if r.plen == 0 {
-                out.extend(0u64.to_be_bytes());
-            } else {
-                out.extend(std::iter::repeat_n(b'p', usize::from(r.plen)));
-            }
-        }
-        out.extend(
-            tlen.wrapping_add_signed(t.trailer_delta.into())
-                .to_be_bytes(),
-        );
-    }
-    out.extend_from_slice(garbage);
-    out
-}
-
-/// True if ZODB would read every transaction of `txns` as a whole.
-fn all_readable(txns: &[SynthTxn]) -> bool {
-    txns.iter().all(|t| {
-        t.tlen_delta == 0
-            && t.trailer_delta == 0
-            && t.status != b'c'
-            && t.tid != u64::MAX
-            && t.records.iter().all(|r| r.vlen == 0 && r.tloc_delta == 0)
-    })
-}
-
-/// Byte flips, as (where, which bits).
-fn flips() -> impl Strategy<Value = Vec<(Pick, u8)>> {
-    prop::collection::vec((any::<Pick>(), 1..=255u8), 1..8)
-}
-
-fn apply_flips(bytes: &mut [u8], flips: &[(Pick, u8)]) {
-    if bytes.is_empty() {
-        return;
-    }
-    for (at, mask) in flips {
-        let i = at.index(bytes.len());
-        bytes[i] ^= mask;
-    }
 }
 
 /// Tokens a repozo command line is made of, including malformed ones.
@@ -611,6 +475,163 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
+// A Data.fs.index valid for a prefix of a synthetic Data.fs
+// ---------------------------------------------------------------------------
+
+/// Writes `data` as `Data.fs` (no `Data.fs.index`) and opens its committed
+/// state with `hint` as the index of the backup an incremental continues:
+/// the route `-B` takes with the chain's last `.index`.
+fn open_hinted(
+    data: &[u8],
+    hint: (u64, Index),
+) -> (tempfile::TempDir, u64, repozo::Result<Committed>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("Data.fs");
+    std::fs::write(&path, data).unwrap();
+    let file = File::open(&path).unwrap();
+    let size = file.metadata().unwrap().len();
+    let result = committed_with_hint(&path, &file, size, Some(hint), &Rendering::default());
+    (dir, size, result)
+}
+
+/// The state our scan gives the prefix `at` selects; if the scan finds the
+/// prefix corrupt, an empty index claimed valid at the cut (still a
+/// well-formed `.index`, so the sanity check is what has to refuse it).
+fn prefix_index(data: &[u8], boundaries: &[u64], at: &IndexAt) -> (u64, Index) {
+    let cut = prefix_len(at, data.len(), boundaries);
+    prefix_state(&data[..cut]).unwrap_or((cut as u64, Index::new()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+    #[test]
+    fn a_synthetic_data_fs_next_to_an_index_valid_for_a_prefix_gives_a_position_or_a_clean_error(
+        (txns, garbage) in synth_data_fs(),
+        at in index_at(),
+        mutation in mutation(),
+    ) {
+        let (data, boundaries) = build_with_boundaries(&txns, &garbage);
+        let (pos, ix) = prefix_index(&data, &boundaries, &at);
+        let mutated = mutation.apply(&data);
+        let (dir, size, with_index) = open(&mutated, Some(&index_file_bytes(pos, &ix)));
+        check_clean(dir.path(), size, &with_index);
+        let (dir, size, with_hint) = open_hinted(&mutated, (pos, ix));
+        check_clean(dir.path(), size, &with_hint);
+        if matches!(mutation, Mutation::None) && garbage.is_empty() && all_readable(&txns) {
+            // An index of an unchanged prefix only saves work: the answer
+            // is that of a full scan.
+            let (_dir, _, scanned) = open(&data, None);
+            let scanned = scanned.expect("a well-formed file opens");
+            for (route, result) in [("Data.fs.index", with_index), ("hint", with_hint)] {
+                let c = result.expect("a well-formed file opens");
+                prop_assert_eq!(c.pos, scanned.pos, "{}", route);
+                prop_assert_eq!(&c.index, &scanned.index, "{}", route);
+            }
+        }
+    }
+}
+
+/// `FS30`, one junk byte, then an empty transaction at byte 5 with an
+/// 80-byte user name, ending at 116: walking back from 116 lands on a
+/// transaction header at 5, between the magic's end and 8.
+fn empty_transaction_at_byte_5() -> Vec<u8> {
+    let tlen = 23u64 + 80;
+    let mut v = b"FS30\0".to_vec();
+    v.extend(7u64.to_be_bytes());
+    v.extend(tlen.to_be_bytes());
+    v.push(b' ');
+    v.extend([0, 80, 0, 0, 0, 0]);
+    v.extend([b'x'; 80]);
+    v.extend(tlen.to_be_bytes());
+    assert_eq!(v.len(), 116);
+    v
+}
+
+/// Undone transactions of one data record each, `n` of them.
+fn undone_transactions(n: u64) -> Vec<u8> {
+    let txns: Vec<SynthTxn> = (1..=n)
+        .map(|tid| SynthTxn {
+            tid,
+            status: b'u',
+            strings: (0, 0, 0),
+            records: vec![SynthRecord {
+                oid: tid,
+                plen: 20,
+                vlen: 0,
+                tloc_delta: 0,
+            }],
+            tlen_delta: 0,
+            trailer_delta: 0,
+        })
+        .collect();
+    build(&txns, &[])
+}
+
+/// One empty transaction whose strings take it past 100 bytes.
+fn one_long_empty_transaction() -> Vec<u8> {
+    build(
+        &[SynthTxn {
+            tid: 1,
+            status: b' ',
+            strings: (80, 0, 0),
+            records: Vec::new(),
+            tlen_delta: 0,
+            trailer_delta: 0,
+        }],
+        &[],
+    )
+}
+
+#[test]
+fn an_index_reached_through_four_empty_transactions_gives_their_end() {
+    let data = empty_transactions(4);
+    assert_eq!(data.len(), 128);
+    let (dir, size, result) = open(&data, Some(&index_file_bytes(128, &Index::new())));
+    check_clean(dir.path(), size, &result);
+    assert_eq!(committed_pos(&result), 128);
+}
+
+#[test]
+fn an_index_reached_through_one_long_empty_transaction_gives_its_end() {
+    let data = one_long_empty_transaction();
+    let end = data.len() as u64;
+    assert!(end >= 100, "{end}");
+    let (dir, size, result) = open(&data, Some(&index_file_bytes(end, &Index::new())));
+    check_clean(dir.path(), size, &result);
+    assert_eq!(committed_pos(&result), end);
+}
+
+#[test]
+fn an_index_reached_through_undone_transactions_gives_their_end() {
+    let data = undone_transactions(2);
+    let end = data.len() as u64;
+    assert!(end >= 100, "{end}");
+    let (dir, size, result) = open(&data, Some(&index_file_bytes(end, &Index::new())));
+    check_clean(dir.path(), size, &result);
+    assert_eq!(committed_pos(&result), end);
+}
+
+#[test]
+fn an_index_reached_through_a_transaction_at_byte_5_gives_a_position_or_a_clean_error() {
+    let data = empty_transaction_at_byte_5();
+    let (dir, size, result) = open(&data, Some(&index_file_bytes(116, &Index::new())));
+    check_clean(dir.path(), size, &result);
+    let (dir, size, result) = open_hinted(&data, (116, Index::new()));
+    check_clean(dir.path(), size, &result);
+}
+
+#[test]
+fn the_index_of_a_backup_of_empty_transactions_as_a_hint_gives_the_new_end() {
+    // A full backup of four empty transactions writes an `.index` valid at
+    // 128; the next incremental starts from it after a fifth one.
+    let data = empty_transactions(5);
+    let (dir, size, result) = open_hinted(&data, (128, Index::new()));
+    check_clean(dir.path(), size, &result);
+    assert_eq!(committed_pos(&result), data.len() as u64);
+}
+
+// ---------------------------------------------------------------------------
 // index::load / save
 // ---------------------------------------------------------------------------
 
@@ -811,6 +832,90 @@ proptest! {
         let line = entry.to_line();
         let back = DatEntry::parse(&line, "x.dat", 1).unwrap();
         prop_assert_eq!(back, entry);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Repository file names
+// ---------------------------------------------------------------------------
+
+/// Names of files repozo and we write, and of our temporary files.
+const STAMPED_NAMES: [&str; 6] = [
+    "2026-11-26-02-10-03.fs",
+    "2026-11-26-02-10-03.deltafsz",
+    "2026-11-26-02-10-03.dat",
+    "2026-11-26-02-10-03.fs.tmp-1-2",
+    "2026-11-26-02-10-03.index.tmp-12-0",
+    "aaaaaaaaaaaaaaaaaaaxx.tmp-1-2",
+];
+
+/// A stamped name with up to three characters (most of them multi-byte)
+/// inserted at character boundaries, most often around byte 19, where the
+/// stamp ends.
+fn stamp_like_name() -> impl Strategy<Value = String> {
+    let insert = (
+        prop_oneof![2 => 16..24usize, 1 => 0..40usize],
+        select(vec!['é', '€', '😀', '\u{301}', '.', '-', '0']),
+    );
+    (
+        select(STAMPED_NAMES.to_vec()),
+        prop::collection::vec(insert, 0..3),
+    )
+        .prop_map(|(name, inserts)| {
+            let mut s = name.to_string();
+            for (at, c) in inserts {
+                let mut at = at.min(s.len());
+                while !s.is_char_boundary(at) {
+                    at -= 1;
+                }
+                s.insert(at, c);
+            }
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    #[test]
+    fn any_file_name_is_classified_without_panicking(
+        name in prop_oneof![any::<String>(), stamp_like_name()],
+    ) {
+        let leftover = repozo::repo::is_leftover(&name);
+        let data = repozo::repo::is_data_file(&name);
+        prop_assert!(!(leftover && data), "{} is both", name);
+        if leftover {
+            prop_assert!(name.is_char_boundary(19) && name.contains(".tmp-"), "{}", name);
+        }
+        let (root, ext) = repozo::repo::split_ext(&name);
+        prop_assert_eq!(format!("{root}{ext}"), name.clone());
+        let names = vec![name.clone()];
+        let chain = repozo::repo::select_chain(&names, "2026-12-01-00-00-00");
+        prop_assert!(chain.len() <= 1);
+    }
+}
+
+#[test]
+fn a_multibyte_character_across_byte_19_makes_no_name_a_leftover() {
+    for name in [
+        "aaaaaaaaaaaaaaaaaaéxx.tmp-1-2",
+        "2026-11-26-02-10-0é.fs.tmp-1-2",
+    ] {
+        assert!(!repozo::repo::is_leftover(name), "{name}");
+    }
+    for template in STAMPED_NAMES {
+        for at in 0..=template.len() {
+            for c in ['é', '€', '😀'] {
+                let mut name = template.to_string();
+                name.insert(at, c);
+                let leftover = repozo::repo::is_leftover(&name);
+                // Only a character after the stamp's dot can leave a
+                // name of the form <stamp>.<ext>.tmp-<pid>-<n>.
+                if at <= 19 {
+                    assert!(!leftover, "{name}");
+                }
+            }
+        }
     }
 }
 
