@@ -81,6 +81,36 @@ pub enum Error {
         /// Seconds waited.
         waited: u64,
     },
+    /// A process (a running ZODB) holds the FileStorage lock of a file to
+    /// be written.
+    #[error(
+        "{file} is in use: {lock} is locked by a running ZODB (or another recover); stop it, \
+         or recover into another file. Nothing was changed"
+    )]
+    InUse {
+        /// The Data.fs.
+        file: String,
+        /// Its lock file.
+        lock: String,
+    },
+    /// An incremental recover with `--no-fallback` found that the output
+    /// cannot be continued.
+    #[error(
+        "{file}: cannot recover incrementally: {why}; run without --no-fallback to recover in full"
+    )]
+    CannotContinue {
+        /// The output Data.fs.
+        file: String,
+        /// Why (the reason a full recover would be made).
+        why: String,
+    },
+    /// The system could not start a worker thread (out of memory or of
+    /// processes).
+    #[error(
+        "cannot start a worker thread ({0}): the system is out of memory or of processes; \
+         free some and run it again"
+    )]
+    Thread(#[source] io::Error),
     /// The source changed while it was being backed up, or the position
     /// computed for a backup is not usable.
     #[error("{0}")]
@@ -89,10 +119,11 @@ pub enum Error {
 
 impl Error {
     /// The process exit code for this error: 1, as repozo uses for every
-    /// error, except [`Error::Locked`], which exits with [`EXIT_LOCKED`].
+    /// error, except [`Error::Locked`] and [`Error::InUse`], which exit with
+    /// [`EXIT_LOCKED`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Locked { .. } => EXIT_LOCKED,
+            Error::Locked { .. } | Error::InUse { .. } => EXIT_LOCKED,
             _ => 1,
         }
     }

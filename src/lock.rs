@@ -43,6 +43,37 @@ impl RepoLock {
     }
 }
 
+/// The lock a running ZODB holds on its FileStorage: an exclusive `flock`
+/// on `<Data.fs>.lock` (zc.lockfile, which FileStorage takes on open and
+/// keeps until close). Holding it keeps a ZODB from opening the file while
+/// it is written, and failing to take it means one has it open.
+#[derive(Debug)]
+pub struct StorageLock {
+    _file: File,
+}
+
+impl StorageLock {
+    /// Takes the lock of the FileStorage `data_fs` without waiting,
+    /// creating `<data_fs>.lock` if needed (as zc.lockfile does). Fails with
+    /// [`Error::InUse`] if a process holds it.
+    pub fn acquire(data_fs: &str) -> Result<Self> {
+        let path = format!("{data_fs}.lock");
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .at(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(StorageLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse {
+                file: data_fs.to_string(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +87,18 @@ mod tests {
         assert!(matches!(err, Error::Locked { .. }), "{err}");
         drop(first);
         RepoLock::acquire(p, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_storage_lock_held_elsewhere_means_the_file_is_in_use() {
+        let d = tempfile::tempdir().unwrap();
+        let fs = d.path().join("Data.fs");
+        let fs = fs.to_str().unwrap();
+        let first = StorageLock::acquire(fs).unwrap();
+        let err = StorageLock::acquire(fs).unwrap_err();
+        assert!(matches!(err, Error::InUse { .. }), "{err}");
+        assert_eq!(err.exit_code(), crate::error::EXIT_LOCKED);
+        drop(first);
+        StorageLock::acquire(fs).unwrap();
     }
 }

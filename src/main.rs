@@ -108,6 +108,12 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
             }
             ops::backup(&o, ctx).map(drop)
         }
+        Command::Recover(o) if o.incremental.is_some() => {
+            ops::recover_incremental(o, ctx).map(|outcome| {
+                // The one line this mode always prints: what it did.
+                eprintln!("{}: {outcome}", o.output.as_deref().unwrap_or_default());
+            })
+        }
         Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()),
         Command::Verify(o) => ops::verify(o, ctx),
     };

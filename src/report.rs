@@ -180,6 +180,19 @@ pub enum Event {
     RemovedStaleIndex(String),
     /// `-V`: a chain file is being checked.
     Verifying(String),
+    /// `--incremental`: the output's first `bytes` were proved to be the
+    /// chain's first `files` backup files.
+    ProvedPrefix {
+        /// Bytes proved.
+        bytes: u64,
+        /// Backup files they make up.
+        files: usize,
+        /// Proved from the state file (`-Q`) rather than by md5.
+        quick: bool,
+    },
+    /// `--incremental -Q`: the state file cannot be used (why); the output
+    /// is proved by md5 instead.
+    StateUnusable(String),
     /// Warning: a temporary file left by an interrupted backup of ours
     /// was removed.
     RemovedLeftover(String),
@@ -308,6 +321,20 @@ impl fmt::Display for Event {
             NoIndexToRestore(x) => write!(f, "No index file to restore: {x}"),
             RemovedStaleIndex(x) => write!(f, "Removed stale index file {x}"),
             Verifying(x) => write!(f, "Verifying {x}"),
+            ProvedPrefix {
+                bytes,
+                files,
+                quick,
+            } => write!(
+                f,
+                "the output's first {bytes} bytes are the chain's first {files} files (proved {})",
+                if *quick {
+                    "by the state file"
+                } else {
+                    "by md5"
+                }
+            ),
+            StateUnusable(why) => write!(f, "{why}: proving the output by md5"),
             RemovedLeftover(x) => write!(f, "removed {x} left by an interrupted backup"),
             DroppedTornDatLine(x) => write!(
                 f,

@@ -1084,3 +1084,74 @@ fn backups_of_a_synthetic_data_fs_with_an_index_valid_for_a_prefix_give_exit_0_o
         })
         .unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Files that are not regular files, and a stamp with no successor
+// ---------------------------------------------------------------------------
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn a_fifo_or_a_device_among_the_chain_files_is_refused_without_hanging() {
+    for gzip in [false, true] {
+        let site = template(gzip);
+        let d = site.path();
+        let delta = format!("{T_DELTA}{}", ext(gzip, false));
+        let path = d.join("repo").join(&delta);
+        std::fs::remove_file(&path).unwrap();
+        mkfifo(&path);
+        for args in [
+            &["-V", "-r", "repo"][..],
+            &["-V", "-Q", "-r", "repo"],
+            &["-R", "-r", "repo", "-o", "out.fs"],
+            &["-R", "-w", "-r", "repo", "-o", "out.fs"],
+            &["-B", "-f", "Data.fs", "-r", "repo"],
+        ] {
+            let (code, o) = clean(d, args);
+            assert_eq!(code, 1, "{args:?}");
+            assert!(
+                stderr(&o).contains("not a regular file") && stderr(&o).contains(&delta),
+                "{args:?}: {}",
+                stderr(&o)
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let (code, o) = clean(d, &["-R", "-r", "repo", "-o", "out.fs"]);
+        assert_eq!(code, 1, "{}", stderr(&o));
+        assert!(!d.join("out.fs").exists() && !d.join("out.fs.part").exists());
+    }
+}
+
+#[test]
+fn a_fifo_as_data_fs_or_as_its_index_is_refused_or_ignored_without_hanging() {
+    let site = template(false);
+    let d = site.path();
+    mkfifo(&d.join("Data.fs.index"));
+    // The index is only a shortcut: a FIFO in its place is ignored.
+    success(d, &["-B", "-F", "-f", "Data.fs", "-r", "repo"]);
+    mkfifo(&d.join("Other.fs"));
+    let (code, o) = clean(d, &["-B", "-f", "Other.fs", "-r", "repo"]);
+    assert_eq!(code, 1);
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_backup_file_dated_9999_stops_the_next_backup_with_a_message() {
+    let site = template(false);
+    let d = site.path();
+    std::fs::write(d.join("repo/9999-12-31-23-59-59.deltafs"), b"").unwrap();
+    let before = listing(&d.join("repo"));
+    let (code, o) = clean(d, &["-B", "-F", "-f", "Data.fs", "-r", "repo"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr(&o).contains("dated 9999-12-31-23-59-59"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(&d.join("repo")), before);
+}

@@ -31,6 +31,22 @@ pub type Parsed = (Vec<Opt>, Vec<String>);
 /// returned as operands. The error string is exactly Python's
 /// `GetoptError` message.
 pub fn getopt(args: &[String], shortopts: &str, longopts: &[&str]) -> Result<Parsed, String> {
+    getopt_exact(args, shortopts, longopts, &[])
+}
+
+/// [`getopt`], plus long options that match only by their exact name.
+///
+/// `exact` lists options this tool adds to repozo's (no `=`: they take no
+/// value). `--<name>` for a name in `exact` is recognised as such; no
+/// abbreviation of it is, and none of them takes part in resolving the
+/// abbreviations of `longopts`, so every argument list that ZODB 6.4's
+/// repozo accepts means the same here.
+pub fn getopt_exact(
+    args: &[String],
+    shortopts: &str,
+    longopts: &[&str],
+    exact: &[&str],
+) -> Result<Parsed, String> {
     let mut opts = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -43,6 +59,19 @@ pub fn getopt(args: &[String], shortopts: &str, longopts: &[&str]) -> Result<Par
             break;
         }
         if let Some(long) = arg.strip_prefix("--") {
+            if exact.contains(&long) {
+                opts.push(Opt {
+                    name: arg.clone(),
+                    value: None,
+                });
+                i += 1;
+                continue;
+            }
+            if let Some((name, _)) = long.split_once('=')
+                && exact.contains(&name)
+            {
+                return Err(format!("option --{name} must not have an argument"));
+            }
             i = do_long(&mut opts, long, longopts, args, i + 1)?;
         } else {
             i = do_shorts(&mut opts, &arg[1..], shortopts, args, i + 1)?;
@@ -201,6 +230,27 @@ mod tests {
                 ("--file".into(), Some("y".into())),
             ]
         );
+    }
+
+    #[test]
+    fn options_of_our_own_match_only_by_their_exact_name() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let exact = &["incremental", "no-fallback"];
+        let (opts, rest) =
+            getopt_exact(&args(&["-R", "--incremental", "x"]), SHORT, LONG, exact).unwrap();
+        assert_eq!(opts[1].name, "--incremental");
+        assert_eq!(rest, vec!["x"]);
+        assert_eq!(
+            getopt_exact(&args(&["--incr"]), SHORT, LONG, exact).unwrap_err(),
+            "option --incr not recognized"
+        );
+        assert_eq!(
+            getopt_exact(&args(&["--incremental=1"]), SHORT, LONG, exact).unwrap_err(),
+            "option --incremental must not have an argument"
+        );
+        // repozo's own abbreviations resolve as before.
+        let (opts, _) = getopt_exact(&args(&["--backu"]), SHORT, LONG, exact).unwrap();
+        assert_eq!(opts[0].name, "--backup");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 pub mod getopt;
 pub mod usage;
 
-use crate::ops::{BackupOptions, RecoverOptions, VerifyOptions};
+use crate::ops::{BackupOptions, IncrementalOptions, RecoverOptions, VerifyOptions};
 
 /// repozo's short options, in getopt syntax.
 pub const SHORT_OPTS: &str = "BRVvhr:f:FQzkD:o:w";
@@ -31,6 +31,11 @@ pub const LONG_OPTS: &[&str] = &[
     "output=",
     "with-verify",
 ];
+
+/// Long options of this tool that repozo does not have. They match only
+/// by their exact name ([`getopt::getopt_exact`]), so every abbreviation
+/// that repozo accepts keeps its meaning.
+pub const EXACT_OPTS: &[&str] = &["incremental", "no-fallback"];
 
 /// The operation selected by `-B`, `-R` or `-V`, with its options.
 #[derive(Debug, Clone)]
@@ -76,7 +81,7 @@ enum Mode {
 /// prints these only under `-v` and before any later usage error, so
 /// they are passed only when `-v` was given.
 pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
-    let (opts, operands) = match getopt::getopt(args, SHORT_OPTS, LONG_OPTS) {
+    let (opts, operands) = match getopt::getopt_exact(args, SHORT_OPTS, LONG_OPTS, EXACT_OPTS) {
         Ok(p) => p,
         Err(msg) => return Parsed::Usage(msg),
     };
@@ -85,6 +90,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut file, mut repository, mut date, mut output) = (None, None, None, None);
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
+    let (mut incremental, mut no_fallback) = (false, false);
     for o in opts {
         let value = o.value.clone();
         let new_mode = match o.name.as_str() {
@@ -132,6 +138,14 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 with_verify = true;
                 None
             }
+            "--incremental" => {
+                incremental = true;
+                None
+            }
+            "--no-fallback" => {
+                no_fallback = true;
+                None
+            }
             other => unreachable!("getopt returned an undeclared option {other}"),
         };
         if let Some(m) = new_mode {
@@ -150,6 +164,17 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let Some(repository) = repository else {
         return Parsed::Usage("--repository is required".into());
     };
+    if incremental && mode != Mode::Recover {
+        return Parsed::Usage("--incremental only applies to -R/--recover".into());
+    }
+    if incremental && output.is_none() {
+        return Parsed::Usage(
+            "--incremental needs -o/--output: it brings an existing Data.fs up to date".into(),
+        );
+    }
+    if no_fallback && !incremental {
+        return Parsed::Usage("--no-fallback only applies to --incremental".into());
+    }
     let mut ignored = |set: bool, name: &str, mode: &str| {
         if set && verbose {
             notice(&format!("--{name} option is ignored in {mode} mode"));
@@ -181,6 +206,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 date,
                 output,
                 with_verify,
+                incremental: incremental.then_some(IncrementalOptions { quick, no_fallback }),
             })
         }
         Mode::Verify => {

@@ -65,7 +65,7 @@ pub fn committed_with_hint(
     }
     check_magic(&mut reader, &shown)?;
     let index_path = format!("{}.index", path.display());
-    let companion_pos = std::fs::read(&index_path)
+    let companion_pos = crate::io::read_regular(&index_path)
         .ok()
         .and_then(|b| index::peek_pos(&b));
     let hint_first = match (&hint, companion_pos) {
@@ -148,7 +148,7 @@ fn check_magic(reader: &mut PosReader, shown: &str) -> Result<()> {
 /// is missing or unreadable.
 fn load_companion_index(path: &Path, report: &dyn Report) -> Option<(u64, Index)> {
     let index_path = format!("{}.index", path.display());
-    let data = std::fs::read(&index_path).ok()?;
+    let data = crate::io::read_regular(&index_path).ok()?;
     match index::load(&data, &index_path) {
         Ok(loaded) => Some(loaded),
         Err(e) => {

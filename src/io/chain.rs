@@ -7,7 +7,6 @@
 //! constant (one file, one pool of one thread per core, the md5 thread)
 //! whatever the chain's length.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::rc::Rc;
 
@@ -46,9 +45,15 @@ impl DataFiles {
     /// Opens `file` for reading its uncompressed bytes: gunzipped (all
     /// members, as Python's gzip reads them) if it is gzip, raw otherwise.
     pub fn open(&self, file: DataFile) -> Result<Box<dyn Read>> {
-        let f = File::open(file.path).at(file.path)?;
+        let f = super::open_regular(file.path).at(file.path)?;
         Ok(if file.gzip {
-            let pool = Rc::clone(self.pool.get_or_init(|| Rc::new(DecodePool::new())));
+            let pool = match self.pool.get() {
+                Some(p) => Rc::clone(p),
+                None => {
+                    let p = Rc::new(DecodePool::new().map_err(Error::Thread)?);
+                    Rc::clone(self.pool.get_or_init(|| p))
+                }
+            };
             Box::new(GzipReader::with_pool(f, pool))
         } else {
             Box::new(BufReader::with_capacity(CHUNK, f))
@@ -144,7 +149,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("x.fsz");
         let mut f = AtomicFile::create(&dest).unwrap();
-        let mut gz = ParallelGzip::new(&mut f);
+        let mut gz = ParallelGzip::new(&mut f).unwrap();
         gz.write_chunk(b"hel").unwrap();
         gz.write_chunk(b"lo").unwrap();
         gz.finish().unwrap();
@@ -170,7 +175,7 @@ mod tests {
             let data: Vec<u8> = (0..(i * 37 % 5000)).map(|j| (j * i % 251) as u8).collect();
             if gzip {
                 let mut out = Vec::new();
-                let mut gz = ParallelGzip::new(&mut out);
+                let mut gz = ParallelGzip::new(&mut out).unwrap();
                 gz.write_chunk(&data).unwrap();
                 gz.finish().unwrap();
                 std::fs::write(&p, out).unwrap();

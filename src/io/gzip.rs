@@ -48,8 +48,9 @@ struct Pool<J, R> {
 }
 
 impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
-    /// Starts the workers; each keeps its own state made by `init`.
-    fn new<S: 'static>(init: fn() -> S, work: fn(&mut S, J) -> R) -> Self {
+    /// Starts the workers; each keeps its own state made by `init`. Fails
+    /// if the system cannot start a thread (out of memory or processes).
+    fn new<S: 'static>(init: fn() -> S, work: fn(&mut S, J) -> R) -> std::io::Result<Self> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (job_tx, job_rx) = channel::<(u64, J)>();
         let (res_tx, res_rx) = channel();
@@ -58,7 +59,7 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
             .map(|_| {
                 let rx = Arc::clone(&job_rx);
                 let tx = res_tx.clone();
-                std::thread::spawn(move || {
+                std::thread::Builder::new().spawn(move || {
                     let mut state = init();
                     loop {
                         let job = rx.lock().map(|rx| rx.recv());
@@ -71,12 +72,12 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
                     }
                 })
             })
-            .collect();
-        Pool {
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Pool {
             jobs: Some(job_tx),
             results: res_rx,
             workers,
-        }
+        })
     }
 
     /// How many jobs may usefully be in flight.
@@ -126,15 +127,19 @@ pub struct ParallelGzip<'w> {
 
 impl<'w> ParallelGzip<'w> {
     /// Starts a gzip stream into `out` with one worker per available core.
-    pub fn new(out: &'w mut dyn Write) -> Self {
-        ParallelGzip {
+    /// Fails if the system cannot start a thread.
+    pub fn new(out: &'w mut dyn Write) -> std::io::Result<Self> {
+        Ok(ParallelGzip {
             out,
-            pool: Pool::new(|| Compressor::new(level()), |c, data| compress(c, &data)),
+            pool: Pool::new(
+                || Compressor::new(level()),
+                |c, data: Vec<u8>| compress(c, &data),
+            )?,
             ready: BTreeMap::new(),
             next: 0,
             written: 0,
             pending: Vec::with_capacity(MEMBER),
-        }
+        })
     }
 
     /// Queues `chunk` as the next member; writes finished members.
@@ -265,14 +270,15 @@ pub struct DecodePool {
 }
 
 impl DecodePool {
-    /// Starts one decompression worker per available core.
-    pub fn new() -> Self {
-        DecodePool {
-            pool: Pool::new(Decompressor::new, |d, (offset, body)| {
+    /// Starts one decompression worker per available core. Fails if the
+    /// system cannot start a thread.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(DecodePool {
+            pool: Pool::new(Decompressor::new, |d, (offset, body): (u64, Vec<u8>)| {
                 decompress_member(d, offset, &body)
-            }),
+            })?,
             seq: std::cell::Cell::new(0),
-        }
+        })
     }
 
     fn take_seq(&self) -> u64 {
@@ -284,12 +290,6 @@ impl DecodePool {
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.pool.workers.len()
-    }
-}
-
-impl Default for DecodePool {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -323,8 +323,8 @@ pub struct GzipReader {
 impl GzipReader {
     /// Opens `file` (positioned at its start) for decompression with a pool
     /// of its own.
-    pub fn new(file: std::fs::File) -> Self {
-        Self::with_pool(file, std::rc::Rc::new(DecodePool::new()))
+    pub fn new(file: std::fs::File) -> std::io::Result<Self> {
+        Ok(Self::with_pool(file, std::rc::Rc::new(DecodePool::new()?)))
     }
 
     /// Opens `file` (positioned at its start) for decompression on `pool`.
@@ -496,7 +496,7 @@ mod tests {
     fn members_decompress_to_the_input_in_order() {
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 97) as u8).collect();
         let mut out = Vec::new();
-        let mut gz = ParallelGzip::new(&mut out);
+        let mut gz = ParallelGzip::new(&mut out).unwrap();
         for c in data.chunks(1 << 20) {
             gz.write_chunk(c).unwrap();
         }
@@ -514,7 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ours = dir.path().join("a.fsz");
         let mut out = Vec::new();
-        let mut gz = ParallelGzip::new(&mut out);
+        let mut gz = ParallelGzip::new(&mut out).unwrap();
         for c in data.chunks(1 << 20) {
             gz.write_chunk(c).unwrap();
         }
@@ -527,6 +527,7 @@ mod tests {
         for p in [&ours, &plain] {
             let mut back = Vec::new();
             GzipReader::new(std::fs::File::open(p).unwrap())
+                .unwrap()
                 .read_to_end(&mut back)
                 .unwrap();
             assert!(back == data, "{}", p.display());
@@ -539,12 +540,14 @@ mod tests {
         let mut back = Vec::new();
         assert!(
             GzipReader::new(std::fs::File::open(&ours).unwrap())
+                .unwrap()
                 .read_to_end(&mut back)
                 .is_err()
         );
         std::fs::write(&ours, &out[..out.len() - 5]).unwrap();
         assert!(
             GzipReader::new(std::fs::File::open(&ours).unwrap())
+                .unwrap()
                 .read_to_end(&mut Vec::new())
                 .is_err()
         );
@@ -553,7 +556,7 @@ mod tests {
     #[test]
     fn an_empty_stream_is_still_a_gzip_file() {
         let mut out = Vec::new();
-        ParallelGzip::new(&mut out).finish().unwrap();
+        ParallelGzip::new(&mut out).unwrap().finish().unwrap();
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&out[..])
             .read_to_end(&mut back)

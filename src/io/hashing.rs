@@ -111,7 +111,9 @@ pub fn stream(
     let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
     let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || hash_worker(work_rx, free_tx));
+        let hasher = std::thread::Builder::new()
+            .spawn_scoped(scope, move || hash_worker(work_rx, free_tx))
+            .map_err(crate::error::Error::Thread)?;
         let result = feed(fill, sink, marks, first, &free_rx, &work_tx, &back_to_pool);
         drop(work_tx);
         let (md5, at_marks) = hasher.join().expect("the md5 thread does not panic");

@@ -26,6 +26,47 @@ pub use direct::{STAGE, Staged};
 pub use gzip::{DecodePool, GzipReader, ParallelGzip};
 pub use hashing::{DIRECT_ALIGN, Hashed, Md5Hasher, stream};
 
+/// Opens `path` for reading only if it is a regular file (symbolic links
+/// followed). A FIFO is opened without blocking and refused, as are
+/// devices and sockets (an `InvalidInput` error saying so), so that a
+/// hostile repository cannot make a read hang or run forever; a directory
+/// gives `EISDIR`, as Python's `open()` does.
+pub fn open_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !kind.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or socket); a backup file must be a regular file",
+        ));
+    }
+    // Regular files ignore O_NONBLOCK; clear it all the same.
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a valid descriptor with integer arguments only.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(file)
+}
+
+/// Reads all of `path`, which must be a regular file ([`open_regular`]).
+pub fn read_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    open_regular(path)?.read_to_end(&mut data)?;
+    Ok(data)
+}
+
 /// Size of the buffers used for copying and hashing.
 pub const CHUNK: usize = 1 << 20;
 
@@ -46,6 +87,22 @@ pub fn md5_empty() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking_and_a_directory_is_eisdir() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("x.fs");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = open_regular(&fifo).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(
+            open_regular(dir.path()).unwrap_err().raw_os_error(),
+            Some(libc::EISDIR)
+        );
+        assert!(open_regular("/dev/zero").is_err());
+    }
 
     #[test]
     fn md5_of_nothing_is_pythons() {

@@ -157,10 +157,14 @@ fn decide_thorough(chain: &mut Chain, src: &Source, ctx: Ctx) -> Result<Decision
     let hint = chain.size_hint();
     let chain = &*chain;
     let (repo, source) = std::thread::scope(|scope| {
-        let repo = scope.spawn(|| DataFiles::new().concat(chain.data_files(), None, ""));
+        let repo = std::thread::Builder::new()
+            .spawn_scoped(scope, || {
+                DataFiles::new().concat(chain.data_files(), None, "")
+            })
+            .map_err(Error::Thread)?;
         let source = src.md5_prefixes(hint.unwrap_or(0).min(src.size), src.size);
-        (repo.join().expect("hashing does not panic"), source)
-    });
+        Ok::<_, Error>((repo.join().expect("hashing does not panic"), source))
+    })?;
     let (repo_size, repo_sum) = repo?;
     let (mut backed_sum, src_sum) = source?;
     if hint != Some(repo_size) {
@@ -212,6 +216,18 @@ fn new_dest(
             .clock
             .wait_past(newest, std::time::Duration::from_secs(3))
             .unwrap_or_else(|| newest.plus_seconds(1));
+    }
+    if stamp.year > 9999 {
+        // A stray file dated 9999-12-31-23-59-59 would push the next name
+        // to a five-digit year, which neither tool reads as a backup.
+        return Err(Error::Source(format!(
+            "the newest backup file in {} is dated {}, so no later name exists; \
+             remove the misdated file (and its .dat and .index) and run the backup again",
+            repo.dir(),
+            listing
+                .newest_stamp()
+                .map_or_else(String::new, |s| s.to_string())
+        )));
     }
     let stamp = stamp.to_string();
     let ext = match (full, gzip) {
@@ -320,7 +336,7 @@ fn incremental_backup(
 /// so it describes them and only the new bytes need scanning.
 fn chain_index(chain: &Chain, start: u64) -> Option<(u64, index::Index)> {
     let path = chain.index_path();
-    let data = std::fs::read(&path).ok()?;
+    let data = crate::io::read_regular(&path).ok()?;
     if index::peek_pos(&data)? != start {
         return None;
     }
@@ -333,7 +349,7 @@ fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Res
     let mut out = AtomicFile::create(dest)?;
     let md5 = if gzip {
         let mut staged = Staged::new(&mut out);
-        let mut gz = ParallelGzip::new(&mut staged);
+        let mut gz = ParallelGzip::new(&mut staged).map_err(Error::Thread)?;
         let md5 = src.copy_range(start, end, &mut |c| gz.write_chunk(c).at(dest))?;
         gz.finish().at(dest)?;
         staged.finish().at(dest)?;

@@ -1,15 +1,20 @@
-//! The three operations, each a function of its options and a [`Ctx`]:
-//! [`backup()`], [`recover()`] and [`verify()`].
+//! The operations, each a function of its options and a [`Ctx`]:
+//! [`backup()`], [`recover()`] (and [`recover_incremental()`]) and
+//! [`verify()`].
 //!
 //! Operations never print; they report [`Event`](crate::Event)s and return
 //! errors whose messages are repozo's where repozo has one.
 
 mod backup;
+mod incremental;
 mod recover;
 mod source;
 mod verify;
 
 pub use backup::{BackupOptions, BackupOutcome, backup};
+pub use incremental::{
+    FullReason as FullRecoverReason, IncrementalOptions, IncrementalOutcome, recover_incremental,
+};
 pub use recover::{RecoverOptions, recover};
 pub use verify::{VerifyOptions, verify};
 

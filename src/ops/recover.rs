@@ -25,6 +25,10 @@ pub struct RecoverOptions {
     /// Check every chain file against its `.dat` entry while copying (`-w`).
     /// Default: off.
     pub with_verify: bool,
+    /// `--incremental`: bring the existing output up to date instead of
+    /// rewriting it (see [`super::recover_incremental`]). Default: `None`,
+    /// a full recover as repozo does. Requires `output`.
+    pub incremental: Option<super::IncrementalOptions>,
 }
 
 /// Recovers the chain for `opts.date` into `opts.output` or `stdout`.
@@ -34,6 +38,27 @@ pub struct RecoverOptions {
 /// `<output>.index` the same way. If anything fails, the existing output
 /// and its index are left exactly as they were and the `.part` is removed.
 pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Result<()> {
+    let mut chain = select(opts, ctx)?;
+    // repozo says where it recovers to before it reads the `.dat` for -w.
+    ctx.report.event(&match &opts.output {
+        Some(output) => Event::RecoveringTo(output.clone()),
+        None => Event::RecoveringToStdout,
+    });
+    let Some(output) = &opts.output else {
+        let truth = if opts.with_verify {
+            Some(read_truth(&mut chain)?)
+        } else {
+            None
+        };
+        copy_chain(&chain, truth.as_ref(), stdout, "<stdout>", ctx)?;
+        return stdout.flush().at("<stdout>");
+    };
+    write_output(&mut chain, output, opts.with_verify, ctx)
+}
+
+/// Validates `-D` and selects the chain for it (repozo's `find_files`);
+/// no chain is repozo's "No files in repository" error.
+pub(super) fn select(opts: &RecoverOptions, ctx: Ctx) -> Result<Chain> {
     let repo = Repository::new(&opts.repository);
     let date = opts.date.as_deref().filter(|d| !d.is_empty());
     if let Some(d) = date
@@ -43,34 +68,37 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
     }
     let when = date.map_or_else(|| ctx.clock.now().to_string(), str::to_string);
     let (_, chain) = repo.chain(&when, ctx.report)?;
-    let Some(mut chain) = chain else {
-        return Err(Error::NoFiles(match date {
+    chain.ok_or_else(|| {
+        Error::NoFiles(match date {
             Some(d) => format!("No files in repository before {d}"),
             None => "No files in repository".to_string(),
-        }));
-    };
-    // repozo says where it recovers to before it reads the `.dat` for -w.
-    ctx.report.event(&match &opts.output {
-        Some(output) => Event::RecoveringTo(output.clone()),
-        None => Event::RecoveringToStdout,
-    });
-    let truth = if opts.with_verify {
-        Some(read_truth(&mut chain)?)
+        })
+    })
+}
+
+/// Recovers `chain` into the file `output` from scratch: written to
+/// `<output>.part`, fsynced, renamed over `<output>`; the chain's last
+/// `.index` becomes `<output>.index` the same way (or a stale one is
+/// removed). On failure the old output and index stay as they were.
+pub(super) fn write_output(
+    chain: &mut Chain,
+    output: &str,
+    with_verify: bool,
+    ctx: Ctx,
+) -> Result<()> {
+    let truth = if with_verify {
+        Some(read_truth(chain)?)
     } else {
         None
-    };
-    let Some(output) = &opts.output else {
-        copy_chain(&chain, truth.as_ref(), stdout, "<stdout>", ctx)?;
-        return stdout.flush().at("<stdout>");
     };
     let part = format!("{output}.part");
     let mut out = AtomicFile::create_at(output, &part)?;
     if truth.is_none() && !ctx.report.wants_details() {
         // Nothing needs the md5 (repozo only logs it): copy in the kernel.
-        copy_chain_unhashed(&chain, &mut out, &part)?;
+        copy_chain_unhashed(chain, &mut out, &part)?;
     } else {
         let mut w = BufWriter::with_capacity(CHUNK, &mut out);
-        copy_chain(&chain, truth.as_ref(), &mut w, &part, ctx)?;
+        copy_chain(chain, truth.as_ref(), &mut w, &part, ctx)?;
         w.flush().at(&part)?;
     }
     failpoint::hit("recover:data-copied");
@@ -81,7 +109,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
             from: source_index.clone(),
             to: target_index.clone(),
         });
-        let bytes = std::fs::read(&source_index).at(&source_index)?;
+        let bytes = crate::io::read_regular(&source_index).at(&source_index)?;
         let mut f = AtomicFile::create(&target_index)?;
         f.write_all(&bytes).at(&target_index)?;
         Some(f)
@@ -111,11 +139,34 @@ fn copy_chain_unhashed(chain: &Chain, out: &mut AtomicFile, out_name: &str) -> R
         if file.gzip() {
             files.copy(file.data_file(), out, out_name)?;
         } else {
-            let mut f = std::fs::File::open(&file.path).at(&file.path)?;
+            let mut f = crate::io::open_regular(&file.path).at(&file.path)?;
             out.copy_from_file(&mut f).at(out_name)?;
         }
     }
     Ok(())
+}
+
+/// Copies the chain's `.index` for its state to `target` (temp, fsync,
+/// rename), or removes a stale `target` if the chain has none.
+pub(super) fn install_index(chain: &Chain, target: &str, ctx: Ctx) -> Result<()> {
+    let source = chain.index_path();
+    if Path::new(&source).exists() {
+        ctx.report.event(&Event::RestoringIndex {
+            from: source.clone(),
+            to: target.to_string(),
+        });
+        let bytes = crate::io::read_regular(&source).at(&source)?;
+        let mut f = AtomicFile::create(target)?;
+        f.write_all(&bytes).at(target)?;
+        f.commit()
+    } else {
+        ctx.report.event(&Event::NoIndexToRestore(source));
+        if std::fs::remove_file(target).is_ok() {
+            ctx.report
+                .event(&Event::RemovedStaleIndex(target.to_string()));
+        }
+        Ok(())
+    }
 }
 
 /// Expected (size, md5) per chain file name, from the chain's `.dat`.

@@ -23,14 +23,12 @@ pub struct Source {
 
 impl Source {
     /// Opens `path` for reading. A directory is refused with EISDIR, as
-    /// Python's `open()` refuses it; an empty file is refused because it
+    /// Python's `open()` refuses it, and anything else that is not a
+    /// regular file (a FIFO, a device) is refused too; an empty file is refused because it
     /// holds no FileStorage (repozo fails on it with an AssertionError).
     pub fn open(path: &str) -> Result<Self> {
-        let file = File::open(path).at(path)?;
+        let file = crate::io::open_regular(path).at(path)?;
         let meta = file.metadata().at(path)?;
-        if meta.is_dir() {
-            return Err(Error::io(path, io::Error::from_raw_os_error(21)));
-        }
         if meta.len() == 0 {
             return Err(Error::Source(format!(
                 "{path}: the file is empty, so it is not a FileStorage: check that -f names \

@@ -82,7 +82,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
 fn measure(files: &DataFiles, file: &ChainFile, quick: bool) -> Result<(u64, Option<String>)> {
     // Opened even when only its size is wanted, as repozo does: a backup
     // file that cannot be read is not a verified backup.
-    match std::fs::File::open(&file.path).and_then(|f| f.metadata()) {
+    match crate::io::open_regular(&file.path).and_then(|f| f.metadata()) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Verification(format!("{} is missing", file.path)));
         }

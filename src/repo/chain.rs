@@ -51,6 +51,7 @@ impl ChainFile {
 /// state to the last.
 #[derive(Debug, Clone)]
 pub struct Chain {
+    repo: Repository,
     files: Vec<ChainFile>,
     dat_path: String,
     /// The `.dat` entries once read: `Some(None)` if there is no `.dat`.
@@ -63,6 +64,7 @@ impl Chain {
     pub(super) fn new(repo: &Repository, names: &[&str]) -> Option<Chain> {
         let first = names.first()?;
         Some(Chain {
+            repo: repo.clone(),
             files: names
                 .iter()
                 .map(|n| ChainFile {
@@ -73,6 +75,11 @@ impl Chain {
             dat_path: repo.path(&with_ext(first, ".dat")),
             entries: None,
         })
+    }
+
+    /// The path of `name` in the chain's repository (as `-r` was given).
+    pub fn path_of(&self, name: &str) -> String {
+        self.repo.path(name)
     }
 
     /// The files, oldest first (at least one).
@@ -158,7 +165,7 @@ impl Chain {
     /// consistent chain. Call only while holding the repository lock.
     pub fn reconcile(&mut self, report: &dyn Report) -> Result<Result<(), ChainProblem>> {
         let dat_path = self.dat_path.clone();
-        let raw = match std::fs::read(&dat_path) {
+        let raw = match crate::io::read_regular(&dat_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io(&dat_path, e)),

@@ -79,7 +79,7 @@ impl DatEntry {
 
 /// Reads a `.dat` file; `Ok(None)` if it does not exist.
 pub fn read(path: &str) -> Result<Option<Vec<DatEntry>>> {
-    let text = match std::fs::read(path) {
+    let text = match crate::io::read_regular(path) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),

@@ -1,0 +1,673 @@
+//! `-R -o OUT --incremental`: bring an existing Data.fs (a standby's) up to
+//! the state of a date by appending only what is new.
+//!
+//! The target is exactly what a full recover with the same `-D` writes:
+//! the chain for that date, ending at E (the end of its last `.dat` line).
+//! b is the largest chain boundary ≤ min(size of OUT, E) below which OUT
+//! is *proved* to hold the chain's bytes:
+//!
+//! * by default, by the md5 of every `.dat` range below b, read from OUT;
+//! * with `-Q`, in constant time, from the state file `<OUT>.repozo-state`
+//!   that our last recover into OUT wrote (the `.dat` lines OUT holds, its
+//!   device, inode, size and mtime), plus the md5 of OUT's first and last
+//!   MiB and the transaction that ends OUT, all as recorded then. `-Q`
+//!   cannot see a byte changed in the middle of OUT by something that kept
+//!   its size and restored its mtime; the default mode can. A missing or
+//!   mismatching state file means the md5 proof.
+//!
+//! Bytes after b that are the chain's (a later state of the same chain, a
+//! torn earlier append) are cut with `ftruncate`; bytes that are not
+//! (local commits, a pack, another database) mean a full recover, or an
+//! error under `--no-fallback`. Then the rest of the chain is appended,
+//! each file checked against its `.dat` line, OUT is fsynced, the chain's
+//! `.index` installed and the state file written last.
+//!
+//! Invariants: OUT's bytes below b are never written; the state file
+//! exists only while it describes OUT (it is removed before OUT changes);
+//! a ZODB that has OUT open (its `<OUT>.lock`) makes this refuse (exit
+//! 11), and the lock is held throughout, so none can open it meanwhile.
+
+use std::fmt;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use super::Ctx;
+use super::recover::{RecoverOptions, install_index, select, write_output};
+use super::source::Source;
+use crate::error::{Error, IoContext, Result};
+use crate::failpoint;
+use crate::fs::{LEN_SIZE, TXN_HEADER_LEN};
+use crate::io::{AtomicFile, CHUNK, DataFile, DataFiles, open_regular};
+use crate::lock::StorageLock;
+use crate::repo::{Chain, DatEntry, is_gzip_name};
+use crate::report::Event;
+
+/// Options of `--incremental`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IncrementalOptions {
+    /// Prove OUT's prefix from the state file in constant time (`-Q`)
+    /// instead of by md5. Default: off.
+    pub quick: bool,
+    /// Fail instead of recovering in full when OUT cannot be continued
+    /// (`--no-fallback`). Default: off.
+    pub no_fallback: bool,
+}
+
+/// Why an incremental recover recovers in full instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullReason {
+    /// OUT does not exist yet.
+    Missing,
+    /// OUT is empty.
+    Empty,
+    /// The chain has no `.dat`, so nothing can be proved.
+    NoDat(String),
+    /// A chain file is not (or not in order) in the `.dat`.
+    Unlisted {
+        /// The chain file.
+        file: String,
+        /// The `.dat`.
+        dat: String,
+    },
+    /// The `.dat`'s ranges do not follow one another from 0.
+    NotContiguous(String),
+    /// OUT is shorter than the chain's full backup.
+    SmallerThanFull(String),
+    /// A range of OUT does not have the md5 its `.dat` line records.
+    Differs {
+        /// The backup file of that range.
+        file: String,
+        /// Range start.
+        start: u64,
+        /// Range end.
+        end: u64,
+    },
+    /// OUT goes on, from this offset, with bytes that are in no backup.
+    ForeignTail(u64),
+}
+
+impl FullReason {
+    /// Whether OUT holds something a full recover would throw away (as
+    /// opposed to there being nothing to continue): `--no-fallback` refuses
+    /// those.
+    pub fn is_fallback(&self) -> bool {
+        !matches!(self, FullReason::Missing | FullReason::Empty)
+    }
+}
+
+impl fmt::Display for FullReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FullReason::Missing => f.write_str("it does not exist"),
+            FullReason::Empty => f.write_str("it is empty"),
+            FullReason::NoDat(dat) => write!(f, "{dat} is missing, so nothing can be proved"),
+            FullReason::Unlisted { file, dat } => write!(f, "{file} is not listed in {dat}"),
+            FullReason::NotContiguous(dat) => {
+                write!(f, "the ranges in {dat} do not follow one another")
+            }
+            FullReason::SmallerThanFull(file) => {
+                write!(f, "it is smaller than the full backup {file}")
+            }
+            FullReason::Differs { file, start, end } => write!(
+                f,
+                "its bytes {start}..{end} differ from {file} (packed since, or another database)"
+            ),
+            FullReason::ForeignTail(at) => write!(
+                f,
+                "from byte {at} on it holds bytes that are in no backup (local commits?)"
+            ),
+        }
+    }
+}
+
+/// What an incremental recover did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncrementalOutcome {
+    /// OUT already held the target state (its index and state file were
+    /// refreshed).
+    AlreadyCurrent {
+        /// OUT's size.
+        size: u64,
+    },
+    /// OUT was cut back to a chain boundary and/or had files appended.
+    Updated {
+        /// The boundary OUT was cut back to, if it was longer.
+        truncated_to: Option<u64>,
+        /// Bytes appended.
+        appended: u64,
+        /// Backup files appended.
+        files: usize,
+    },
+    /// OUT was recovered from scratch.
+    Full(FullReason),
+}
+
+impl fmt::Display for IncrementalOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files = |n: usize| if n == 1 { "file" } else { "files" };
+        match self {
+            IncrementalOutcome::AlreadyCurrent { size } => {
+                write!(f, "already current ({size} bytes)")
+            }
+            IncrementalOutcome::Updated {
+                truncated_to: Some(b),
+                files: 0,
+                ..
+            } => write!(f, "truncated to {b} bytes"),
+            IncrementalOutcome::Updated {
+                truncated_to: Some(b),
+                appended,
+                files: k,
+            } => write!(
+                f,
+                "truncated to {b} bytes, then appended {appended} bytes from {k} {}",
+                files(*k)
+            ),
+            IncrementalOutcome::Updated {
+                truncated_to: None,
+                appended,
+                files: k,
+            } => write!(f, "appended {appended} bytes from {k} {}", files(*k)),
+            IncrementalOutcome::Full(reason) => write!(f, "full recover because {reason}"),
+        }
+    }
+}
+
+/// How many bytes of OUT's head and tail `-Q` checks.
+const PROBE: u64 = 1 << 20;
+
+/// Brings `opts.output` to the state of `opts.date` (see the module doc).
+/// `opts.incremental` holds `-Q` and `--no-fallback` (default: neither).
+pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<IncrementalOutcome> {
+    let inc = opts.incremental.unwrap_or_default();
+    let Some(output) = opts.output.as_deref() else {
+        return Err(Error::Source(
+            "--incremental needs -o/--output: it brings an existing Data.fs up to date".into(),
+        ));
+    };
+    let _lock = StorageLock::acquire(output)?;
+    failpoint::hit("incremental:locked");
+    let mut chain = select(opts, ctx)?;
+    ctx.report.event(&Event::RecoveringTo(output.to_string()));
+    let plan = match target_lines(&mut chain)? {
+        Err(reason) => Err(reason),
+        Ok((lines, all)) => plan(&chain, output, &lines, &all, inc.quick, ctx)?.map(|p| (p, lines)),
+    };
+    failpoint::hit("incremental:proved");
+    match plan {
+        Ok((proof, lines)) => apply(&chain, output, &lines, proof, ctx),
+        Err(reason) if reason.is_fallback() && inc.no_fallback => Err(Error::CannotContinue {
+            file: output.to_string(),
+            why: reason.to_string(),
+        }),
+        Err(reason) => {
+            remove_state(output)?;
+            write_output(&mut chain, output, true, ctx)?;
+            if let Ok((lines, _)) = target_lines(&mut chain)? {
+                write_state(output, &lines)?;
+            }
+            Ok(IncrementalOutcome::Full(reason))
+        }
+    }
+}
+
+/// The `.dat` lines of the chain's files, in order (the target), and all
+/// the `.dat`'s lines (the chain's later increments follow the target).
+#[allow(clippy::type_complexity)]
+fn target_lines(chain: &mut Chain) -> Result<Result<(Vec<DatEntry>, Vec<DatEntry>), FullReason>> {
+    let dat = chain.dat_path().to_string();
+    let names: Vec<String> = chain.files().iter().map(|f| f.name.clone()).collect();
+    let Some(all) = chain.entries()? else {
+        return Ok(Err(FullReason::NoDat(dat)));
+    };
+    for (i, name) in names.iter().enumerate() {
+        if all.get(i).map(DatEntry::base_name) != Some(name.as_str()) {
+            return Ok(Err(FullReason::Unlisted {
+                file: chain.files()[i].path.clone(),
+                dat,
+            }));
+        }
+    }
+    let mut end = 0;
+    for line in all {
+        if line.start != end {
+            return Ok(Err(FullReason::NotContiguous(dat)));
+        }
+        end = line.end;
+    }
+    Ok(Ok((all[..names.len()].to_vec(), all.to_vec())))
+}
+
+/// Where OUT stands: `b` is proved to be the chain's, the target's first
+/// `k` lines are below it, and OUT is `size` bytes long (what lies past
+/// `b` is the chain's too).
+#[derive(Debug, Clone, Copy)]
+struct Proof {
+    b: u64,
+    k: usize,
+    size: u64,
+}
+
+fn plan(
+    chain: &Chain,
+    output: &str,
+    lines: &[DatEntry],
+    all: &[DatEntry],
+    quick: bool,
+    ctx: Ctx,
+) -> Result<Result<Proof, FullReason>> {
+    let file = match open_regular(output) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err(FullReason::Missing));
+        }
+        Err(e) => return Err(Error::io(output, e)),
+    };
+    let meta = file.metadata().at(output)?;
+    if meta.len() == 0 {
+        return Ok(Err(FullReason::Empty));
+    }
+    let out = Source {
+        path: output.to_string(),
+        file,
+        size: meta.len(),
+    };
+    let target_end = lines.last().map_or(0, |l| l.end);
+    let limit = out.size.min(target_end);
+    if quick {
+        match check_state(output, &meta, &out, all)? {
+            Ok(()) => {
+                // OUT holds the chain's lines up to its size: no reads.
+                let k = lines.iter().take_while(|l| l.end <= limit).count();
+                let b = if k == 0 { 0 } else { lines[k - 1].end };
+                if k > 0 {
+                    ctx.report.event(&Event::ProvedPrefix {
+                        bytes: b,
+                        files: k,
+                        quick: true,
+                    });
+                    return Ok(Ok(Proof {
+                        b,
+                        k,
+                        size: out.size,
+                    }));
+                }
+            }
+            Err(why) => ctx.report.event(&Event::StateUnusable(why)),
+        }
+    }
+    // The md5 proof: every target line that fits in OUT.
+    let mut b = 0;
+    let mut k = 0;
+    for line in lines.iter().take_while(|l| l.end <= limit) {
+        if out.md5_range(line.start, line.end)? != line.md5 {
+            return Ok(Err(FullReason::Differs {
+                file: line.file.clone(),
+                start: line.start,
+                end: line.end,
+            }));
+        }
+        b = line.end;
+        k += 1;
+    }
+    if k == 0 {
+        return Ok(Err(FullReason::SmallerThanFull(
+            chain.files()[0].path.clone(),
+        )));
+    }
+    ctx.report.event(&Event::ProvedPrefix {
+        bytes: b,
+        files: k,
+        quick: false,
+    });
+    // What follows b must be the chain's: later lines, whole or torn.
+    let mut pos = b;
+    for line in &all[k..] {
+        if pos == out.size {
+            break;
+        }
+        if line.end <= out.size {
+            if out.md5_range(line.start, line.end)? != line.md5 {
+                return Ok(Err(FullReason::ForeignTail(line.start)));
+            }
+            pos = line.end;
+        } else {
+            let path = chain.path_of(line.base_name());
+            let df = DataFile {
+                path: &path,
+                gzip: is_gzip_name(&path),
+            };
+            if !prefix_matches(&out, line.start, out.size - line.start, df)? {
+                return Ok(Err(FullReason::ForeignTail(line.start)));
+            }
+            pos = out.size;
+        }
+    }
+    if pos < out.size {
+        return Ok(Err(FullReason::ForeignTail(pos)));
+    }
+    Ok(Ok(Proof {
+        b,
+        k,
+        size: out.size,
+    }))
+}
+
+/// Whether OUT's `len` bytes at `at` are the first `len` uncompressed
+/// bytes of `file` (false if the file is shorter or cannot be read).
+fn prefix_matches(out: &Source, at: u64, len: u64, file: DataFile) -> Result<bool> {
+    let Ok(mut r) = DataFiles::new().open(file) else {
+        return Ok(false);
+    };
+    let mut theirs = vec![0u8; CHUNK];
+    let mut ours = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(CHUNK as u64) as usize;
+        if r.read_exact(&mut theirs[..want]).is_err() {
+            return Ok(false);
+        }
+        out.file
+            .read_exact_at(&mut ours[..want], at + done)
+            .at(&out.path)?;
+        if ours[..want] != theirs[..want] {
+            return Ok(false);
+        }
+        done += want as u64;
+    }
+    Ok(true)
+}
+
+fn apply(
+    chain: &Chain,
+    output: &str,
+    lines: &[DatEntry],
+    proof: Proof,
+    ctx: Ctx,
+) -> Result<IncrementalOutcome> {
+    let Proof { b, k, size } = proof;
+    let index = format!("{output}.index");
+    if k == lines.len() && size == b {
+        install_index(chain, &index, ctx)?;
+        failpoint::hit("incremental:index-installed");
+        write_state(output, lines)?;
+        failpoint::hit("incremental:state-written");
+        return Ok(IncrementalOutcome::AlreadyCurrent { size });
+    }
+    // OUT is about to change: what describes it goes first.
+    remove_state(output)?;
+    if std::fs::remove_file(&index).is_ok() {
+        ctx.report.event(&Event::RemovedStaleIndex(index.clone()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(output)
+        .at(output)?;
+    let truncated_to = (size > b).then_some(b);
+    if truncated_to.is_some() {
+        file.set_len(b).at(output)?;
+        file.sync_all().at(output)?;
+        failpoint::hit("incremental:truncated");
+    }
+    let files = DataFiles::new();
+    let mut appended = 0u64;
+    for (i, line) in lines[k..].iter().enumerate() {
+        let f = &chain.files()[k + i];
+        let mut w = BufWriter::with_capacity(CHUNK, Positioned::new(&file, line.start));
+        let (n, md5) = files.hash(f.data_file(), Some(&mut w), output)?;
+        w.flush().at(output)?;
+        drop(w);
+        if n != line.len() || md5 != line.md5 {
+            // Keep OUT a valid state of the chain: cut the bad file off.
+            file.set_len(line.start).at(output)?;
+            file.sync_all().at(output)?;
+            return Err(Error::Verification(if n != line.len() {
+                format!("{} is {n} bytes, should be {} bytes", f.path, line.len())
+            } else {
+                format!("{} has checksum {md5} instead of {}", f.path, line.md5)
+            }));
+        }
+        appended += n;
+        ctx.report.event(&Event::RecoveredChunk {
+            file: f.path.clone(),
+            size: n,
+            md5,
+        });
+        failpoint::hit("incremental:appended-file");
+    }
+    file.sync_all().at(output)?;
+    drop(file);
+    failpoint::hit("incremental:synced");
+    install_index(chain, &index, ctx)?;
+    failpoint::hit("incremental:index-installed");
+    write_state(output, lines)?;
+    failpoint::hit("incremental:state-written");
+    Ok(IncrementalOutcome::Updated {
+        truncated_to,
+        appended,
+        files: lines.len() - k,
+    })
+}
+
+/// Sequential writes at a file position (`pwrite`), starting at `at`.
+struct Positioned<'f> {
+    file: &'f std::fs::File,
+    at: u64,
+}
+
+impl<'f> Positioned<'f> {
+    fn new(file: &'f std::fs::File, at: u64) -> Self {
+        Positioned { file, at }
+    }
+}
+
+impl Write for Positioned<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The state file
+// ---------------------------------------------------------------------------
+
+fn state_path(output: &str) -> String {
+    format!("{output}.repozo-state")
+}
+
+fn remove_state(output: &str) -> Result<()> {
+    let path = state_path(output);
+    match std::fs::remove_file(&path) {
+        Ok(()) => crate::io::sync_dir(std::path::Path::new(&path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// What the state file records about OUT besides its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    head_md5: String,
+    tail_md5: String,
+    /// The tid of the transaction that ends OUT, in hex.
+    tid: String,
+}
+
+fn fingerprint(
+    out: &Source,
+    meta: &std::fs::Metadata,
+) -> Result<std::result::Result<Fingerprint, String>> {
+    let size = out.size;
+    let probe = size.min(PROBE);
+    let head_md5 = out.md5_range(0, probe)?;
+    let tail_md5 = out.md5_range(size - probe, size)?;
+    let Some(tid) = last_tid(out)? else {
+        return Ok(Err(format!(
+            "{} does not end with a whole transaction",
+            out.path
+        )));
+    };
+    Ok(Ok(Fingerprint {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size,
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        head_md5,
+        tail_md5,
+        tid: crate::io::hex(&tid),
+    }))
+}
+
+/// The tid of the transaction that ends at OUT's end, found through the
+/// redundant length before it; `None` if that does not lead to a
+/// transaction header recording the same length.
+fn last_tid(out: &Source) -> Result<Option<[u8; 8]>> {
+    let Some(at) = out.size.checked_sub(LEN_SIZE) else {
+        return Ok(None);
+    };
+    let mut word = [0u8; 8];
+    out.file.read_exact_at(&mut word, at).at(&out.path)?;
+    let tlen = u64::from_be_bytes(word);
+    let Some(tpos) = at
+        .checked_sub(tlen)
+        .filter(|&p| p >= 4 && tlen >= TXN_HEADER_LEN)
+    else {
+        return Ok(None);
+    };
+    let mut head = [0u8; 16];
+    out.file
+        .read_exact_at(&mut head, tpos)
+        .at_byte(&out.path, tpos)?;
+    let mut tid = [0u8; 8];
+    tid.copy_from_slice(&head[..8]);
+    word.copy_from_slice(&head[8..]);
+    Ok((u64::from_be_bytes(word) == tlen).then_some(tid))
+}
+
+/// Writes the state file describing OUT as holding `lines` (atomically).
+fn write_state(output: &str, lines: &[DatEntry]) -> Result<()> {
+    let file = open_regular(output).at(output)?;
+    let meta = file.metadata().at(output)?;
+    let out = Source {
+        path: output.to_string(),
+        file,
+        size: meta.len(),
+    };
+    let Ok(fp) = fingerprint(&out, &meta)? else {
+        return Ok(()); // nothing to record: the next -Q proves by md5
+    };
+    let mut text = String::from(
+        "# repozo --incremental state of the Data.fs beside it; delete it to make the next \
+         --incremental -Q prove the file by md5\nversion 1\n",
+    );
+    use std::fmt::Write as _;
+    let _ = write!(
+        text,
+        "dev {}\nino {}\nsize {}\nmtime_ns {}\nhead_md5 {}\ntail_md5 {}\ntid {}\n",
+        fp.dev, fp.ino, fp.size, fp.mtime_ns, fp.head_md5, fp.tail_md5, fp.tid
+    );
+    for l in lines {
+        let _ = writeln!(
+            text,
+            "line {} {} {} {}",
+            l.base_name(),
+            l.start,
+            l.end,
+            l.md5
+        );
+    }
+    let path = state_path(output);
+    let mut f = AtomicFile::create(&path)?;
+    f.write_all(text.as_bytes()).at(&path)?;
+    f.commit()
+}
+
+/// `Ok(Ok(()))` if the state file says OUT holds a prefix of `all`'s lines
+/// ending at its size, and OUT's fingerprint is the one recorded;
+/// `Ok(Err(why))` otherwise.
+fn check_state(
+    output: &str,
+    meta: &std::fs::Metadata,
+    out: &Source,
+    all: &[DatEntry],
+) -> Result<std::result::Result<(), String>> {
+    let path = state_path(output);
+    let text = match crate::io::read_regular(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err(format!("{path} does not exist")));
+        }
+        Err(e) => return Ok(Err(Error::io(&path, e).to_string())),
+    };
+    let Some((recorded, lines)) = parse_state(&text) else {
+        return Ok(Err(format!("{path} cannot be parsed")));
+    };
+    let now = match fingerprint(out, meta)? {
+        Ok(fp) => fp,
+        Err(why) => return Ok(Err(why)),
+    };
+    if recorded != now {
+        return Ok(Err(format!(
+            "{output} has changed since {path} was written"
+        )));
+    }
+    let matches = lines.len() <= all.len()
+        && lines.iter().zip(all).all(|((name, start, end, md5), l)| {
+            l.base_name() == name && l.start == *start && l.end == *end && l.md5 == *md5
+        });
+    if !matches || lines.last().map(|l| l.2) != Some(out.size) {
+        return Ok(Err(format!(
+            "{path} records other backup files than the chain's"
+        )));
+    }
+    Ok(Ok(()))
+}
+
+type StateLine = (String, u64, u64, String);
+
+fn parse_state(text: &str) -> Option<(Fingerprint, Vec<StateLine>)> {
+    let mut fields = std::collections::HashMap::new();
+    let mut lines = Vec::new();
+    for raw in text.lines() {
+        if raw.starts_with('#') || raw.is_empty() {
+            continue;
+        }
+        let (key, rest) = raw.split_once(' ')?;
+        if key == "line" {
+            let mut it = rest.split(' ');
+            let name = it.next()?.to_string();
+            let start = it.next()?.parse().ok()?;
+            let end = it.next()?.parse().ok()?;
+            let md5 = it.next()?.to_string();
+            lines.push((name, start, end, md5));
+        } else {
+            fields.insert(key, rest);
+        }
+    }
+    if fields.get("version") != Some(&"1") {
+        return None;
+    }
+    let num = |k: &str| fields.get(k)?.parse::<u64>().ok();
+    Some((
+        Fingerprint {
+            dev: num("dev")?,
+            ino: num("ino")?,
+            size: num("size")?,
+            mtime_ns: fields.get("mtime_ns")?.parse().ok()?,
+            head_md5: fields.get("head_md5")?.to_string(),
+            tail_md5: fields.get("tail_md5")?.to_string(),
+            tid: fields.get("tid")?.to_string(),
+        },
+        lines,
+    ))
+}
