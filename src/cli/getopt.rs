@@ -36,11 +36,12 @@ pub fn getopt(args: &[String], shortopts: &str, longopts: &[&str]) -> Result<Par
 
 /// [`getopt`], plus long options that match only by their exact name.
 ///
-/// `exact` lists options this tool adds to repozo's (no `=`: they take no
-/// value). `--<name>` for a name in `exact` is recognised as such; no
-/// abbreviation of it is, and none of them takes part in resolving the
-/// abbreviations of `longopts`, so every argument list that ZODB 6.4's
-/// repozo accepts means the same here.
+/// `exact` lists options this tool adds to repozo's, with a trailing `=`
+/// for those taking a value (`--keep=3` or `--keep 3`). `--<name>` for a
+/// name in `exact` is recognised as such; no abbreviation of it is, and
+/// none of them takes part in resolving the abbreviations of `longopts`,
+/// so every argument list that ZODB 6.4's repozo accepts means the same
+/// here.
 pub fn getopt_exact(
     args: &[String],
     shortopts: &str,
@@ -59,18 +60,33 @@ pub fn getopt_exact(
             break;
         }
         if let Some(long) = arg.strip_prefix("--") {
-            if exact.contains(&long) {
+            let (name, value) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let flag = exact.contains(&name);
+            let valued = exact.iter().any(|e| e.strip_suffix('=') == Some(name));
+            if flag || valued {
+                let value = match (valued, value) {
+                    (false, Some(_)) => {
+                        return Err(format!("option --{name} must not have an argument"));
+                    }
+                    (false, None) => None,
+                    (true, Some(v)) => Some(v),
+                    (true, None) => {
+                        i += 1;
+                        let Some(v) = args.get(i) else {
+                            return Err(format!("option --{name} requires argument"));
+                        };
+                        Some(v.clone())
+                    }
+                };
                 opts.push(Opt {
-                    name: arg.clone(),
-                    value: None,
+                    name: format!("--{name}"),
+                    value,
                 });
                 i += 1;
                 continue;
-            }
-            if let Some((name, _)) = long.split_once('=')
-                && exact.contains(&name)
-            {
-                return Err(format!("option --{name} must not have an argument"));
             }
             i = do_long(&mut opts, long, longopts, args, i + 1)?;
         } else {
@@ -247,6 +263,15 @@ mod tests {
         assert_eq!(
             getopt_exact(&args(&["--incremental=1"]), SHORT, LONG, exact).unwrap_err(),
             "option --incremental must not have an argument"
+        );
+        let exact = &["incremental", "keep="];
+        let (opts, _) =
+            getopt_exact(&args(&["--keep=3", "--keep", "4"]), SHORT, LONG, exact).unwrap();
+        assert_eq!(opts[0].value.as_deref(), Some("3"));
+        assert_eq!(opts[1].value.as_deref(), Some("4"));
+        assert_eq!(
+            getopt_exact(&args(&["--keep"]), SHORT, LONG, exact).unwrap_err(),
+            "option --keep requires argument"
         );
         // repozo's own abbreviations resolve as before.
         let (opts, _) = getopt_exact(&args(&["--backu"]), SHORT, LONG, exact).unwrap();
