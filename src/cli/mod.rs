@@ -35,7 +35,7 @@ pub const LONG_OPTS: &[&str] = &[
 /// Long options of this tool that repozo does not have. They match only
 /// by their exact name ([`getopt::getopt_exact`]), so every abbreviation
 /// that repozo accepts keeps its meaning.
-pub const EXACT_OPTS: &[&str] = &["incremental", "no-fallback"];
+pub const EXACT_OPTS: &[&str] = &["incremental", "no-fallback", "no-verify", "version"];
 
 /// The operation selected by `-B`, `-R` or `-V`, with its options.
 #[derive(Debug, Clone)]
@@ -62,6 +62,8 @@ pub struct Options {
 pub enum Parsed {
     /// `-h` was reached: print the help on stdout and exit 0.
     Help,
+    /// `--version` was reached: print the name and version and exit 0.
+    Version,
     /// A usage error: print the help, then this message, on stderr; exit 1.
     Usage(String),
     /// Run this.
@@ -90,7 +92,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut file, mut repository, mut date, mut output) = (None, None, None, None);
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
-    let (mut incremental, mut no_fallback) = (false, false);
+    let (mut incremental, mut no_fallback, mut no_verify) = (false, false, false);
     for o in opts {
         let value = o.value.clone();
         let new_mode = match o.name.as_str() {
@@ -146,6 +148,11 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 no_fallback = true;
                 None
             }
+            "--no-verify" => {
+                no_verify = true;
+                None
+            }
+            "--version" => return Parsed::Version,
             other => unreachable!("getopt returned an undeclared option {other}"),
         };
         if let Some(m) = new_mode {
@@ -174,6 +181,15 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     }
     if no_fallback && !incremental {
         return Parsed::Usage("--no-fallback only applies to --incremental".into());
+    }
+    if no_verify && mode != Mode::Recover {
+        return Parsed::Usage("--no-verify only applies to -R/--recover".into());
+    }
+    if no_verify && (with_verify || incremental) {
+        return Parsed::Usage(
+            "--no-verify contradicts -w/--with-verify and --incremental, which always verify"
+                .into(),
+        );
     }
     let mut ignored = |set: bool, name: &str, mode: &str| {
         if set && verbose {
@@ -206,6 +222,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 date,
                 output,
                 with_verify,
+                no_verify,
                 incremental: incremental.then_some(IncrementalOptions { quick, no_fallback }),
             })
         }

@@ -12,6 +12,15 @@ pub fn help_text(program: &str) -> String {
     HELP.replace("{program}", program)
 }
 
+/// What `--version` prints: the name, the version, and what it is a
+/// replacement for.
+pub fn version_line() -> String {
+    format!(
+        "repozo {} (repozo in Rust; reads and writes the repositories of ZODB 6.4's repozo)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 const HELP: &str = r#"repozo.py -- incremental and full backups of a Data.fs file and index.
 
 Usage: {program} [options]
