@@ -10,8 +10,15 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Exit code of a backup that gave up waiting for the repository lock.
+/// Exit code of a backup that gave up waiting for the repository lock, or
+/// of an incremental recover whose output a ZODB has open.
 pub const EXIT_LOCKED: u8 = 11;
+
+/// Exit code when the repository directory does not exist.
+pub const EXIT_NO_REPOSITORY: u8 = 10;
+
+/// Exit code when the process was interrupted (SIGINT; 128 + 2).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,6 +77,18 @@ pub enum Error {
         /// What is wrong with it.
         what: String,
     },
+    /// The repository directory does not exist.
+    #[error(
+        "repository {0} does not exist: check -r, or create the directory first \
+         (mkdir -p {0}); repozo never creates it"
+    )]
+    NoRepository(String),
+    /// SIGINT or SIGTERM arrived; the operation stopped cleanly.
+    #[error(
+        "interrupted: nothing was recorded and temporary files were removed; what was \
+         already complete (the repository, an existing output) is as it was before"
+    )]
+    Interrupted,
     /// Another backup holds the repository lock.
     #[error(
         "repository {repo} is locked by another backup (waited {waited} s); try again when it \
@@ -119,11 +138,14 @@ pub enum Error {
 
 impl Error {
     /// The process exit code for this error: 1, as repozo uses for every
-    /// error, except [`Error::Locked`] and [`Error::InUse`], which exit with
-    /// [`EXIT_LOCKED`].
+    /// error, except [`Error::Locked`] and [`Error::InUse`] ([`EXIT_LOCKED`]),
+    /// [`Error::NoRepository`] ([`EXIT_NO_REPOSITORY`]) and
+    /// [`Error::Interrupted`] ([`EXIT_INTERRUPTED`]).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Locked { .. } | Error::InUse { .. } => EXIT_LOCKED,
+            Error::NoRepository(_) => EXIT_NO_REPOSITORY,
+            Error::Interrupted => EXIT_INTERRUPTED,
             _ => 1,
         }
     }

@@ -37,6 +37,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fs;
 pub mod index;
+pub mod interrupt;
 pub mod io;
 pub mod lock;
 pub mod ops;

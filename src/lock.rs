@@ -23,7 +23,12 @@ impl RepoLock {
     /// Takes the lock on `dir`, waiting up to `wait` for another holder.
     /// Fails with [`Error::Locked`] when the wait runs out.
     pub fn acquire(dir: &str, wait: Duration) -> Result<Self> {
-        let file = File::open(dir).at(dir)?;
+        let file = match File::open(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoRepository(dir.to_string()));
+            }
+            r => r.at(dir)?,
+        };
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -35,6 +40,7 @@ impl RepoLock {
                             waited: wait.as_secs(),
                         });
                     }
+                    crate::interrupt::check()?;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(dir, e)),

@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         }
         Parsed::Run(opts) => opts,
     };
+    repozo::interrupt::install();
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err((msg, code)) => {
@@ -121,5 +122,8 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
         Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()),
         Command::Verify(o) => ops::verify(o, ctx),
     };
-    result.map_err(|e| (e.to_string(), e.exit_code()))
+    result.map_err(|e| {
+        let e = repozo::interrupt::or(e);
+        (e.to_string(), e.exit_code())
+    })
 }

@@ -502,7 +502,6 @@ fn option_spellings_and_ignored_option_notices_match_the_reference() {
         case(&["-Vrrepo"], data_fs, "repo + Data.fs (empty repo)"),
         case(&["-Vrrepo"], full, "full backup"),
         case(&["-Rr", "repo"], full, "full backup"),
-        case(&["-r", "repo", "-R", "-r", "nonexist"], full, "full backup (last -r wins)"),
         case(&["-Bv", "-r", "repo", "-f", "Data.fs", "-D", "2020-01-01", "-o", "x", "-w"], data_fs, "repo + Data.fs"),
         case(&["-B", "-r", "repo", "-f", "Data.fs", "-D", "2020-01-01", "-o", "x", "-w"], data_fs, "repo + Data.fs"),
         case(&["-Rv", "-r", "repo", "-f", "x", "-k"], full, "full backup"),
@@ -519,14 +518,8 @@ fn option_spellings_and_ignored_option_notices_match_the_reference() {
 #[rustfmt::skip]
 fn runtime_errors_match_the_reference() {
     check_parity(&[
-        // Missing repository directory.
-        case(&["-B", "-r", "nonexist", "-f", "Data.fs"], data_fs, "no nonexist dir"),
-        case(&["-R", "-r", "nonexist"], data_fs, "no nonexist dir"),
-        case(&["-R", "-r", "nonexist", "-o", "out.fs"], data_fs, "no nonexist dir"),
-        case(&["-V", "-r", "nonexist"], data_fs, "no nonexist dir"),
-        case(&["-Vv", "-r", "nonexist"], data_fs, "no nonexist dir"),
-        case(&["-B", "-r", "repo", "-f", "Data.fs"], nothing, "empty dir"),
-        case(&["-Vv", "-r", "repo"], nothing, "empty dir"),
+        // Missing repository directory: see
+        // `a_missing_repository_exits_10_saying_what_to_do_on_purpose`.
         // Missing -f file.
         case(&["-B", "-r", "repo", "-f", "missing.fs"], full, "full backup"),
         case(&["-BQ", "-r", "repo", "-f", "missing.fs"], full, "full backup"),
@@ -605,6 +598,51 @@ fn a_second_backup_in_the_same_second_takes_the_next_second_on_purpose() {
         assert!(o.status.success(), "ours: {}", stderr(&o));
         let names = listing(&dirs[0].path().join("repo"));
         assert!(names.contains(&format!("{T1}{ext}")), "{args:?}: {names:?}");
+    }
+}
+
+#[test]
+fn a_missing_repository_exits_10_saying_what_to_do_on_purpose() {
+    // repozo: `[Errno 2] No such file or directory: 'nonexist'`, exit 1.
+    // Ours: exit 10 (restic's code for "no repository") and a message that
+    // it is the repository and how to create it; everything printed
+    // before it (the -v lines) is repozo's.
+    let cases: &[(&[&str], Setup, &str)] = &[
+        (
+            &["-B", "-r", "nonexist", "-f", "Data.fs"],
+            data_fs,
+            "nonexist",
+        ),
+        (&["-R", "-r", "nonexist"], data_fs, "nonexist"),
+        (
+            &["-R", "-r", "nonexist", "-o", "out.fs"],
+            data_fs,
+            "nonexist",
+        ),
+        (&["-V", "-r", "nonexist"], data_fs, "nonexist"),
+        (&["-Vv", "-r", "nonexist"], data_fs, "nonexist"),
+        (&["-B", "-r", "repo", "-f", "Data.fs"], nothing, "repo"),
+        (&["-Vv", "-r", "repo"], nothing, "repo"),
+        (&["-r", "repo", "-R", "-r", "nonexist"], full, "nonexist"),
+    ];
+    for (args, setup, dir) in cases {
+        let (o, t, _dirs) = both(*setup, NOW, args);
+        assert_eq!(t.status.code(), Some(1), "{args:?}");
+        let theirs = stderr(&t);
+        assert!(
+            theirs.ends_with(&format!("[Errno 2] No such file or directory: '{dir}'\n")),
+            "{args:?}: {theirs}"
+        );
+        assert_eq!(o.status.code(), Some(10), "{args:?}: {}", stderr(&o));
+        let expected = theirs.replace(
+            &format!("[Errno 2] No such file or directory: '{dir}'\n"),
+            &format!(
+                "repository {dir} does not exist: check -r, or create the directory first \
+                 (mkdir -p {dir}); repozo never creates it\n"
+            ),
+        );
+        assert_eq!(stderr(&o), expected, "{args:?}");
+        assert!(o.stdout.is_empty() && t.stdout.is_empty(), "{args:?}");
     }
 }
 

@@ -600,3 +600,71 @@ fn bad_input_gives_a_clear_error_exit_1_and_leaves_the_repository_unchanged() {
     }
     assert!(!site.path("x.fs").exists());
 }
+
+/// Starts `c` with a pause at `step`, waits until it has reached it (the
+/// handshake of `REPOZO_FAILPOINT=<step>:pause`), sends it `signal`, lets
+/// it go on, and returns what it printed after the pause and its status.
+fn signal_at_pause(mut c: Command, step: &str, signal: i32) -> std::process::Output {
+    c.env("REPOZO_FAILPOINT", format!("{step}:pause"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert_eq!(line, format!("failpoint {step} reached\n"));
+    // SAFETY: plain system call on our own, not yet reaped, child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: rest.into_bytes(),
+    }
+}
+
+#[test]
+fn ctrl_c_or_sigterm_during_a_backup_exits_130_and_leaves_the_repository_as_it_was() {
+    for (signal, seed) in [(libc::SIGINT, 95), (libc::SIGTERM, 97)] {
+        let site = Site::new(3, seed);
+        ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+        let backed_up = site.committed();
+        site.grow(2, seed + 1);
+        let before = site.repo_listing();
+        let o = signal_at_pause(
+            site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]),
+            "backup:data-copied",
+            signal,
+        );
+        assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+        assert!(stderr(&o).starts_with("interrupted: "), "{}", stderr(&o));
+        assert_eq!(
+            site.repo_listing(),
+            before,
+            "nothing new, no temporary file"
+        );
+        assert!(site.recover_both() == backed_up);
+        site.verify_both();
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_recover_exits_130_and_keeps_the_old_output() {
+    let site = Site::new(3, 99);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    std::fs::write(site.path("out.fs"), b"the live database").unwrap();
+    let o = signal_at_pause(
+        site.ours(&["-R", "-r", "repo", "-o", "out.fs"]),
+        "recover:data-copied",
+        libc::SIGINT,
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(site.path("out.fs")).unwrap(),
+        b"the live database"
+    );
+    assert!(!site.path("out.fs.part").exists());
+    assert!(!site.path("out.fs.index").exists());
+}

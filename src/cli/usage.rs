@@ -128,6 +128,8 @@ Options for -V/--verify:
     -Q / --quick
         Verify file sizes only (skip md5 checksums).
 
-Exit codes: 0 success (also "nothing to do"), 1 error, 11 the repository
-(or, with --incremental, the output) is locked by another process.
+Exit codes: 0 success (also "nothing to do"), 1 error, 10 the repository
+does not exist, 11 the repository (or, with --incremental, the output) is
+locked by another process, 130 interrupted (SIGINT or SIGTERM; temporary
+files are removed and nothing is recorded).
 "#;

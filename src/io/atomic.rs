@@ -72,8 +72,11 @@ impl AtomicFile {
         }
     }
 
-    /// Finishes the file: fsync, rename, directory fsync.
+    /// Finishes the file: fsync, rename, directory fsync. After a SIGINT or
+    /// SIGTERM ([`crate::interrupt`]) it fails instead, and the temporary
+    /// file is removed.
     pub fn commit(mut self) -> Result<()> {
+        crate::interrupt::check()?;
         let file = self.file.take().expect("not yet committed");
         file.sync_all().at(&self.tmp)?;
         drop(file);
@@ -119,6 +122,9 @@ impl AtomicFile {
     pub fn copy_from_file(&mut self, src: &mut File) -> io::Result<u64> {
         let mut total = 0;
         loop {
+            if crate::interrupt::check().is_err() {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
             let n = io::copy(&mut Read::by_ref(src).take(WRITEBACK_STEP), self.file())?;
             if n == 0 {
                 return Ok(total);

@@ -87,6 +87,7 @@ pub fn stream(
         let mut buf = AlignedBuf::new(BUF);
         let mut got = 0;
         while got < BUF {
+            crate::interrupt::check()?;
             match fill(&mut buf.bytes_mut()[got..])? {
                 0 => break,
                 n => got += n,
@@ -164,6 +165,7 @@ fn feed(
             }
             Err(_) => free_rx.recv().expect("buffers come back to the pool"),
         };
+        crate::interrupt::check()?;
         let n = fill(&mut buf.bytes_mut()[..want])?;
         if n == 0 {
             return Ok(done);

@@ -82,7 +82,13 @@ impl Repository {
     /// cannot be listed.
     pub fn list(&self) -> Result<Listing> {
         let mut listing = Listing::default();
-        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(crate::Error::NoRepository(self.dir.clone()));
+            }
+            r => r.at(&self.dir)?,
+        };
+        for entry in entries {
             let Ok(name) = entry.at(&self.dir)?.file_name().into_string() else {
                 continue;
             };
