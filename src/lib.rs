@@ -46,4 +46,4 @@ pub mod report;
 
 pub use clock::{Clock, FixedClock, Stamp, SystemClock};
 pub use error::{Error, Result};
-pub use report::{Event, Report, Silent};
+pub use report::{Event, Phase, Progress, Report, Silent};

@@ -5,9 +5,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use repozo::cli::frontend::{self, Frontend, Style};
 use repozo::cli::{self, Command, Parsed, usage};
-use repozo::ops::{self, Ctx};
-use repozo::{Clock, Event, FixedClock, Report, Stamp, SystemClock};
+use repozo::ops::{self, BackupOutcome, Ctx, IncrementalOutcome};
+use repozo::{Clock, FixedClock, Phase, Stamp, SystemClock};
+use serde_json::json;
 
 /// Test-only: a UTC stamp `YYYY-MM-DD-HH-MM-SS` used instead of the system
 /// clock for file names and for "now" (repozo's `test_now`). Not for
@@ -17,23 +19,6 @@ const TEST_NOW_VAR: &str = "REPOZO_TEST_NOW";
 /// Seconds a backup waits for another one holding the repository lock
 /// (default 60).
 const LOCK_WAIT_VAR: &str = "REPOZO_LOCK_WAIT";
-
-/// Prints events on stderr: warnings always, the rest under `-v`.
-struct StderrReport {
-    verbose: bool,
-}
-
-impl Report for StderrReport {
-    fn event(&self, event: &Event) {
-        if self.verbose || event.is_warning() {
-            eprintln!("{event}");
-        }
-    }
-
-    fn wants_details(&self) -> bool {
-        self.verbose
-    }
-}
 
 fn main() -> ExitCode {
     let mut raw = std::env::args_os();
@@ -72,10 +57,14 @@ fn main() -> ExitCode {
         Parsed::Run(opts) => opts,
     };
     repozo::interrupt::install();
+    let json = opts.json;
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err((msg, code)) => {
             eprintln!("{msg}");
+            if json {
+                eprintln!("{}", frontend::exit_error(code, &msg));
+            }
             ExitCode::from(code)
         }
     }
@@ -92,9 +81,11 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
         })?)),
         _ => Box::new(SystemClock),
     };
-    let report = StderrReport {
+    let report = Frontend::new(Style {
         verbose: opts.verbose,
-    };
+        json: opts.json,
+        no_progress: opts.no_progress,
+    });
     let ctx = Ctx {
         clock: clock.as_ref(),
         report: &report,
@@ -111,19 +102,91 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
                 })?;
                 o.lock_wait = Some(std::time::Duration::from_secs(secs));
             }
-            ops::backup(&o, ctx).map(drop)
+            ops::backup(&o, ctx).map(|outcome| {
+                report.finish();
+                backup_summary(&report, &outcome);
+            })
         }
         Command::Recover(o) if o.incremental.is_some() => {
             ops::recover_incremental(o, ctx).map(|outcome| {
+                report.finish();
                 // The one line this mode always prints: what it did.
-                eprintln!("{}: {outcome}", o.output.as_deref().unwrap_or_default());
+                let output = o.output.as_deref().unwrap_or_default();
+                eprintln!("{output}: {outcome}");
+                let kind = match &outcome {
+                    IncrementalOutcome::AlreadyCurrent { .. } => "none",
+                    IncrementalOutcome::Updated { .. } => "incremental",
+                    IncrementalOutcome::Full(_) => "full",
+                };
+                let written = report.bytes(Phase::Recover);
+                report.summary(
+                    "recover",
+                    json!({
+                        "kind": kind,
+                        "output": output,
+                        "outcome": outcome.to_string(),
+                        "files": report.files(),
+                        "bytes_read": written + report.bytes(Phase::Prove),
+                        "bytes_written": written,
+                    }),
+                );
             })
         }
-        Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()),
-        Command::Verify(o) => ops::verify(o, ctx),
+        Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()).map(|()| {
+            report.finish();
+            let written = report.bytes(Phase::Recover);
+            report.summary(
+                "recover",
+                json!({
+                    "kind": "full",
+                    "output": o.output,
+                    "files": report.files(),
+                    "bytes_read": written,
+                    "bytes_written": written,
+                }),
+            );
+        }),
+        Command::Verify(o) => ops::verify(o, ctx).map(|()| {
+            report.finish();
+            report.summary(
+                "verify",
+                json!({
+                    "kind": if o.quick { "sizes" } else { "md5" },
+                    "files": report.files(),
+                    "bytes_read": report.bytes(Phase::Verify),
+                    "bytes_written": 0,
+                }),
+            );
+        }),
     };
+    report.finish();
     result.map_err(|e| {
         let e = repozo::interrupt::or(e);
         (e.to_string(), e.exit_code())
     })
+}
+
+/// The `--json` summary of a backup.
+fn backup_summary(report: &Frontend, outcome: &BackupOutcome) {
+    let read = report.bytes(Phase::Compare) + report.bytes(Phase::Copy);
+    let stored = |dest: &str| std::fs::metadata(dest).map_or(0, |m| m.len());
+    let fields = match outcome {
+        BackupOutcome::Full { dest, end, md5 } => json!({
+            "kind": "full", "files": [dest], "start": 0, "end": end, "md5": md5,
+            "bytes_read": read, "bytes_written": stored(dest),
+        }),
+        BackupOutcome::Incremental {
+            dest,
+            start,
+            end,
+            md5,
+        } => json!({
+            "kind": "incremental", "files": [dest], "start": start, "end": end, "md5": md5,
+            "bytes_read": read, "bytes_written": stored(dest),
+        }),
+        BackupOutcome::NothingToDo => json!({
+            "kind": "none", "files": [], "bytes_read": read, "bytes_written": 0,
+        }),
+    };
+    report.summary("backup", fields);
 }

@@ -19,6 +19,50 @@ pub trait Report {
     fn wants_details(&self) -> bool {
         true
     }
+
+    /// Called as long work advances: at every chunk (256 KiB to 1 MiB) of
+    /// a copy, hash or check, so an implementation should be cheap and
+    /// decide itself how often to draw. Default: ignored.
+    fn progress(&self, _progress: &Progress) {}
+}
+
+/// What long work is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Backup: comparing the repository and the Data.fs (md5 of both).
+    Compare,
+    /// Backup: copying (and, with `-z`, compressing) into the new file.
+    Copy,
+    /// Recover: writing the output.
+    Recover,
+    /// Verify: reading and hashing the chain's files.
+    Verify,
+    /// Incremental recover: proving the output's prefix by md5.
+    Prove,
+}
+
+impl Phase {
+    /// A short lowercase name (JSON `phase`, progress bar prefix).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Compare => "compare",
+            Phase::Copy => "copy",
+            Phase::Recover => "recover",
+            Phase::Verify => "verify",
+            Phase::Prove => "prove",
+        }
+    }
+}
+
+/// How far long work has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// What is being done.
+    pub phase: Phase,
+    /// Bytes done in this phase (uncompressed bytes of the Data.fs).
+    pub done: u64,
+    /// Bytes this phase will take, if known.
+    pub total: Option<u64>,
 }
 
 /// A [`Report`] that drops everything.

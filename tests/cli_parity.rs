@@ -468,6 +468,8 @@ fn our_help_describes_this_tool_and_its_own_options() {
         "--incremental",
         "--no-fallback",
         "--no-verify",
+        "--json",
+        "--no-progress",
         "independent gzip members",
         "left as they were",
         "Exit codes:",

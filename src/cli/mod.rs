@@ -7,6 +7,7 @@
 //! the caller (`src/main.rs`): help on stdout with 0 for [`Parsed::Help`];
 //! help and the message on stderr with 1 for [`Parsed::Usage`].
 
+pub mod frontend;
 pub mod getopt;
 pub mod usage;
 
@@ -35,7 +36,14 @@ pub const LONG_OPTS: &[&str] = &[
 /// Long options of this tool that repozo does not have. They match only
 /// by their exact name ([`getopt::getopt_exact`]), so every abbreviation
 /// that repozo accepts keeps its meaning.
-pub const EXACT_OPTS: &[&str] = &["incremental", "no-fallback", "no-verify", "version"];
+pub const EXACT_OPTS: &[&str] = &[
+    "incremental",
+    "no-fallback",
+    "no-verify",
+    "version",
+    "json",
+    "no-progress",
+];
 
 /// The operation selected by `-B`, `-R` or `-V`, with its options.
 #[derive(Debug, Clone)]
@@ -53,6 +61,10 @@ pub enum Command {
 pub struct Options {
     /// `-v`: print repozo's log lines on stderr. Default: off.
     pub verbose: bool,
+    /// `--json`: JSON lines on stdout (status, summary). Default: off.
+    pub json: bool,
+    /// `--no-progress`: no progress bar, even on a terminal. Default: off.
+    pub no_progress: bool,
     /// What to do.
     pub command: Command,
 }
@@ -93,6 +105,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
     let (mut incremental, mut no_fallback, mut no_verify) = (false, false, false);
+    let (mut json, mut no_progress) = (false, false);
     for o in opts {
         let value = o.value.clone();
         let new_mode = match o.name.as_str() {
@@ -153,6 +166,14 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 None
             }
             "--version" => return Parsed::Version,
+            "--json" => {
+                json = true;
+                None
+            }
+            "--no-progress" => {
+                no_progress = true;
+                None
+            }
             other => unreachable!("getopt returned an undeclared option {other}"),
         };
         if let Some(m) = new_mode {
@@ -188,6 +209,13 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     if no_verify && (with_verify || incremental) {
         return Parsed::Usage(
             "--no-verify contradicts -w/--with-verify and --incremental, which always verify"
+                .into(),
+        );
+    }
+    if json && mode == Mode::Recover && output.is_none() {
+        return Parsed::Usage(
+            "--json writes JSON lines on standard output, where -R without -o writes the \
+             Data.fs: recover with -o/--output"
                 .into(),
         );
     }
@@ -237,7 +265,12 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             Command::Verify(VerifyOptions { repository, quick })
         }
     };
-    Parsed::Run(Options { verbose, command })
+    Parsed::Run(Options {
+        verbose,
+        json,
+        no_progress,
+        command,
+    })
 }
 
 #[cfg(test)]

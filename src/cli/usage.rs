@@ -50,6 +50,15 @@ Where:
     --version
         Print the name and version and exit.
 
+    --json
+        Write JSON lines on standard output: "status" about once a second
+        during long work, then a "summary"; a failure also writes an
+        "exit_error" object on standard error.  Not with -R without -o.
+
+    --no-progress
+        No progress bar.  (A bar is only drawn on a terminal, for work
+        that runs longer than a second, and never with --json.)
+
     -r dir
     --repository=dir
         Repository directory containing the backup files.  This argument

@@ -118,8 +118,13 @@ impl AtomicFile {
     }
 
     /// Copies all of `src` (from its current position) into the file
-    /// inside the kernel (`copy_file_range`), no user-space buffer.
-    pub fn copy_from_file(&mut self, src: &mut File) -> io::Result<u64> {
+    /// inside the kernel (`copy_file_range`), no user-space buffer;
+    /// `progress` gets the byte count of each step.
+    pub fn copy_from_file(
+        &mut self,
+        src: &mut File,
+        progress: &mut dyn FnMut(u64),
+    ) -> io::Result<u64> {
         let mut total = 0;
         loop {
             if crate::interrupt::check().is_err() {
@@ -131,6 +136,7 @@ impl AtomicFile {
             }
             total += n;
             self.wrote(n as usize);
+            progress(n);
         }
     }
 

@@ -4,6 +4,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::Ctx;
+use super::meter::Meter;
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
@@ -12,7 +13,7 @@ use crate::index;
 use crate::io::{AtomicFile, CHUNK, DataFiles, ParallelGzip, Staged, append_synced};
 use crate::lock::{self, RepoLock};
 use crate::repo::{self, Chain, DatEntry, Listing, Repository};
-use crate::report::{Event, FullReason};
+use crate::report::{Event, FullReason, Phase};
 
 /// Options of a backup (`-B`).
 #[derive(Debug, Clone, Default)]
@@ -44,6 +45,8 @@ pub enum BackupOutcome {
         dest: String,
         /// Committed end of the Data.fs.
         end: u64,
+        /// md5 hex of the bytes backed up (the new `.dat` line's).
+        md5: String,
     },
     /// Wrote `[start, end)` to `dest`.
     Incremental {
@@ -53,6 +56,8 @@ pub enum BackupOutcome {
         start: u64,
         /// Committed end of the Data.fs.
         end: u64,
+        /// md5 hex of the bytes backed up (the new `.dat` line's).
+        md5: String,
     },
     /// The repository already holds every committed byte.
     NothingToDo,
@@ -162,7 +167,8 @@ fn decide_thorough(chain: &mut Chain, src: &Source, ctx: Ctx) -> Result<Decision
                 DataFiles::new().concat(chain.data_files(), None, "")
             })
             .map_err(Error::Thread)?;
-        let source = src.md5_prefixes(hint.unwrap_or(0).min(src.size), src.size);
+        let meter = Meter::new(ctx.report, Phase::Compare, Some(src.size));
+        let source = src.md5_prefixes(hint.unwrap_or(0).min(src.size), src.size, &meter);
         Ok::<_, Error>((repo.join().expect("hashing does not panic"), source))
     })?;
     let (repo_size, repo_sum) = repo?;
@@ -264,7 +270,7 @@ fn full_backup(
         bytes: end,
         dest: dest.clone(),
     });
-    let md5 = write_data(&src, 0, end, &dest, opts.gzip)?;
+    let md5 = write_data(&src, 0, end, &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start: 0,
@@ -283,7 +289,11 @@ fn full_backup(
         listing.push(format!("{stamp}{}", repo::split_ext(&dest).1));
         delete_old_backups(repo, listing, ctx)?;
     }
-    Ok(BackupOutcome::Full { dest, end })
+    Ok(BackupOutcome::Full {
+        dest,
+        end,
+        md5: entry.md5,
+    })
 }
 
 fn incremental_backup(
@@ -317,7 +327,7 @@ fn incremental_backup(
         bytes: end - start,
         dest: dest.clone(),
     });
-    let md5 = write_data(&src, start, end, &dest, opts.gzip)?;
+    let md5 = write_data(&src, start, end, &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start,
@@ -328,7 +338,12 @@ fn incremental_backup(
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
-    Ok(BackupOutcome::Incremental { dest, start, end })
+    Ok(BackupOutcome::Incremental {
+        dest,
+        start,
+        end,
+        md5: entry.md5,
+    })
 }
 
 /// The `.index` of the chain's last backup, if it is valid exactly where
@@ -345,18 +360,32 @@ fn chain_index(chain: &Chain, start: u64) -> Option<(u64, index::Index)> {
 
 /// Copies `[start, end)` of the source into a new data file `dest`,
 /// gzipped (as parallel members) if `gzip`.
-fn write_data(src: &Source, start: u64, end: u64, dest: &str, gzip: bool) -> Result<String> {
+fn write_data(
+    src: &Source,
+    start: u64,
+    end: u64,
+    dest: &str,
+    gzip: bool,
+    ctx: Ctx,
+) -> Result<String> {
+    let meter = Meter::new(ctx.report, Phase::Copy, Some(end - start));
     let mut out = AtomicFile::create(dest)?;
     let md5 = if gzip {
         let mut staged = Staged::new(&mut out);
         let mut gz = ParallelGzip::new(&mut staged).map_err(Error::Thread)?;
-        let md5 = src.copy_range(start, end, &mut |c| gz.write_chunk(c).at(dest))?;
+        let md5 = src.copy_range(start, end, &mut |c| {
+            meter.add(c.len() as u64);
+            gz.write_chunk(c).at(dest)
+        })?;
         gz.finish().at(dest)?;
         staged.finish().at(dest)?;
         md5
     } else {
         out.try_direct();
-        src.copy_range(start, end, &mut |c| out.write_all(c).at(dest))?
+        src.copy_range(start, end, &mut |c| {
+            meter.add(c.len() as u64);
+            out.write_all(c).at(dest)
+        })?
     };
     failpoint::hit("backup:data-copied");
     src.check_not_replaced()?;

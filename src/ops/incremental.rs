@@ -32,6 +32,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use super::Ctx;
+use super::meter::Meter;
 use super::recover::{Check, RecoverOptions, install_index, select, write_output};
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
@@ -40,7 +41,7 @@ use crate::fs::{LEN_SIZE, TXN_HEADER_LEN};
 use crate::io::{AtomicFile, CHUNK, DataFile, DataFiles, open_regular};
 use crate::lock::StorageLock;
 use crate::repo::{Chain, DatEntry, is_gzip_name};
-use crate::report::Event;
+use crate::report::{Event, Phase};
 
 /// Options of `--incremental`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -297,10 +298,16 @@ fn plan(
         }
     }
     // The md5 proof: every target line that fits in OUT.
+    let provable = lines.iter().take_while(|l| l.end <= limit);
+    let meter = Meter::new(
+        ctx.report,
+        Phase::Prove,
+        provable.clone().last().map(|l| l.end),
+    );
     let mut b = 0;
     let mut k = 0;
-    for line in lines.iter().take_while(|l| l.end <= limit) {
-        if out.md5_range(line.start, line.end)? != line.md5 {
+    for line in provable {
+        if out.md5_range_metered(line.start, line.end, &meter)? != line.md5 {
             return Ok(Err(FullReason::Differs {
                 file: line.file.clone(),
                 start: line.start,
@@ -410,11 +417,13 @@ fn apply(
         failpoint::hit("incremental:truncated");
     }
     let files = DataFiles::new();
+    let to_append = lines[k..].iter().map(DatEntry::len).sum();
+    let meter = Meter::new(ctx.report, Phase::Recover, Some(to_append));
     let mut appended = 0u64;
     for (i, line) in lines[k..].iter().enumerate() {
         let f = &chain.files()[k + i];
         let mut w = BufWriter::with_capacity(CHUNK, Positioned::new(&file, line.start));
-        let (n, md5) = files.hash(f.data_file(), Some(&mut w), output)?;
+        let (n, md5) = files.hash(f.data_file(), Some(&mut meter.tee(Some(&mut w))), output)?;
         w.flush().at(output)?;
         drop(w);
         if n != line.len() || md5 != line.md5 {

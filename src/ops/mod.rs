@@ -7,6 +7,7 @@
 
 mod backup;
 mod incremental;
+mod meter;
 mod recover;
 mod source;
 mod verify;

@@ -5,11 +5,12 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::Ctx;
+use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::io::{AtomicFile, CHUNK, DataFiles, Md5Hasher};
 use crate::repo::{Chain, Repository};
-use crate::report::Event;
+use crate::report::{Event, Phase};
 
 /// Options of a recover (`-R`).
 #[derive(Debug, Clone, Default)]
@@ -53,7 +54,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
     let check = Check::of(opts);
     let Some(output) = &opts.output else {
         let truth = read_truth(&mut chain, check)?;
-        copy_chain(&chain, truth.as_ref(), check, stdout, "<stdout>", ctx)?;
+        copy_chain(&mut chain, truth.as_ref(), check, stdout, "<stdout>", ctx)?;
         return stdout.flush().at("<stdout>");
     };
     write_output(&mut chain, output, check, ctx)
@@ -110,7 +111,7 @@ pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: C
     let mut out = AtomicFile::create_at(output, &part)?;
     if truth.is_none() && !ctx.report.wants_details() {
         // Nothing needs the md5 (repozo only logs it): copy in the kernel.
-        copy_chain_unhashed(chain, &mut out, &part)?;
+        copy_chain_unhashed(chain, &mut out, &part, ctx)?;
     } else {
         let mut w = BufWriter::with_capacity(CHUNK, &mut out);
         copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)?;
@@ -148,14 +149,21 @@ pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: C
 
 /// Copies the uncompressed chain into `out` without hashing: plain files
 /// with `copy_file_range`, gzipped ones through the chain reader.
-fn copy_chain_unhashed(chain: &Chain, out: &mut AtomicFile, out_name: &str) -> Result<()> {
+fn copy_chain_unhashed(
+    chain: &mut Chain,
+    out: &mut AtomicFile,
+    out_name: &str,
+    ctx: Ctx,
+) -> Result<()> {
+    let meter = Meter::new(ctx.report, Phase::Recover, chain.expected_size());
     let files = DataFiles::new();
     for file in chain.files() {
         if file.gzip() {
-            files.copy(file.data_file(), out, out_name)?;
+            files.copy(file.data_file(), &mut meter.tee(Some(&mut *out)), out_name)?;
         } else {
             let mut f = crate::io::open_regular(&file.path).at(&file.path)?;
-            out.copy_from_file(&mut f).at(out_name)?;
+            out.copy_from_file(&mut f, &mut |n| meter.add(n))
+                .at(out_name)?;
         }
     }
     Ok(())
@@ -217,13 +225,15 @@ fn read_truth(chain: &mut Chain, check: Check) -> Result<Option<Truth>> {
 /// Copies the uncompressed chain to `out`; with `truth`, checks each file
 /// and stops at the first that does not match.
 fn copy_chain(
-    chain: &Chain,
+    chain: &mut Chain,
     truth: Option<&Truth>,
     check: Check,
     out: &mut dyn Write,
     out_name: &str,
     ctx: Ctx,
 ) -> Result<()> {
+    let meter = Meter::new(ctx.report, Phase::Recover, chain.expected_size());
+    let out = &mut meter.tee(Some(out));
     let files = DataFiles::new();
     let Some(truth) = truth else {
         let (size, md5) = files.concat(chain.data_files(), Some(out), out_name)?;

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::io::{Hashed, stream};
 
@@ -62,9 +63,17 @@ impl Source {
 
     /// md5 hex of the bytes `[0, a)` and `[0, b)` in one pass (`a ≤ b`);
     /// both stop early at end of file, like repozo's `checksum(fp, n)`.
-    pub fn md5_prefixes(&self, a: u64, b: u64) -> Result<(String, String)> {
+    pub fn md5_prefixes(&self, a: u64, b: u64, meter: &Meter) -> Result<(String, String)> {
         debug_assert!(a <= b);
-        let h = self.stream(0, b, &mut |_| Ok(()), &[a])?;
+        let h = self.stream(
+            0,
+            b,
+            &mut |c| {
+                meter.add(c.len() as u64);
+                Ok(())
+            },
+            &[a],
+        )?;
         let first = h
             .at_marks
             .into_iter()
@@ -76,6 +85,15 @@ impl Source {
     /// md5 hex of `[start, end)`, stopping early at end of file.
     pub fn md5_range(&self, start: u64, end: u64) -> Result<String> {
         Ok(self.stream(start, end, &mut |_| Ok(()), &[])?.md5)
+    }
+
+    /// [`Source::md5_range`], counting the bytes on `meter`.
+    pub fn md5_range_metered(&self, start: u64, end: u64, meter: &Meter) -> Result<String> {
+        let mut count = |c: &[u8]| {
+            meter.add(c.len() as u64);
+            Ok(())
+        };
+        Ok(self.stream(start, end, &mut count, &[])?.md5)
     }
 
     /// Streams exactly `[start, end)` to `sink`, returning the md5 hex.

@@ -1,10 +1,11 @@
 //! `-V`: check every file of the current chain against its `.dat` entry.
 
 use super::Ctx;
+use super::meter::Meter;
 use crate::error::{Error, Result};
 use crate::io::DataFiles;
 use crate::repo::{ChainFile, Repository};
-use crate::report::Event;
+use crate::report::{Event, Phase};
 
 /// Options of a verify (`-V`).
 #[derive(Debug, Clone, Default)]
@@ -27,6 +28,8 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         return Err(Error::NoFiles("No files in repository".to_string()));
     };
     let entries = chain.required_entries()?.to_vec();
+    let total = entries.iter().try_fold(0u64, |s, e| s.checked_add(e.len()));
+    let meter = Meter::new(ctx.report, Phase::Verify, total);
     let files = DataFiles::new();
     for entry in &entries {
         let file = ChainFile {
@@ -39,7 +42,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         } else {
             ""
         };
-        let (size, sum) = measure(&files, &file, opts.quick)?;
+        let (size, sum) = measure(&files, &file, opts.quick, &meter)?;
         if size != entry.len() {
             return Err(Error::Verification(format!(
                 "{} is {size} bytes{note}, should be {} bytes",
@@ -79,7 +82,12 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
 /// Only a file that does not exist is "missing" (repozo's message); any
 /// other failure to open or read it keeps its OS error and path, and a
 /// gzip file whose contents are damaged says so.
-fn measure(files: &DataFiles, file: &ChainFile, quick: bool) -> Result<(u64, Option<String>)> {
+fn measure(
+    files: &DataFiles,
+    file: &ChainFile,
+    quick: bool,
+    meter: &Meter,
+) -> Result<(u64, Option<String>)> {
     // Opened even when only its size is wanted, as repozo does: a backup
     // file that cannot be read is not a verified backup.
     match crate::io::open_regular(&file.path).and_then(|f| f.metadata()) {
@@ -87,7 +95,10 @@ fn measure(files: &DataFiles, file: &ChainFile, quick: bool) -> Result<(u64, Opt
             return Err(Error::Verification(format!("{} is missing", file.path)));
         }
         Err(e) => return Err(Error::io(&file.path, e)),
-        Ok(meta) if quick && !file.gzip() => return Ok((meta.len(), None)),
+        Ok(meta) if quick && !file.gzip() => {
+            meter.add(meta.len());
+            return Ok((meta.len(), None));
+        }
         Ok(_) => {}
     }
     // A gzip reader's own errors (not the operating system's) mean the
@@ -101,8 +112,13 @@ fn measure(files: &DataFiles, file: &ChainFile, quick: bool) -> Result<(u64, Opt
     if quick {
         // Sizes only: a gzipped file must still be decompressed to learn
         // its size, but nothing needs its md5.
-        return Ok((files.size(file.data_file()).map_err(damaged)?, None));
+        let size = files
+            .copy(file.data_file(), &mut meter.tee(None), "")
+            .map_err(damaged)?;
+        return Ok((size, None));
     }
-    let (size, sum) = files.hash(file.data_file(), None, "").map_err(damaged)?;
+    let (size, sum) = files
+        .hash(file.data_file(), Some(&mut meter.tee(None)), "")
+        .map_err(damaged)?;
     Ok((size, Some(sum)))
 }

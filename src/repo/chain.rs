@@ -135,6 +135,17 @@ impl Chain {
             .ok_or_else(|| Error::io(path, std::io::Error::from_raw_os_error(2)))
     }
 
+    /// The uncompressed size of the chain's state as its `.dat` records it
+    /// (`None` without a `.dat`, or if it does not list every file).
+    pub fn expected_size(&mut self) -> Option<u64> {
+        let names: Vec<String> = self.files.iter().map(|f| f.name.clone()).collect();
+        let entries = self.entries().ok()??;
+        names.iter().try_fold(0u64, |sum, n| {
+            let e = entries.iter().find(|e| e.base_name() == n)?;
+            sum.checked_add(e.len())
+        })
+    }
+
     /// The file a `.dat` entry describes (by base name), if it is in the
     /// chain.
     pub fn find(&self, entry: &DatEntry) -> Option<&ChainFile> {
