@@ -18,6 +18,7 @@
 //!
 //! * every backpointer (`plen == 0`) is 0 (an undone creation) or the
 //!   position of an earlier data record of the same oid;
+//! * no transaction id is all `0xff` bytes (ZODB stops reading there);
 //! * the caller can ask at any point whether the stream is at a
 //!   transaction boundary ([`Checker::at_transaction_boundary`]).
 //!
@@ -311,6 +312,14 @@ impl Checker {
                     hex8(&h.tid),
                     hex8(&self.last_tid)
                 ),
+            );
+        }
+        if h.tid == [0xff; 8] {
+            // ZODB's read_index stops there: what follows is not read.
+            return self.fail(
+                at,
+                "transaction id ffffffffffffffff is reserved: ZODB stops reading the file there"
+                    .into(),
             );
         }
         self.last_tid = h.tid;
@@ -677,6 +686,17 @@ mod tests {
         let p = problem(&fs.bytes);
         assert_eq!(p.pos, end);
         assert!(p.what.contains("only 3 bytes follow"), "{}", p.what);
+    }
+
+    #[test]
+    fn the_reserved_transaction_id_is_refused() {
+        let (mut fs, _) = healthy();
+        let t = fs.pos();
+        fs.tid = u64::MAX - 1;
+        fs.txn(b' ', b"", &[Rec::Data(3, b"x")]);
+        let p = problem(&fs.bytes);
+        assert_eq!(p.pos, t);
+        assert!(p.what.contains("reserved"), "{}", p.what);
     }
 
     #[test]
