@@ -503,6 +503,45 @@ fn a_backup_file_that_does_not_start_at_a_transaction_boundary_fails_deep_verify
     }
 }
 
+#[test]
+fn a_wrong_entry_copied_from_data_fs_index_into_a_full_backup_fails_deep_verify() {
+    // FileStorage trusts a Data.fs.index whose last records check out, and
+    // a full backup (ZODB's repozo's, and ours, which opens the Data.fs as
+    // FileStorage does) saves that index as the backup's .index: recover
+    // installs it.
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let data_fs = common::fixture("small.fs", d);
+    let index_path = d.join("small.fs.index");
+    let (pos, mut index) =
+        repozo::index::load(&std::fs::read(&index_path).unwrap(), "small.fs.index").unwrap();
+    let mut entries: Vec<(u64, u64)> = index.iter().collect();
+    entries.sort_by_key(|&(_, p)| p);
+    let ((oid, right), (_, wrong)) = (entries[0], entries[1]);
+    index.insert(oid, wrong);
+    std::fs::write(&index_path, repozo::index::save(pos, &index)).unwrap();
+    for (tool, repo) in [(Theirs, "theirs"), (Ours, "ours")] {
+        std::fs::create_dir(d.join(repo)).unwrap();
+        repozo_ok(tool, d, &stamp(0), &["-BF", "-r", repo, "-f", s(&data_fs)]);
+        plain_verify_passes(d, repo);
+        let msg = verify_fails(d, repo, &["--deep"]);
+        assert!(
+            msg.starts_with(&format!(
+                "{repo}/{}.index differs from the index rebuilt from the chain (first at byte ",
+                stamp(0)
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "oid 0x{oid:016x} is at byte {wrong} there, at byte {right} in the chain. \
+                 Recover installs it as <output>.index"
+            )),
+            "{msg}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // ZODB's repozo: a full and an incremental backup in the same second
 // ---------------------------------------------------------------------------
