@@ -199,6 +199,7 @@ fn read_into(files: &DataFiles, file: &ChainFile, deep: &mut Deep) -> Result<()>
     let mut r = files.open(file.data_file()).map_err(damaged(file))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
+        crate::interrupt::check()?;
         match r.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => deep.feed(&buf[..n]),
