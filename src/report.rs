@@ -224,6 +224,22 @@ pub enum Event {
     RemovedStaleIndex(String),
     /// `-V`: a chain file is being checked.
     Verifying(String),
+    /// `-V --deep`: the chain read as one FileStorage passed the structural
+    /// checks.
+    StructureChecked {
+        /// Bytes read (the Data.fs size of the chain's state).
+        size: u64,
+        /// Transactions.
+        transactions: u64,
+        /// Data records.
+        records: u64,
+        /// Backpointers among them.
+        backpointers: u64,
+    },
+    /// `-V --deep`: the chain's `.index` equals the index rebuilt from it.
+    IndexMatches(String),
+    /// `-V --deep`: the chain's last backup has no `.index` to compare.
+    NoIndexToCompare(String),
     /// `--incremental`: the output's first `bytes` were proved to be the
     /// chain's first `files` backup files.
     ProvedPrefix {
@@ -365,6 +381,18 @@ impl fmt::Display for Event {
             NoIndexToRestore(x) => write!(f, "No index file to restore: {x}"),
             RemovedStaleIndex(x) => write!(f, "Removed stale index file {x}"),
             Verifying(x) => write!(f, "Verifying {x}"),
+            StructureChecked {
+                size,
+                transactions,
+                records,
+                backpointers,
+            } => write!(
+                f,
+                "Checked the chain as one FileStorage: {size} bytes, {transactions} transactions, \
+                 {records} data records, {backpointers} backpointers"
+            ),
+            IndexMatches(x) => write!(f, "Index file {x} matches the chain"),
+            NoIndexToCompare(x) => write!(f, "No index file to compare: {x}"),
             ProvedPrefix {
                 bytes,
                 files,

@@ -31,6 +31,10 @@
 //!    verify), we exit 1 with a clear one-line message; both exit 1.
 //! 5. `-D` is compared as a string, as repozo does: no deviation, so it is
 //!    covered by parity cases.
+//! 6. `-V -D <date>` verifies the chain recover would use for that date
+//!    (repozo ignores `-D` in verify mode, with the notice "--date option
+//!    is ignored in verify mode" under `-v`, and verifies the newest
+//!    chain); the date is validated as for recover.
 
 mod common;
 
@@ -508,8 +512,9 @@ fn option_spellings_and_ignored_option_notices_match_the_reference() {
         case(&["-B", "-r", "repo", "-f", "Data.fs", "-D", "2020-01-01", "-o", "x", "-w"], data_fs, "repo + Data.fs"),
         case(&["-Rv", "-r", "repo", "-f", "x", "-k"], full, "full backup"),
         case(&["-Rv", "-r", "repo", "-f", "x", "-k", "-F", "-Q", "-z"], full, "full backup"),
-        case(&["-Vv", "-r", "repo", "-D", "x", "-o", "y", "-F", "-z", "-f", "z", "-k", "-w"], full, "full backup"),
-        case(&["-V", "-r", "repo", "-D", "x", "-o", "y", "-F", "-z", "-f", "z", "-k", "-w"], full, "full backup"),
+        // -V takes -D on purpose (see ours_verifies_the_chain_of_the_date_given_with_d_on_purpose).
+        case(&["-Vv", "-r", "repo", "-o", "y", "-F", "-z", "-f", "z", "-k", "-w"], full, "full backup"),
+        case(&["-V", "-r", "repo", "-o", "y", "-F", "-z", "-f", "z", "-k", "-w"], full, "full backup"),
         case(&["-v", "-V", "-r", "repo", "-Q", "-F"], full, "full backup"),
         case(&["-Bv", "-r", "repo", "-o", "y"], data_fs, "repo + Data.fs"),
         case(&["-Vv", "-f", "x", "-o", "y"], data_fs, "repo + Data.fs"),
@@ -658,6 +663,38 @@ fn ours_rejects_a_date_that_is_not_a_date_on_purpose() {
         &["-R", "-r", "repo", "-D", "garbage", "-o", "o.fs"],
     );
     assert_eq!(t.status.code(), Some(0));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not a date"), "{}", stderr(&o));
+}
+
+#[test]
+fn ours_verifies_the_chain_of_the_date_given_with_d_on_purpose() {
+    // The increment after T0 is damaged. repozo ignores -D in verify mode
+    // (with a notice under -v) and checks the newest chain, so it fails;
+    // ours checks the chain as of T0, the full backup alone, and passes.
+    let damaged: Setup = |d, s| {
+        chain(d, s);
+        flip_byte(&in_repo(d, &format!("{T1}.deltafs")), 10);
+    };
+    let (o, t, _dirs) = both(damaged, NOW, &["-Vv", "-r", "repo", "-D", T0]);
+    assert_eq!(t.status.code(), Some(1), "{}", stderr(&t));
+    assert!(
+        stderr(&t).starts_with("--date option is ignored in verify mode\n"),
+        "{}",
+        stderr(&t)
+    );
+    assert!(stderr(&t).contains(&format!("repo/{T1}.deltafs has checksum")));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("ignored"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("Verifying repo/{T0}.fs\n")));
+    assert!(!stderr(&o).contains(&format!("Verifying repo/{T1}")));
+    // Without -D, both check the newest chain and fail alike.
+    let (o, t, _dirs) = both(damaged, NOW, &["-V", "-r", "repo"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.stderr, t.stderr);
+    // A -D that is not a date: repozo ignores it, ours refuses it.
+    let (o, t, _dirs) = both(full, NOW, &["-V", "-r", "repo", "-D", "x"]);
+    assert_eq!(t.status.code(), Some(0), "{}", stderr(&t));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not a date"), "{}", stderr(&o));
 }

@@ -24,7 +24,8 @@ use proptest::sample::{Index as Pick, select};
 
 use repozo::cli::getopt::getopt;
 use repozo::cli::{LONG_OPTS, SHORT_OPTS};
-use repozo::fs::{Committed, committed, committed_with_hint};
+use repozo::fs::check::{Problem, Summary};
+use repozo::fs::{Checker, Committed, committed, committed_with_hint};
 use repozo::index::{self, Index, MAX_POS};
 use repozo::repo::DatEntry;
 use repozo::{Error, Event, Report};
@@ -388,6 +389,55 @@ proptest! {
         }
         let (dir, size, result) = open(&data, None);
         check_clean(dir.path(), size, &result);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The structural check of -V --deep (fed in chunks)
+// ---------------------------------------------------------------------------
+
+fn deep_check(data: &[u8], chunk: usize) -> Result<(Summary, Index), Problem> {
+    let mut c = Checker::new(data.len() as u64);
+    for piece in data.chunks(chunk.max(1)) {
+        c.feed(piece);
+    }
+    c.finish()
+}
+
+/// A Data.fs to check: arbitrary bytes, a fixture with flipped bytes, or a
+/// synthetic file.
+fn data_fs_to_check() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        arbitrary_data_fs(),
+        (select(FIXTURES.to_vec()), flips()).prop_map(|(name, flips)| {
+            let mut data = fixture(name).to_vec();
+            apply_flips(&mut data, &flips);
+            data
+        }),
+        prop::collection::vec(synth_txn(), 0..8).prop_map(|txns| build(&txns, &[])),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_structural_check_gives_one_verdict_in_any_chunking_and_a_sound_file_reads_to_its_end(
+        data in data_fs_to_check(),
+        chunk in prop_oneof![1usize..64, 64usize..20_000],
+    ) {
+        let whole = deep_check(&data, data.len());
+        prop_assert_eq!(&deep_check(&data, chunk), &whole);
+        if let Ok((summary, index)) = whole {
+            // What the check accepts, ZODB's read_index reads whole, with
+            // the same index.
+            let (dir, size, result) = open(&data, None);
+            check_clean(dir.path(), size, &result);
+            let c = result.expect("a file that passes the check opens");
+            prop_assert_eq!(c.pos, size);
+            prop_assert_eq!(summary.size, size);
+            prop_assert_eq!(c.index, index);
+        }
     }
 }
 

@@ -43,6 +43,7 @@ pub const EXACT_OPTS: &[&str] = &[
     "version",
     "json",
     "no-progress",
+    "deep",
 ];
 
 /// The operation selected by `-B`, `-R` or `-V`, with its options.
@@ -104,7 +105,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut file, mut repository, mut date, mut output) = (None, None, None, None);
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
-    let (mut incremental, mut no_fallback, mut no_verify) = (false, false, false);
+    let (mut incremental, mut no_fallback, mut no_verify, mut deep) = (false, false, false, false);
     let (mut json, mut no_progress) = (false, false);
     for o in opts {
         let value = o.value.clone();
@@ -174,6 +175,10 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 no_progress = true;
                 None
             }
+            "--deep" => {
+                deep = true;
+                None
+            }
             other => unreachable!("getopt returned an undeclared option {other}"),
         };
         if let Some(m) = new_mode {
@@ -219,6 +224,9 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 .into(),
         );
     }
+    if deep && mode != Mode::Verify {
+        return Parsed::Usage("--deep only applies to -V/--verify".into());
+    }
     let mut ignored = |set: bool, name: &str, mode: &str| {
         if set && verbose {
             notice(&format!("--{name} option is ignored in {mode} mode"));
@@ -255,14 +263,19 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             })
         }
         Mode::Verify => {
-            ignored(date.is_some(), "date", "verify");
+            // -D selects the chain to verify (repozo ignores it here).
             ignored(output.is_some(), "output", "verify");
             ignored(full, "full", "verify");
             ignored(gzip, "gzip", "verify");
             ignored(file.is_some(), "file", "verify");
             ignored(kill_old, "kill-old-on-full", "verify");
             ignored(with_verify, "with-verify", "verify");
-            Command::Verify(VerifyOptions { repository, quick })
+            Command::Verify(VerifyOptions {
+                repository,
+                quick,
+                date,
+                deep,
+            })
         }
     };
     Parsed::Run(Options {
@@ -334,6 +347,31 @@ mod tests {
                 "--full option is ignored in verify mode",
                 "--gzip option is ignored in verify mode"
             ]
+        );
+    }
+
+    #[test]
+    fn verify_takes_a_date_without_a_notice_and_deep_only_with_verify() {
+        let (p, notes) = run(&["-Vv", "-r", "x", "-D", "2026-11-26", "--deep"]);
+        let Parsed::Run(Options {
+            command: Command::Verify(v),
+            ..
+        }) = p
+        else {
+            panic!("expected a verify, got {p:?}");
+        };
+        assert_eq!(v.date.as_deref(), Some("2026-11-26"));
+        assert!(v.deep);
+        assert!(notes.is_empty(), "{notes:?}");
+        for mode in ["-B", "-R"] {
+            assert_eq!(
+                usage(&[mode, "-r", "x", "-f", "y", "--deep"]),
+                "--deep only applies to -V/--verify"
+            );
+        }
+        assert_eq!(
+            usage(&["-V", "-r", "x", "--dee"]),
+            "option --dee not recognized"
         );
     }
 

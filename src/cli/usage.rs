@@ -137,6 +137,18 @@ Options for -V/--verify:
     -Q / --quick
         Verify file sizes only (skip md5 checksums).
 
+    -D str
+    --date=str
+        Verify the backup files recover would use for this date (UTC,
+        yyyy-mm-dd[-hh[-mm[-ss]]]).  By default, current time is used.
+
+    --deep
+        Also read those files as one Data.fs and check it as ZODB's
+        fstest.py does, and every backpointer; that the files follow each
+        other with no gap, each starting at a transaction boundary; and
+        that the last .index equals the index rebuilt from the data.
+        Uses 16 bytes of memory per data record.
+
 Exit codes: 0 success (also "nothing to do"), 1 error, 10 the repository
 does not exist, 11 the repository (or, with --incremental, the output) is
 locked by another process, 130 interrupted (SIGINT or SIGTERM; temporary

@@ -16,9 +16,11 @@
 //! reproduces `FileStorage(path, read_only=True)`: its position equals
 //! `getSize()` and its index equals `_index` for every file ZODB opens.
 
+pub mod check;
 mod record;
 mod scan;
 
+pub use check::Checker;
 pub use record::{
     DATA_HEADER_LEN, DataHeader, FILE_HEADER_LEN, LEN_SIZE, MAGIC_21, MAGIC_30, PosReader,
     TXN_HEADER_LEN, TxnHeader,

@@ -83,6 +83,48 @@ impl Index {
         self.buckets.values().all(Vec::is_empty)
     }
 
+    /// Every (oid, position), in ascending oid order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.buckets.iter().flat_map(|(prefix, bucket)| {
+            let mut oid = [0u8; 8];
+            oid[..6].copy_from_slice(prefix);
+            bucket.iter().map(move |e| {
+                let [hi, lo] = ((e >> 48) as u16).to_be_bytes();
+                let mut oid = oid;
+                oid[6] = hi;
+                oid[7] = lo;
+                (u64::from_be_bytes(oid), e & MAX_POS)
+            })
+        })
+    }
+
+    /// The first oid (ascending) whose position differs between `self`
+    /// and `other`, with its position in each (`None` where it is absent);
+    /// `None` if both hold the same entries.
+    pub fn first_difference(&self, other: &Index) -> Option<(u64, Option<u64>, Option<u64>)> {
+        let (mut a, mut b) = (self.iter().peekable(), other.iter().peekable());
+        loop {
+            match (a.peek().copied(), b.peek().copied()) {
+                (None, None) => return None,
+                (Some((oid, p)), None) => return Some((oid, Some(p), None)),
+                (None, Some((oid, q))) => return Some((oid, None, Some(q))),
+                (Some((x, p)), Some((y, q))) => {
+                    if x < y {
+                        return Some((x, Some(p), None));
+                    }
+                    if y < x {
+                        return Some((y, None, Some(q)));
+                    }
+                    if p != q {
+                        return Some((x, Some(p), Some(q)));
+                    }
+                    a.next();
+                    b.next();
+                }
+            }
+        }
+    }
+
     /// Buckets in ascending prefix order, as `(prefix, entries)`.
     pub(crate) fn buckets(&self) -> impl Iterator<Item = (&[u8; 6], &[u64])> {
         self.buckets.iter().map(|(k, v)| (k, v.as_slice()))
@@ -118,6 +160,26 @@ mod tests {
     }
 
     #[test]
+    fn the_first_difference_is_the_lowest_oid_that_differs() {
+        let mut a = Index::new();
+        let mut b = Index::new();
+        for oid in [1u64, 2, 0x1_0003] {
+            a.insert(oid, oid + 100);
+            b.insert(oid, oid + 100);
+        }
+        assert_eq!(a.first_difference(&b), None);
+        b.insert(0x1_0003, 7);
+        b.insert(0x2_0000, 9);
+        assert_eq!(
+            a.first_difference(&b),
+            Some((0x1_0003, Some(0x1_0003 + 100), Some(7)))
+        );
+        a.insert(0, 5);
+        assert_eq!(a.first_difference(&b), Some((0, Some(5), None)));
+        assert_eq!(b.first_difference(&a), Some((0, None, Some(5))));
+    }
+
+    #[test]
     fn out_of_order_inserts_keep_buckets_sorted() {
         let mut ix = Index::new();
         for oid in [5u64, 1, 3, 0x1_0000, 2] {
@@ -128,6 +190,8 @@ mod tests {
             .flat_map(|(_, b)| b.iter().map(|e| e >> 48))
             .collect();
         assert_eq!(all, vec![1, 2, 3, 5, 0]);
+        let oids: Vec<u64> = ix.iter().map(|(oid, _)| oid).collect();
+        assert_eq!(oids, vec![1, 2, 3, 5, 0x1_0000]);
         assert_eq!(ix.get(0x1_0000), Some(0x1_0000 + 10));
         assert_eq!(ix.get(4), None);
     }

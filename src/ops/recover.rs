@@ -84,8 +84,19 @@ impl Check {
 /// Validates `-D` and selects the chain for it (repozo's `find_files`);
 /// no chain is repozo's "No files in repository" error.
 pub(super) fn select(opts: &RecoverOptions, ctx: Ctx) -> Result<Chain> {
-    let repo = Repository::new(&opts.repository);
-    let date = opts.date.as_deref().filter(|d| !d.is_empty());
+    select_dated(&opts.repository, opts.date.as_deref(), ctx).map(|(chain, _)| chain)
+}
+
+/// [`select`] for any operation: validates `date` (an empty one means
+/// now, as repozo takes it) and returns the chain with the date it was
+/// selected for (`date`, or now as a stamp).
+pub(super) fn select_dated(
+    repository: &str,
+    date: Option<&str>,
+    ctx: Ctx,
+) -> Result<(Chain, String)> {
+    let repo = Repository::new(repository);
+    let date = date.filter(|d| !d.is_empty());
     if let Some(d) = date
         && !crate::clock::validate_date(d)
     {
@@ -93,12 +104,13 @@ pub(super) fn select(opts: &RecoverOptions, ctx: Ctx) -> Result<Chain> {
     }
     let when = date.map_or_else(|| ctx.clock.now().to_string(), str::to_string);
     let (_, chain) = repo.chain(&when, ctx.report)?;
-    chain.ok_or_else(|| {
+    let chain = chain.ok_or_else(|| {
         Error::NoFiles(match date {
             Some(d) => format!("No files in repository before {d}"),
             None => "No files in repository".to_string(),
         })
-    })
+    })?;
+    Ok((chain, when))
 }
 
 /// Recovers `chain` into the file `output` from scratch: written to
