@@ -1,0 +1,254 @@
+//! What an operator sees: `--json` lines (the schema the README documents)
+//! and the progress bar (only on a terminal, only for work that lasts).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{ok, ours, py, run, stderr};
+use serde_json::Value;
+
+/// A site: `Data.fs` written by ZODB and an empty `repo`.
+fn site() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("repo")).unwrap();
+    grow(d.path(), 3, 1);
+    d
+}
+
+fn grow(dir: &Path, txns: u32, seed: u32) {
+    let data_fs = dir.join("Data.fs");
+    py::zodbtool(&[
+        "grow",
+        data_fs.to_str().unwrap(),
+        "--txns",
+        &txns.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+}
+
+fn cmd(dir: &Path, now: &str, args: &[&str]) -> Command {
+    let mut c = ours();
+    c.current_dir(dir).args(args).env("REPOZO_TEST_NOW", now);
+    c
+}
+
+/// The JSON lines of standard output, each parsed.
+fn json_lines(o: &Output) -> Vec<Value> {
+    String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// The one `summary` line, after any `status` lines.
+fn summary(o: &Output) -> Value {
+    let lines = json_lines(o);
+    let (last, before) = lines.split_last().expect("a summary line");
+    assert!(
+        before.iter().all(|v| v["message_type"] == "status"),
+        "{lines:?}"
+    );
+    assert_eq!(last["message_type"], "summary", "{last}");
+    assert!(last["duration_s"].as_f64().is_some_and(|s| s >= 0.0));
+    assert!(last["bytes_read"].is_u64() && last["bytes_written"].is_u64());
+    last.clone()
+}
+
+#[test]
+fn json_summaries_of_backup_recover_and_verify_follow_the_documented_schema() {
+    let site = site();
+    let d = site.path();
+    let args = ["-B", "--json", "-f", "Data.fs", "-r", "repo"];
+    let full = summary(&ok(run(cmd(d, "2030-01-01-00-00-00", &args))));
+    assert_eq!(full["operation"], "backup");
+    assert_eq!(full["kind"], "full");
+    assert_eq!(full["files"][0], "repo/2030-01-01-00-00-00.fs");
+    let dat = std::fs::read_to_string(d.join("repo/2030-01-01-00-00-00.dat")).unwrap();
+    let line = format!(
+        "repo/2030-01-01-00-00-00.fs {} {} {}\n",
+        full["start"],
+        full["end"],
+        full["md5"].as_str().unwrap()
+    );
+    assert_eq!(dat, line, "the summary carries the new .dat line");
+    assert_eq!(full["bytes_written"], full["end"]);
+
+    grow(d, 2, 2);
+    let incr = summary(&ok(run(cmd(d, "2030-01-02-00-00-00", &args))));
+    assert_eq!(incr["kind"], "incremental");
+    assert_eq!(incr["start"], full["end"]);
+    assert!(incr["end"].as_u64() > full["end"].as_u64());
+    assert_eq!(incr["files"][0], "repo/2030-01-02-00-00-00.deltafs");
+
+    let none = summary(&ok(run(cmd(d, "2030-01-03-00-00-00", &args))));
+    assert_eq!(none["kind"], "none");
+    assert_eq!(none["files"].as_array().map(Vec::len), Some(0));
+
+    let rec = summary(&ok(run(cmd(
+        d,
+        "2030-01-03-00-00-00",
+        &["-R", "--json", "-r", "repo", "-o", "out.fs"],
+    ))));
+    assert_eq!(rec["operation"], "recover");
+    assert_eq!(rec["kind"], "full");
+    assert_eq!(rec["files"].as_array().map(Vec::len), Some(2));
+    assert_eq!(rec["bytes_written"], incr["end"]);
+    assert_eq!(
+        std::fs::metadata(d.join("out.fs")).unwrap().len(),
+        incr["end"].as_u64().unwrap()
+    );
+
+    let ver = summary(&ok(run(cmd(
+        d,
+        "2030-01-03-00-00-00",
+        &["-V", "--json", "-r", "repo"],
+    ))));
+    assert_eq!(ver["operation"], "verify");
+    assert_eq!(ver["kind"], "md5");
+    assert_eq!(ver["bytes_read"], incr["end"]);
+
+    std::fs::remove_file(d.join("out.fs")).unwrap();
+    let _ = std::fs::remove_file(d.join("out.fs.index"));
+    let first = summary(&ok(run(cmd(
+        d,
+        "2030-01-03-00-00-00",
+        &[
+            "-R",
+            "--json",
+            "-r",
+            "repo",
+            "-o",
+            "out.fs",
+            "-D",
+            "2030-01-01-12",
+            "--incremental",
+        ],
+    ))));
+    assert_eq!(first["kind"], "full");
+    let inc = summary(&ok(run(cmd(
+        d,
+        "2030-01-03-00-00-00",
+        &[
+            "-R",
+            "--json",
+            "-r",
+            "repo",
+            "-o",
+            "out.fs",
+            "--incremental",
+        ],
+    ))));
+    assert_eq!(inc["kind"], "incremental");
+    assert_eq!(
+        inc["bytes_written"].as_u64(),
+        Some(incr["end"].as_u64().unwrap() - incr["start"].as_u64().unwrap())
+    );
+    assert!(inc["outcome"].as_str().unwrap().starts_with("appended "));
+}
+
+#[test]
+fn a_failure_with_json_writes_an_exit_error_object_on_stderr() {
+    let site = site();
+    let o = run(cmd(
+        site.path(),
+        "2030-01-01-00-00-00",
+        &["-V", "--json", "-r", "nonexist"],
+    ));
+    assert_eq!(o.status.code(), Some(10));
+    assert!(o.stdout.is_empty());
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    let v: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["message_type"], "exit_error");
+    assert_eq!(v["code"], 10);
+    assert!(v["message"].as_str().unwrap().contains("does not exist"));
+}
+
+#[test]
+fn json_with_recover_to_standard_output_is_a_usage_error() {
+    let site = site();
+    let o = run(cmd(
+        site.path(),
+        "2030-01-01-00-00-00",
+        &["-R", "--json", "-r", "repo"],
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).ends_with("recover with -o/--output\n"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Runs a backup paused at its start for `pause` seconds, on a terminal
+/// (through `tests/py/pty_run.py`); returns everything it drew.
+fn backup_on_a_terminal(extra: &[&str], pause: &str) -> String {
+    let site = site();
+    let mut c = Command::new("python3");
+    c.arg(py::repo_root().join("tests/py/pty_run.py"))
+        .arg(pause)
+        .arg(env!("CARGO_BIN_EXE_repozo"))
+        .args(["-B", "-f", "Data.fs", "-r", "repo"])
+        .args(extra)
+        .current_dir(site.path())
+        .env("REPOZO_TEST_NOW", "2030-01-01-00-00-00")
+        .env("REPOZO_FAILPOINT", "backup:locked:pause");
+    let o = ok(run(c));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_progress_bar_is_drawn_on_a_terminal_for_work_that_lasts_over_a_second() {
+    let drawn = backup_on_a_terminal(&[], "1.3");
+    assert!(drawn.contains("    copy ["), "no bar: {drawn:?}");
+    assert!(drawn.contains("B/s"), "no rate: {drawn:?}");
+    // Short work draws nothing.
+    let quick = backup_on_a_terminal(&[], "0");
+    assert!(!quick.contains("copy ["), "a bar for short work: {quick:?}");
+}
+
+#[test]
+fn no_progress_and_json_keep_the_terminal_free_of_bars() {
+    for extra in [&["--no-progress"][..], &["--json"][..]] {
+        let drawn = backup_on_a_terminal(extra, "1.3");
+        assert!(!drawn.contains("copy ["), "{extra:?}: {drawn:?}");
+    }
+}
+
+#[test]
+fn json_reports_status_lines_during_work_that_lasts_over_a_second() {
+    let drawn = backup_on_a_terminal(&["--json"], "1.3");
+    let status: Vec<Value> = drawn
+        .lines()
+        .filter(|l| l.contains("\"message_type\":\"status\""))
+        .map(|l| serde_json::from_str(l.trim()).unwrap())
+        .collect();
+    assert!(!status.is_empty(), "no status line: {drawn:?}");
+    for v in &status {
+        assert!(v["phase"].is_string() && v["bytes_done"].is_u64(), "{v}");
+        assert!(
+            v["seconds_elapsed"].as_f64().is_some_and(|s| s >= 1.0),
+            "{v}"
+        );
+    }
+    assert!(drawn.contains("\"message_type\":\"summary\""), "{drawn:?}");
+}
+
+#[test]
+fn off_a_terminal_nothing_is_printed_but_what_repozo_prints() {
+    let site = site();
+    let mut c = cmd(
+        site.path(),
+        "2030-01-01-00-00-00",
+        &["-B", "-f", "Data.fs", "-r", "repo"],
+    );
+    c.env("REPOZO_FAILPOINT", "backup:locked:pause");
+    // stdin is not a terminal either: the pause reads end of file at once.
+    c.stdin(std::process::Stdio::null());
+    let o = ok(run(c));
+    assert_eq!(stderr(&o), "failpoint backup:locked reached\n");
+    assert!(o.stdout.is_empty());
+}
