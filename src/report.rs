@@ -144,6 +144,13 @@ pub enum Event {
     },
     /// `-k`: an older backup file (and its `.dat`/`.index`) is removed.
     RemovingOld(String),
+    /// Retention (`--keep…`): a file of a chain no rule keeps is removed.
+    RemovingExpired {
+        /// The data, `.dat` or `.index` file.
+        file: String,
+        /// The stamp of its chain.
+        chain: String,
+    },
     /// Recover writes to standard output.
     RecoveringToStdout,
     /// Recover writes to this file.
@@ -310,6 +317,12 @@ impl fmt::Display for Event {
                 write!(f, "writing incremental: {bytes} bytes to {dest}")
             }
             RemovingOld(x) => write!(f, "removing old backup file {x} (and .dat / .index)"),
+            RemovingExpired { file, chain } => {
+                write!(
+                    f,
+                    "removing {file} (chain {chain}: no retention rule keeps it)"
+                )
+            }
             RecoveringToStdout => f.write_str("Recovering file to stdout"),
             RecoveringTo(x) => write!(f, "Recovering file to {x}"),
             RecoveredChunk { file, size, md5 } => {
