@@ -8,9 +8,11 @@
 //! help and the message on stderr with 1 for [`Parsed::Usage`].
 
 pub mod getopt;
+pub mod output;
 pub mod usage;
 
-use crate::ops::{BackupOptions, IncrementalOptions, RecoverOptions, VerifyOptions};
+use crate::ops::retention::{Policy, RetainOptions, Retention};
+use crate::ops::{BackupOptions, IncrementalOptions, ListOptions, RecoverOptions, VerifyOptions};
 
 /// repozo's short options, in getopt syntax.
 pub const SHORT_OPTS: &str = "BRVvhr:f:FQzkD:o:w";
@@ -35,17 +37,35 @@ pub const LONG_OPTS: &[&str] = &[
 /// Long options of this tool that repozo does not have. They match only
 /// by their exact name ([`getopt::getopt_exact`]), so every abbreviation
 /// that repozo accepts keeps its meaning.
-pub const EXACT_OPTS: &[&str] = &["incremental", "no-fallback"];
+pub const EXACT_OPTS: &[&str] = &[
+    "incremental",
+    "no-fallback",
+    "list",
+    "json",
+    "keep=",
+    "keep-daily=",
+    "keep-weekly=",
+    "keep-monthly=",
+    "dry-run",
+];
 
-/// The operation selected by `-B`, `-R` or `-V`, with its options.
+/// The retention options, as the messages name them.
+const KEEP_OPTIONS: &str = "--keep, --keep-daily, --keep-weekly and --keep-monthly";
+
+/// The operation selected by `-B`, `-R`, `-V`, `--list` or a retention
+/// option alone, with its options.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// `-B`
-    Backup(BackupOptions),
+    /// `-B`, and the retention to apply after it (`--keep…`), if any.
+    Backup(BackupOptions, Option<Retention>),
     /// `-R`
     Recover(RecoverOptions),
     /// `-V`
     Verify(VerifyOptions),
+    /// `--list`; `true` for JSON lines (`--json`).
+    List(ListOptions, bool),
+    /// `--keep…` with `-r` and no `-B`/`-R`/`-V`/`--list`.
+    Retain(RetainOptions),
 }
 
 /// Parsed command line.
@@ -73,6 +93,19 @@ enum Mode {
     Backup,
     Recover,
     Verify,
+    List,
+    Retain,
+}
+
+/// A `--keep…` value: a positive whole number.
+fn count(name: &str, value: Option<String>) -> Result<u32, String> {
+    let value = value.unwrap_or_default();
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 && value.bytes().all(|c| c.is_ascii_digit()) => Ok(n),
+        _ => Err(format!(
+            "{name} takes a positive whole number, not {value:?}"
+        )),
+    }
 }
 
 /// Interprets `args` (without the program name) as repozo does.
@@ -91,6 +124,13 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
     let (mut incremental, mut no_fallback) = (false, false);
+    let (mut json, mut dry_run) = (false, false);
+    let mut keep: [(&str, Option<String>); 4] = [
+        ("--keep", None),
+        ("--keep-daily", None),
+        ("--keep-weekly", None),
+        ("--keep-monthly", None),
+    ];
     for o in opts {
         let value = o.value.clone();
         let new_mode = match o.name.as_str() {
@@ -146,24 +186,50 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 no_fallback = true;
                 None
             }
+            "--list" => Some(Mode::List),
+            "--json" => {
+                json = true;
+                None
+            }
+            "--dry-run" => {
+                dry_run = true;
+                None
+            }
+            name @ ("--keep" | "--keep-daily" | "--keep-weekly" | "--keep-monthly") => {
+                if let Some(slot) = keep.iter_mut().find(|(n, _)| *n == name) {
+                    slot.1 = value;
+                }
+                None
+            }
             other => unreachable!("getopt returned an undeclared option {other}"),
         };
         if let Some(m) = new_mode {
-            if mode.is_some() {
-                return Parsed::Usage("-B, -R, and -V are mutually exclusive".into());
+            match mode {
+                Some(Mode::List) if m == Mode::List => {}
+                Some(old) if old == Mode::List || m == Mode::List => {
+                    return Parsed::Usage("--list cannot be combined with -B, -R or -V".into());
+                }
+                Some(_) => {
+                    return Parsed::Usage("-B, -R, and -V are mutually exclusive".into());
+                }
+                None => {}
             }
             mode = Some(m);
         }
     }
+    let retaining = keep.iter().any(|(_, v)| v.is_some());
     if !operands.is_empty() {
         return Parsed::Usage(format!("Invalid arguments: {}", operands.join(", ")));
     }
-    let Some(mode) = mode else {
+    let Some(mode) = mode.or(retaining.then_some(Mode::Retain)) else {
         return Parsed::Usage("Either --backup, --recover or --verify is required".into());
     };
     let Some(repository) = repository else {
         return Parsed::Usage("--repository is required".into());
     };
+    if json && mode != Mode::List {
+        return Parsed::Usage("--json only applies to --list for now".into());
+    }
     if incremental && mode != Mode::Recover {
         return Parsed::Usage("--incremental only applies to -R/--recover".into());
     }
@@ -174,6 +240,39 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     }
     if no_fallback && !incremental {
         return Parsed::Usage("--no-fallback only applies to --incremental".into());
+    }
+    let mut counts = [None; 4];
+    for (slot, (name, value)) in counts.iter_mut().zip(keep) {
+        if value.is_some() {
+            match count(name, value) {
+                Ok(n) => *slot = Some(n),
+                Err(msg) => return Parsed::Usage(msg),
+            }
+        }
+    }
+    let [last, daily, weekly, monthly] = counts;
+    let retention = Retention {
+        policy: Policy {
+            last,
+            daily,
+            weekly,
+            monthly,
+        },
+        dry_run,
+    };
+    if retaining && !matches!(mode, Mode::Backup | Mode::Retain) {
+        return Parsed::Usage(format!(
+            "{KEEP_OPTIONS} apply to -B/--backup, or alone with -r"
+        ));
+    }
+    if retaining && kill_old {
+        return Parsed::Usage(format!(
+            "-k/--kill-old-on-full cannot be combined with {KEEP_OPTIONS}: \
+             -k removes every backup but the newest full one"
+        ));
+    }
+    if dry_run && !retaining {
+        return Parsed::Usage(format!("--dry-run only applies to {KEEP_OPTIONS}"));
     }
     let mut ignored = |set: bool, name: &str, mode: &str| {
         if set && verbose {
@@ -188,15 +287,18 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             let Some(file) = file.filter(|f| !f.is_empty()) else {
                 return Parsed::Usage("--file is required in backup mode".into());
             };
-            Command::Backup(BackupOptions {
-                repository,
-                file,
-                full,
-                quick,
-                gzip,
-                kill_old,
-                lock_wait: None,
-            })
+            Command::Backup(
+                BackupOptions {
+                    repository,
+                    file,
+                    full,
+                    quick,
+                    gzip,
+                    kill_old,
+                    lock_wait: None,
+                },
+                retaining.then_some(retention),
+            )
         }
         Mode::Recover => {
             ignored(file.is_some(), "file", "recover");
@@ -218,6 +320,31 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             ignored(kill_old, "kill-old-on-full", "verify");
             ignored(with_verify, "with-verify", "verify");
             Command::Verify(VerifyOptions { repository, quick })
+        }
+        Mode::List => {
+            ignored(date.is_some(), "date", "list");
+            ignored(output.is_some(), "output", "list");
+            ignored(full, "full", "list");
+            ignored(gzip, "gzip", "list");
+            ignored(file.is_some(), "file", "list");
+            ignored(kill_old, "kill-old-on-full", "list");
+            ignored(with_verify, "with-verify", "list");
+            ignored(quick, "quick", "list");
+            Command::List(ListOptions { repository }, json)
+        }
+        Mode::Retain => {
+            ignored(date.is_some(), "date", "retention");
+            ignored(output.is_some(), "output", "retention");
+            ignored(full, "full", "retention");
+            ignored(gzip, "gzip", "retention");
+            ignored(file.is_some(), "file", "retention");
+            ignored(with_verify, "with-verify", "retention");
+            ignored(quick, "quick", "retention");
+            Command::Retain(RetainOptions {
+                repository,
+                retention,
+                lock_wait: None,
+            })
         }
     };
     Parsed::Run(Options { verbose, command })
@@ -284,6 +411,133 @@ mod tests {
                 "--full option is ignored in verify mode",
                 "--gzip option is ignored in verify mode"
             ]
+        );
+    }
+
+    #[test]
+    fn list_is_a_mode_of_its_own_that_needs_a_repository() {
+        assert!(matches!(
+            run(&["--list", "-r", "x"]).0,
+            Parsed::Run(Options {
+                command: Command::List(_, false),
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&["-r", "x", "--json", "--list"]).0,
+            Parsed::Run(Options {
+                command: Command::List(_, true),
+                ..
+            })
+        ));
+        assert_eq!(usage(&["--list"]), "--repository is required");
+        assert_eq!(
+            usage(&["--list", "-B", "-r", "x"]),
+            "--list cannot be combined with -B, -R or -V"
+        );
+        assert_eq!(
+            usage(&["-V", "--list", "-r", "x"]),
+            "--list cannot be combined with -B, -R or -V"
+        );
+        let (_, notes) = run(&["--list", "-r", "x", "-v", "-z"]);
+        assert_eq!(notes, vec!["--gzip option is ignored in list mode"]);
+    }
+
+    #[test]
+    fn json_applies_only_to_list_for_now() {
+        for args in [
+            &["-B", "-r", "x", "-f", "y", "--json"][..],
+            &["-V", "-r", "x", "--json"],
+            &["--keep=1", "-r", "x", "--json"],
+        ] {
+            assert_eq!(usage(args), "--json only applies to --list for now");
+        }
+    }
+
+    #[test]
+    fn retention_runs_alone_or_after_a_backup() {
+        let Parsed::Run(o) = run(&["-r", "x", "--keep=2", "--keep-daily", "7"]).0 else {
+            panic!()
+        };
+        let Command::Retain(r) = o.command else {
+            panic!()
+        };
+        assert_eq!(r.retention.policy.last, Some(2));
+        assert_eq!(r.retention.policy.daily, Some(7));
+        assert!(!r.retention.dry_run);
+        let Parsed::Run(o) = run(&["-B", "-r", "x", "-f", "y", "--keep-monthly=3", "--dry-run"]).0
+        else {
+            panic!()
+        };
+        let Command::Backup(_, Some(r)) = o.command else {
+            panic!()
+        };
+        assert_eq!(r.policy.monthly, Some(3));
+        assert!(r.dry_run);
+        assert!(matches!(
+            run(&["-B", "-r", "x", "-f", "y"]).0,
+            Parsed::Run(Options {
+                command: Command::Backup(_, None),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn retention_values_must_be_positive_whole_numbers() {
+        for (arg, shown) in [
+            ("--keep=0", "\"0\""),
+            ("--keep-daily=-1", "\"-1\""),
+            ("--keep-weekly=x", "\"x\""),
+            ("--keep-monthly=", "\"\""),
+            ("--keep=+3", "\"+3\""),
+            ("--keep=99999999999", "\"99999999999\""),
+        ] {
+            let name = arg.split('=').next().unwrap();
+            assert_eq!(
+                usage(&["-r", "x", arg]),
+                format!("{name} takes a positive whole number, not {shown}")
+            );
+        }
+    }
+
+    #[test]
+    fn retention_combinations_that_make_no_sense_are_usage_errors() {
+        let only = "--keep, --keep-daily, --keep-weekly and --keep-monthly apply to \
+                    -B/--backup, or alone with -r";
+        assert_eq!(usage(&["-R", "-r", "x", "--keep=1"]), only);
+        assert_eq!(usage(&["-V", "-r", "x", "--keep-daily=1"]), only);
+        assert_eq!(usage(&["--list", "-r", "x", "--keep=1"]), only);
+        assert!(
+            usage(&["-Bk", "-r", "x", "-f", "y", "--keep=1"])
+                .starts_with("-k/--kill-old-on-full cannot be combined with --keep")
+        );
+        assert!(usage(&["-k", "-r", "x", "--keep=1"]).starts_with("-k/--kill-old-on-full"));
+        assert_eq!(
+            usage(&["-B", "-r", "x", "-f", "y", "--dry-run"]),
+            "--dry-run only applies to --keep, --keep-daily, --keep-weekly and --keep-monthly"
+        );
+        assert_eq!(usage(&["--keep=1"]), "--repository is required");
+    }
+
+    #[test]
+    fn our_options_match_only_by_exact_name() {
+        for (arg, msg) in [
+            ("--li", "option --li not recognized"),
+            ("--lis", "option --lis not recognized"),
+            ("--js", "option --js not recognized"),
+            ("--kee=1", "option --kee not recognized"),
+            ("--keep-d=1", "option --keep-d not recognized"),
+            ("--dry", "option --dry not recognized"),
+            ("--list=1", "option --list must not have an argument"),
+            ("--keep", "option --keep requires argument"),
+        ] {
+            assert_eq!(usage(&["-r", "x", arg]), msg, "{arg}");
+        }
+        // repozo's own prefixes still resolve as before.
+        assert_eq!(
+            usage(&["--k", "-r", "x"]),
+            "Either --backup, --recover or --verify is required"
         );
     }
 
