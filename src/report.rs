@@ -318,10 +318,7 @@ impl fmt::Display for Event {
             }
             RemovingOld(x) => write!(f, "removing old backup file {x} (and .dat / .index)"),
             RemovingExpired { file, chain } => {
-                write!(
-                    f,
-                    "removing {file} (chain {chain}: no retention rule keeps it)"
-                )
+                write!(f, "removing expired backup file {file} (chain {chain})")
             }
             RecoveringToStdout => f.write_str("Recovering file to stdout"),
             RecoveringTo(x) => write!(f, "Recovering file to {x}"),

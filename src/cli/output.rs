@@ -181,7 +181,7 @@ pub fn retention_summary(outcome: &RetentionOutcome) -> String {
     let plan = &outcome.plan;
     let (files, removed) = (outcome.files.len(), plan.removed_chains());
     format!(
-        "{} {files} file{} ({} bytes) of {removed} expired chain{}; kept {} chain{}",
+        "{} {files} file{} ({} bytes) of {removed} expired chain{}; {} {} chain{}",
         if outcome.dry_run {
             "would remove"
         } else {
@@ -190,6 +190,7 @@ pub fn retention_summary(outcome: &RetentionOutcome) -> String {
         if files == 1 { "" } else { "s" },
         outcome.bytes(),
         if removed == 1 { "" } else { "s" },
+        if outcome.dry_run { "keeping" } else { "kept" },
         plan.kept_chains(),
         if plan.kept_chains() == 1 { "" } else { "s" },
     )
