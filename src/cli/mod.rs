@@ -6,6 +6,12 @@
 //! repozo's messages. What to print and which exit code to use is left to
 //! the caller (`src/main.rs`): help on stdout with 0 for [`Parsed::Help`];
 //! help and the message on stderr with 1 for [`Parsed::Usage`].
+//!
+//! Options of our own ([`EXACT_OPTS`]: `--incremental`, `--list`,
+//! `--json`, `--keep…`, `--dry-run`, …) are recognised by their exact
+//! names only and checked after repozo's own rules, so an argument list
+//! made only of repozo's options parses, and fails, exactly as before.
+//! [`output`] formats what `--list` and retention return.
 
 pub mod getopt;
 pub mod output;

@@ -207,6 +207,14 @@ mod tests {
         assert_eq!(json_str("\n\t\u{1}é"), "\"\\n\\t\\u0001é\"");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_string_survives_a_json_round_trip(s in proptest::prelude::any::<String>()) {
+            let back: String = serde_json::from_str(&json_str(&s)).unwrap();
+            proptest::prop_assert_eq!(back, s);
+        }
+    }
+
     fn sample() -> RepositoryList {
         let point = |stamp: &str, kind, gzip, size, end, index| RestorePoint {
             stamp: stamp.into(),
