@@ -42,6 +42,14 @@ Scenarios (--ops names)
                 so -Q has to checksum the whole full
   recover       -R   of a plain chain (full of base.fs + incremental grown.fs)
   recover-z     -R   of a gzip chain (-BFz base.fs, then -Bz grown.fs)
+  recover-incr  ours: -R -o OUT --incremental of the plain chain, where OUT
+                is a standby Data.fs our recover left as of the full
+                backup (= base.fs), so only the incremental is appended
+                (its prefix proved by the md5 of each .dat range read from
+                OUT); theirs: the full -R of the same state into a new file,
+                what operators run today
+  recover-incr-q  the same with --incremental -Q (OUT proved by the state
+                file OUT.repozo-state that our last recover wrote)
   verify        -V   of the plain chain
   verify-z      -V   of the gzip chain
 
@@ -50,10 +58,12 @@ path (CACHE_DIR/work/repo-<tool>, so that the paths in .dat files are
 right).  Data files are hardlinked into fresh working directories (index
 files and .dat files, which ZODB's repozo appends to, are copied), so
 nothing shared is ever modified; the cached files are checked after every
-run to prove it.  Every result is
-checked: new backup files must hold exactly the expected bytes of the source
-(decompressed for -z), the .dat must record the expected range, recovered
-files must equal grown.fs byte for byte, -V must succeed silently.  Any
+run to prove it.  Every result is checked: new backup files must hold
+exactly the expected bytes of the source (decompressed for -z), the .dat
+must record the expected range, recovered files must equal grown.fs byte
+for byte, -V must succeed silently; an incremental recover must print
+`OUT: appended N bytes from 1 file` (not `full recover ...`), install the
+chain's last .index and leave a state file that describes OUT.  Any
 failure aborts the benchmark with an error (exit 1), keeping the working
 directory for inspection.
 
@@ -69,9 +79,12 @@ child of this Python process would inherit its ~20 MB RSS high-water mark
 at exec; see Runner.)  Before every backup the script sleeps until the
 next UTC second, so that consecutive backups never share a time stamp (the
 wall clock is real: REPOZO_TEST_NOW is removed from the environment).
-Preparing files, sleeping and checking are never timed.  Nothing is dropped
-from the page cache: all inputs are warm, as for a cron job on a server with
-enough memory.
+Preparing files, sleeping and checking are never timed; neither is the
+recover that puts the standby Data.fs of recover-incr(-q) back as of the
+full backup before every run of ours (`-D <full's date> --incremental -Q`:
+a full recover the first time, then a truncation that keeps its inode, so
+that the state file stays valid).  Nothing is dropped from the page cache:
+all inputs are warm, as for a cron job on a server with enough memory.
 
 The report gives per scenario the medians, the speed-up (theirs / ours) and
 the largest peak RSS of each tool, the size of the -z outputs, the ratio of
@@ -403,6 +416,10 @@ OPS = [
        lambda b, t: b.prep_recover(t, 'chain')),
     Op('recover-z', 'recover, gzip chain (-R)',
        lambda b, t: b.prep_recover(t, 'chain-z')),
+    Op('recover-incr', 'recover --incremental, md5 (theirs: -R)',
+       lambda b, t: b.prep_recover_incr(t, quick=False)),
+    Op('recover-incr-q', 'recover --incremental -Q (theirs: -R)',
+       lambda b, t: b.prep_recover_incr(t, quick=True)),
     Op('verify', 'verify (-V)',
        lambda b, t: b.prep_verify(t, 'chain')),
     Op('verify-z', 'verify, gzip chain (-V)',
@@ -517,6 +534,100 @@ class Bench:
                 raise BenchError('%s: recovered %s differs from %s'
                                  % (tool, out, expected))
         return Prepared(argv, check, [out_dir, repo], backup=False)
+
+    def prep_recover_incr(self, tool, quick):
+        """Bring a standby Data.fs up to the end of the plain chain.  Ours:
+        `-R -o OUT --incremental [-Q]` on an OUT that our own recover left
+        as of the chain's full backup (see standby()), so that only the
+        incremental is appended.  Theirs: the full recover operators run
+        today (ZODB's repozo has no such mode), as in 'recover'."""
+        if tool != 'ours':
+            return self.prep_recover(tool, 'chain')
+        repo = self.repo_dir(tool, self.fixture('chain', tool))
+        out = self.standby(tool, repo)
+        argv = self.argv[tool] + ['-R', '-r', str(repo), '-o', str(out),
+                                  '--incremental'] + (['-Q'] if quick else [])
+        expected = self.data.fs('grown')
+        deltas = sorted(repo.glob('*.deltafs'))
+        if len(deltas) != 1:
+            raise BenchError('%s: expected one .deltafs in %s, found %s'
+                             % (tool, repo, [d.name for d in deltas]))
+        # The one line this mode prints: what it did.
+        want = ('%s: appended %d bytes from 1 file'
+                % (out, self.data.size('grown') - self.data.size('base')))
+
+        def check(res):
+            if res.output.strip() != want:
+                raise BenchError('%s: expected %r, got:\n%s'
+                                 % (tool, want, res.output))
+            if (out.stat().st_size != expected.stat().st_size
+                    or not same_bytes(out, False, expected, 0)):
+                raise BenchError('%s: recovered %s differs from %s'
+                                 % (tool, out, expected))
+            index = deltas[0].with_suffix('.index')
+            if not same_bytes(str(out) + '.index', False, index, 0):
+                raise BenchError('%s: %s.index differs from %s'
+                                 % (tool, out, index))
+            self.check_state_file(tool, out)
+        return Prepared(argv, check, [repo], backup=False)
+
+    def standby(self, tool, repo):
+        """WORK/standby-<tool>/Data.fs as our recover leaves it as of the
+        date of the chain's full backup (base.fs), with its .index and its
+        state file: `-R -o OUT -D <full's date> --incremental -Q`, which
+        recovers in full the first time (OUT is missing) and later cuts off
+        what the last timed run appended (OUT keeps its inode, and the
+        state file describes it, so that a timed -Q does not fall back to
+        the md5 proof).  Untimed."""
+        fulls = sorted(repo.glob('*.fs'))
+        if len(fulls) != 1:
+            raise BenchError('%s: expected one full backup in %s, found %s'
+                             % (tool, repo, [f.name for f in fulls]))
+        d = self.work / ('standby-' + tool)
+        out = d / 'Data.fs'
+        existed = out.exists()
+        d.mkdir(exist_ok=True)
+        argv = self.argv[tool] + ['-R', '-r', str(repo), '-o', str(out),
+                                  '-D', fulls[0].stem, '--incremental', '-Q']
+        size = self.data.size('base')
+        want = ('%s: truncated to %d bytes' % (out, size) if existed
+                else '%s: full recover because it does not exist' % out)
+
+        def check(res):
+            if res.output.strip() != want:
+                raise BenchError('%s: expected %r, got:\n%s'
+                                 % (tool, want, res.output))
+            if out.stat().st_size != size:
+                raise BenchError('%s: %s is not %d bytes long'
+                                 % (tool, out, size))
+            self.check_state_file(tool, out)
+        self.execute(tool, Prepared(argv, check, [], backup=False),
+                     'preparing the standby Data.fs')
+        return out
+
+    @staticmethod
+    def check_state_file(tool, out):
+        """OUT.repozo-state describes OUT as it is (device, inode, size,
+        mtime; its last line ends at OUT's end), so -Q can use it."""
+        path = Path(str(out) + '.repozo-state')
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise BenchError('%s: cannot read %s: %s' % (tool, path, e))
+        fields, ends = {}, []
+        for line in text.splitlines():
+            if line.startswith('line '):
+                ends.append(line.split()[3])
+            elif line and not line.startswith('#'):
+                key, _, value = line.partition(' ')
+                fields[key] = value
+        st = out.stat()
+        now = {'dev': str(st.st_dev), 'ino': str(st.st_ino),
+               'size': str(st.st_size), 'mtime_ns': str(st.st_mtime_ns)}
+        if (any(fields.get(k) != v for k, v in now.items())
+                or ends[-1:] != [str(st.st_size)]):
+            raise BenchError('%s: %s does not describe %s (%r):\n%s'
+                             % (tool, path, out, now, text))
 
     def prep_verify(self, tool, fixture):
         repo = self.repo_dir(tool, self.fixture(fixture, tool))

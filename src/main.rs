@@ -60,6 +60,10 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().flush();
             return ExitCode::SUCCESS;
         }
+        Parsed::Version => {
+            println!("{}", usage::version_line());
+            return ExitCode::SUCCESS;
+        }
         Parsed::Usage(msg) => {
             eprint!("{}", usage::help_text(&program));
             eprintln!("{msg}");

@@ -294,7 +294,37 @@ fn show(bytes: &[u8]) -> String {
 }
 
 /// Differences between two runs, described; empty if identical.
+/// ZODB's repozo's help text, as its `-h` prints it.
+fn reference_help() -> &'static [u8] {
+    static HELP: OnceLock<Vec<u8>> = OnceLock::new();
+    HELP.get_or_init(|| {
+        let mut c = theirs();
+        c.arg("-h");
+        ok(run(c)).stdout
+    })
+}
+
+/// `out` with our help text (printed by `-h` and before usage errors)
+/// replaced by repozo's: ours describes this tool truthfully on purpose
+/// (asserted by `our_help_describes_this_tool_and_its_own_options`), and
+/// everything around it must still be repozo's, byte for byte.
+fn with_reference_help(out: &[u8]) -> Vec<u8> {
+    let ours = repozo::cli::usage::help_text("repozo").into_bytes();
+    let Some(at) = out.windows(ours.len()).position(|w| w == ours.as_slice()) else {
+        return out.to_vec();
+    };
+    let mut v = out[..at].to_vec();
+    v.extend_from_slice(reference_help());
+    v.extend_from_slice(&out[at + ours.len()..]);
+    v
+}
+
 fn diff(label: &str, o: &Output, t: &Output) -> Option<String> {
+    let o = &Output {
+        status: o.status,
+        stdout: with_reference_help(&o.stdout),
+        stderr: with_reference_help(&o.stderr),
+    };
     let mut d = String::new();
     if o.status.code() != t.status.code() {
         d += &format!(
@@ -419,6 +449,46 @@ fn help_and_usage_errors_match_the_reference() {
         case(&["-B", "-r", "repo", "-f", ""], data_fs, "repo + Data.fs"),
         case(&["-Bv", "-r", "repo", "-o", "y"], data_fs, "repo + Data.fs"),
     ]);
+}
+
+#[test]
+fn our_help_describes_this_tool_and_its_own_options() {
+    let mut c = ours();
+    c.arg("-h");
+    let o = ok(run(c));
+    let help = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(help, repozo::cli::usage::help_text("repozo"));
+    assert_ne!(
+        help.as_bytes(),
+        reference_help(),
+        "ours says what this tool does"
+    );
+    for must in [
+        "--version",
+        "--incremental",
+        "--no-fallback",
+        "--no-verify",
+        "independent gzip members",
+        "left as they were",
+        "Exit codes:",
+    ] {
+        assert!(help.contains(must), "the help does not mention {must}");
+    }
+    for stale in [
+        "repozo.py --",
+        "default zlib",
+        "partially recovered ZODB will be left",
+    ] {
+        assert!(!help.contains(stale), "the help still says {stale:?}");
+    }
+    let mut c = ours();
+    c.arg("--version");
+    let o = ok(run(c));
+    let v = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        v.starts_with(&format!("repozo {} ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub const LONG_OPTS: &[&str] = &[
 pub const EXACT_OPTS: &[&str] = &[
     "incremental",
     "no-fallback",
+    "no-verify",
+    "version",
     "list",
     "json",
     "keep=",
@@ -88,6 +90,8 @@ pub struct Options {
 pub enum Parsed {
     /// `-h` was reached: print the help on stdout and exit 0.
     Help,
+    /// `--version` was reached: print the name and version and exit 0.
+    Version,
     /// A usage error: print the help, then this message, on stderr; exit 1.
     Usage(String),
     /// Run this.
@@ -129,7 +133,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut file, mut repository, mut date, mut output) = (None, None, None, None);
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
-    let (mut incremental, mut no_fallback) = (false, false);
+    let (mut incremental, mut no_fallback, mut no_verify) = (false, false, false);
     let (mut json, mut dry_run) = (false, false);
     let mut keep: [(&str, Option<String>); 4] = [
         ("--keep", None),
@@ -192,6 +196,11 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 no_fallback = true;
                 None
             }
+            "--no-verify" => {
+                no_verify = true;
+                None
+            }
+            "--version" => return Parsed::Version,
             "--list" => Some(Mode::List),
             "--json" => {
                 json = true;
@@ -246,6 +255,15 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     }
     if no_fallback && !incremental {
         return Parsed::Usage("--no-fallback only applies to --incremental".into());
+    }
+    if no_verify && mode != Mode::Recover {
+        return Parsed::Usage("--no-verify only applies to -R/--recover".into());
+    }
+    if no_verify && (with_verify || incremental) {
+        return Parsed::Usage(
+            "--no-verify contradicts -w/--with-verify and --incremental, which always verify"
+                .into(),
+        );
     }
     let mut counts = [None; 4];
     for (slot, (name, value)) in counts.iter_mut().zip(keep) {
@@ -314,6 +332,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 date,
                 output,
                 with_verify,
+                no_verify,
                 incremental: incremental.then_some(IncrementalOptions { quick, no_fallback }),
             })
         }

@@ -32,7 +32,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use super::Ctx;
-use super::recover::{RecoverOptions, install_index, select, write_output};
+use super::recover::{Check, RecoverOptions, install_index, select, write_output};
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
@@ -202,7 +202,7 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
         }),
         Err(reason) => {
             remove_state(output)?;
-            write_output(&mut chain, output, true, ctx)?;
+            write_output(&mut chain, output, Check::Quiet, ctx)?;
             if let Ok((lines, _)) = target_lines(&mut chain)? {
                 write_state(output, &lines)?;
             }

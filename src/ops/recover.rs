@@ -7,7 +7,7 @@ use std::path::Path;
 use super::Ctx;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, DataFiles};
+use crate::io::{AtomicFile, CHUNK, DataFiles, Md5Hasher};
 use crate::repo::{Chain, Repository};
 use crate::report::Event;
 
@@ -22,9 +22,15 @@ pub struct RecoverOptions {
     /// Output file (`-o`). Default (`None`): standard output, without an
     /// index.
     pub output: Option<String>,
-    /// Check every chain file against its `.dat` entry while copying (`-w`).
-    /// Default: off.
+    /// `-w`: log every chain file's check as repozo's `-w` does
+    /// ("Recovered chunk …"). The checks themselves are made unless
+    /// `no_verify` is set. Default: off.
     pub with_verify: bool,
+    /// `--no-verify`: skip checking each chain file's size and md5 against
+    /// its `.dat` line (what ZODB's repozo does without `-w`). Default:
+    /// off, so a recover fails, keeping the old output, on a damaged or
+    /// unrecorded backup file.
+    pub no_verify: bool,
     /// `--incremental`: bring the existing output up to date instead of
     /// rewriting it (see [`super::recover_incremental`]). Default: `None`,
     /// a full recover as repozo does. Requires `output`.
@@ -44,16 +50,34 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         Some(output) => Event::RecoveringTo(output.clone()),
         None => Event::RecoveringToStdout,
     });
+    let check = Check::of(opts);
     let Some(output) = &opts.output else {
-        let truth = if opts.with_verify {
-            Some(read_truth(&mut chain)?)
-        } else {
-            None
-        };
-        copy_chain(&chain, truth.as_ref(), stdout, "<stdout>", ctx)?;
+        let truth = read_truth(&mut chain, check)?;
+        copy_chain(&chain, truth.as_ref(), check, stdout, "<stdout>", ctx)?;
         return stdout.flush().at("<stdout>");
     };
-    write_output(&mut chain, output, opts.with_verify, ctx)
+    write_output(&mut chain, output, check, ctx)
+}
+
+/// How a recover checks the chain files against the `.dat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// `--no-verify`: not at all.
+    Skip,
+    /// The default: every file, logging only repozo's non-`-w` lines.
+    Quiet,
+    /// `-w`: every file, logging each as repozo's `-w` does.
+    Logged,
+}
+
+impl Check {
+    fn of(opts: &RecoverOptions) -> Self {
+        match (opts.with_verify, opts.no_verify) {
+            (true, _) => Check::Logged,
+            (false, true) => Check::Skip,
+            (false, false) => Check::Quiet,
+        }
+    }
 }
 
 /// Validates `-D` and selects the chain for it (repozo's `find_files`);
@@ -80,17 +104,8 @@ pub(super) fn select(opts: &RecoverOptions, ctx: Ctx) -> Result<Chain> {
 /// `<output>.part`, fsynced, renamed over `<output>`; the chain's last
 /// `.index` becomes `<output>.index` the same way (or a stale one is
 /// removed). On failure the old output and index stay as they were.
-pub(super) fn write_output(
-    chain: &mut Chain,
-    output: &str,
-    with_verify: bool,
-    ctx: Ctx,
-) -> Result<()> {
-    let truth = if with_verify {
-        Some(read_truth(chain)?)
-    } else {
-        None
-    };
+pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: Ctx) -> Result<()> {
+    let truth = read_truth(chain, check)?;
     let part = format!("{output}.part");
     let mut out = AtomicFile::create_at(output, &part)?;
     if truth.is_none() && !ctx.report.wants_details() {
@@ -98,7 +113,7 @@ pub(super) fn write_output(
         copy_chain_unhashed(chain, &mut out, &part)?;
     } else {
         let mut w = BufWriter::with_capacity(CHUNK, &mut out);
-        copy_chain(chain, truth.as_ref(), &mut w, &part, ctx)?;
+        copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)?;
         w.flush().at(&part)?;
     }
     failpoint::hit("recover:data-copied");
@@ -172,18 +187,39 @@ pub(super) fn install_index(chain: &Chain, target: &str, ctx: Ctx) -> Result<()>
 /// Expected (size, md5) per chain file name, from the chain's `.dat`.
 type Truth = HashMap<String, (u64, String)>;
 
-fn read_truth(chain: &mut Chain) -> Result<Truth> {
-    Ok(chain
-        .required_entries()?
-        .iter()
-        .map(|e| (e.base_name().to_string(), (e.len(), e.md5.clone())))
-        .collect())
+/// The `.dat`'s (size, md5) per chain file, unless `check` is
+/// [`Check::Skip`].
+fn read_truth(chain: &mut Chain, check: Check) -> Result<Option<Truth>> {
+    if check == Check::Skip {
+        return Ok(None);
+    }
+    let entries = match chain.required_entries() {
+        Ok(e) => e,
+        Err(Error::Io { source, .. })
+            if check == Check::Quiet && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Err(Error::Verification(format!(
+                "{} is missing, so the backup files cannot be checked; recover with \
+                 --no-verify to restore them unchecked",
+                chain.dat_path()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(
+        entries
+            .iter()
+            .map(|e| (e.base_name().to_string(), (e.len(), e.md5.clone())))
+            .collect(),
+    ))
 }
 
-/// Copies the uncompressed chain to `out`; with `truth`, checks each file.
+/// Copies the uncompressed chain to `out`; with `truth`, checks each file
+/// and stops at the first that does not match.
 fn copy_chain(
     chain: &Chain,
     truth: Option<&Truth>,
+    check: Check,
     out: &mut dyn Write,
     out_name: &str,
     ctx: Ctx,
@@ -194,13 +230,26 @@ fn copy_chain(
         ctx.report.event(&Event::Recovered { size, md5 });
         return Ok(());
     };
+    // Without -w repozo logs the md5 of the whole output; only then is it
+    // computed beside the per-file ones.
+    let mut whole = (check == Check::Quiet && ctx.report.wants_details()).then(Md5Hasher::new);
     let mut total = 0u64;
     for file in chain.files() {
-        let (size, sum) = files.hash(file.data_file(), Some(&mut *out), out_name)?;
+        let (size, sum) = {
+            let mut tee = Tee {
+                out: &mut *out,
+                md5: whole.as_mut(),
+            };
+            files.hash(file.data_file(), Some(&mut tee), out_name)?
+        };
         let Some((want_size, want_sum)) = truth.get(&file.name) else {
+            let how = if check == Check::Logged {
+                "recover without -w"
+            } else {
+                "recover with --no-verify to restore it unchecked"
+            };
             return Err(Error::Verification(format!(
-                "{} is not listed in {}; recover without -w, or check the \
-                 repository with -V",
+                "{} is not listed in {}; {how}, or check the repository with -V",
                 file.path,
                 chain.dat_path()
             )));
@@ -218,12 +267,41 @@ fn copy_chain(
             )));
         }
         total = total.saturating_add(size);
-        ctx.report.event(&Event::RecoveredChunk {
-            file: file.path.clone(),
-            size,
-            md5: sum,
-        });
+        if check == Check::Logged {
+            ctx.report.event(&Event::RecoveredChunk {
+                file: file.path.clone(),
+                size,
+                md5: sum,
+            });
+        }
     }
-    ctx.report.event(&Event::RecoveredTotal(total));
+    match whole {
+        Some(md5) => ctx.report.event(&Event::Recovered {
+            size: total,
+            md5: md5.finish_hex(),
+        }),
+        None if check == Check::Logged => ctx.report.event(&Event::RecoveredTotal(total)),
+        None => {}
+    }
     Ok(())
+}
+
+/// Writes to `out` and, if given, feeds the same bytes to `md5`.
+struct Tee<'a> {
+    out: &'a mut dyn Write,
+    md5: Option<&'a mut Md5Hasher>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(h) = self.md5.as_mut() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
