@@ -148,8 +148,9 @@ pub enum Event {
     RemovingExpired {
         /// The data, `.dat` or `.index` file.
         file: String,
-        /// The stamp of its chain.
-        chain: String,
+        /// The stamp of its chain; `None` for a `.dat`/`.index` left
+        /// without data files by an interrupted removal.
+        chain: Option<String>,
     },
     /// Recover writes to standard output.
     RecoveringToStdout,
@@ -317,9 +318,14 @@ impl fmt::Display for Event {
                 write!(f, "writing incremental: {bytes} bytes to {dest}")
             }
             RemovingOld(x) => write!(f, "removing old backup file {x} (and .dat / .index)"),
-            RemovingExpired { file, chain } => {
-                write!(f, "removing expired backup file {file} (chain {chain})")
-            }
+            RemovingExpired {
+                file,
+                chain: Some(chain),
+            } => write!(f, "removing expired backup file {file} (chain {chain})"),
+            RemovingExpired { file, chain: None } => write!(
+                f,
+                "removing {file}, left without data files by an interrupted removal"
+            ),
             RecoveringToStdout => f.write_str("Recovering file to stdout"),
             RecoveringTo(x) => write!(f, "Recovering file to {x}"),
             RecoveredChunk { file, size, md5 } => {

@@ -607,8 +607,8 @@ fn a_dry_run_says_what_would_go_and_why_and_leaves_the_repository_byte_identical
         "  would remove repo/2026-08-04-01-00-00.index (".into(),
         "  would remove repo/2026-08-04-01-00-00.deltafs (".into(),
         format!("  would remove repo/{A}.index ("),
-        format!("  would remove repo/{A}.dat ("),
         format!("  would remove repo/{A}.fs ("),
+        format!("  would remove repo/{A}.dat ("),
         format!(
             "keep   chain {B} (2 data files): 2026-08-21-01-00-00 is the newest of month 2026-08 \
              (--keep-monthly=2)"
@@ -841,10 +841,8 @@ fn bad_values_and_combinations_are_usage_errors_that_change_nothing() {
         let o = run(site.ours(None, args));
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = stderr(&o);
-        assert!(
-            err.starts_with("repozo.py -- "),
-            "{args:?}: no help first: {err}"
-        );
+        let help = repozo::cli::usage::help_text("repozo");
+        assert!(err.starts_with(&help), "{args:?}: no help first: {err}");
         assert!(err.ends_with(&format!("\n{msg}\n")), "{args:?}: {err}");
         assert!(o.stdout.is_empty());
     }

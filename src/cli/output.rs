@@ -167,9 +167,23 @@ pub fn retention_plan(outcome: &RetentionOutcome) -> String {
                 "remove chain {} ({files}): no rule keeps it",
                 chain.stamp
             );
-            for f in outcome.files.iter().filter(|f| f.chain == chain.stamp) {
+            for f in outcome
+                .files
+                .iter()
+                .filter(|f| f.chain.as_ref() == Some(&chain.stamp))
+            {
                 let _ = writeln!(out, "  would remove {} ({} bytes)", f.path, f.size);
             }
+        }
+    }
+    let leftovers: Vec<_> = outcome.files.iter().filter(|f| f.chain.is_none()).collect();
+    if !leftovers.is_empty() {
+        let _ = writeln!(
+            out,
+            "remove leftovers of an interrupted removal (no data file has their stamp):"
+        );
+        for f in leftovers {
+            let _ = writeln!(out, "  would remove {} ({} bytes)", f.path, f.size);
         }
     }
     let _ = writeln!(out, "dry run: {}", retention_summary(outcome));

@@ -25,35 +25,47 @@
 //! Removal must never leave a repository that recover reads as something
 //! it is not. Recover (ours and ZODB's) picks, for a date, the newest full
 //! backup at or before it and every incremental after that full up to the
-//! date; it looks at data file names only. So:
+//! date, by data file names alone; ours then checks each file against the
+//! chain's `.dat` (size and md5) and refuses a chain whose `.dat` is
+//! missing. So:
 //!
 //! * A chain's **incrementals go first, newest first**, and **its full
-//!   last**. Were the full removed first, its remaining incrementals would
-//!   follow the previous chain's files, and a recover at their dates would
-//!   append them to an older, unrelated state: a corrupt Data.fs with exit
-//!   code 0. Removing from the newest back leaves, at every instant, the
-//!   full and a prefix of its incrementals: a shorter chain that restores
-//!   exactly the states of the files still there.
-//! * Each data file's **`.index` goes just before the file**, so a crash
-//!   never leaves an `.index` without its data file (recover installs the
-//!   `.index` of the last file it uses; one without a file is never used,
-//!   but the next run would not see it to remove it).
-//! * The chain's **`.dat` goes just before its full**: when it goes, the
-//!   full is the chain's only file left, and a lone full without `.dat`
-//!   still recovers (`-R -w` and `-V` would refuse it, loudly). Removing
-//!   the `.dat` last instead could leave a `.dat` whose data files are all
-//!   gone, which no later run would notice.
+//!   after them**. Were the full removed first, its remaining incrementals
+//!   would follow the previous chain's files, and a recover at their dates
+//!   would append them to an older, unrelated state (ZODB's repozo: a
+//!   corrupt Data.fs with exit code 0). Removing from the newest back
+//!   leaves, at every instant, the full and a prefix of its incrementals:
+//!   a shorter chain that restores exactly the states of the files still
+//!   there.
+//! * The chain's **`.dat` goes last**, after the full: until then every
+//!   file left is listed in it (it lists more, which neither tool minds),
+//!   so every remaining restore point still recovers *with* verification.
+//!   Removed before the full, it would leave a lone full that our recover
+//!   refuses without `--no-verify`.
+//! * Each data file's **`.index` goes just before the file**: recover
+//!   installs the `.index` of the last file it uses, so an `.index` is
+//!   never left for a file that is gone (a file left without its `.index`
+//!   only makes ZODB rebuild the index on open).
 //!
-//! A crash at any point thus leaves only complete, shorter chains plus
-//! every file the run had not reached yet. Planning again on that
-//! repository keeps the same chains and removes exactly the rest (a
-//! removed restore point never decided a kept one; property-tested below),
-//! so the next run finishes the job. The newest chain, the one backups
-//! continue, is never touched.
+//! A crash between a full and its `.dat` leaves that `.dat` without data
+//! files. No recover reads it, `--list` flags it, and the next retention
+//! run removes it with any other such leftover: a `<stamp>.dat` or
+//! `<stamp>.index` that no data file has, **older than the newest chain**
+//! (ZODB's repozo, which takes no lock, writes a backup's `.index` before
+//! its data file; that stamp is the newest, so it is never touched).
 //!
-//! Names that are not repozo data files, and `.dat`/`.index` files of
-//! stamps that no removed data file has, are never touched.
+//! A crash at any point thus leaves only complete, shorter chains, such
+//! leftovers, and every file the run had not reached yet. Planning again
+//! on that repository keeps the same chains and removes exactly the rest
+//! (a removed restore point never decided a kept one; property-tested
+//! below), so the next run finishes the job. The newest chain, the one
+//! backups continue, is never touched.
+//!
+//! Nothing else is ever touched: names that are not repozo data files,
+//! `.dat` and `.index` files, and `.dat`/`.index` files of a stamp that a
+//! kept data file has or that is not older than the newest chain.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use super::Ctx;
@@ -217,6 +229,10 @@ impl ChainPlan {
 pub struct Plan {
     /// One entry per chain, oldest first.
     pub chains: Vec<ChainPlan>,
+    /// `.dat` and `.index` files that no data file has, older than the
+    /// newest chain: left by an interrupted removal (see the module doc).
+    /// Removed after the chains.
+    pub leftovers: Vec<String>,
 }
 
 impl Plan {
@@ -224,7 +240,9 @@ impl Plan {
     pub fn removals(&self) -> impl Iterator<Item = &str> {
         self.chains
             .iter()
-            .flat_map(|c| c.remove.iter().map(String::as_str))
+            .flat_map(|c| c.remove.iter())
+            .chain(&self.leftovers)
+            .map(String::as_str)
     }
 
     /// Number of chains kept.
@@ -287,6 +305,21 @@ pub fn plan(listing: &Listing, policy: &Policy) -> Plan {
             }
         }
     }
+    let stamps: HashSet<&str> = listing
+        .data_files()
+        .iter()
+        .map(|n| repo::stamp_of(n))
+        .collect();
+    let newest = groups.last().map(|g| repo::stamp_of(&g[0]));
+    let leftovers = listing
+        .meta_files()
+        .iter()
+        .filter(|m| {
+            let stamp = repo::stamp_of(m);
+            !stamps.contains(stamp) && newest.is_some_and(|newest| stamp < newest)
+        })
+        .cloned()
+        .collect();
     let chains = groups
         .iter()
         .zip(keep)
@@ -304,23 +337,27 @@ pub fn plan(listing: &Listing, policy: &Policy) -> Plan {
             }
         })
         .collect();
-    Plan { chains }
+    Plan { chains, leftovers }
 }
 
 /// The files of a removed chain, in the order they are removed: for each
-/// data file from the newest back, its `.index`, its `.dat` (only the
-/// full's exists normally), then the file itself. See the module doc.
+/// data file from the newest back, its `.index` (and a `.dat` of its
+/// stamp, which only a full has normally), then the file itself; the
+/// chain's `.dat` last. See the module doc.
 fn removal_order(listing: &Listing, files: &[String]) -> Vec<String> {
+    let chain_dat = format!("{}.dat", repo::stamp_of(&files[0]));
     let mut out = Vec::new();
     for name in files.iter().rev() {
         let stamp = repo::stamp_of(name);
-        for ext in [".index", ".dat"] {
-            let meta = format!("{stamp}{ext}");
-            if listing.has_meta(&meta) {
+        for meta in [format!("{stamp}.index"), format!("{stamp}.dat")] {
+            if meta != chain_dat && listing.has_meta(&meta) {
                 out.push(meta);
             }
         }
         out.push(name.clone());
+    }
+    if listing.has_meta(&chain_dat) {
+        out.push(chain_dat);
     }
     out
 }
@@ -330,8 +367,8 @@ fn removal_order(listing: &Listing, files: &[String]) -> Vec<String> {
 pub struct RemovedFile {
     /// Its path (the repository as given joined with the name).
     pub path: String,
-    /// The stamp of its chain.
-    pub chain: String,
+    /// The stamp of its chain; `None` for a leftover ([`Plan::leftovers`]).
+    pub chain: Option<String>,
     /// Its size in bytes when it was removed.
     pub size: u64,
 }
@@ -373,33 +410,33 @@ pub(crate) fn retain_locked(
     let listing = repo.list()?;
     let plan = plan(&listing, &retention.policy);
     let mut files = Vec::new();
-    for chain in plan.chains.iter().filter(|c| !c.kept()) {
-        for name in &chain.remove {
-            let path = repo.path(name);
-            let size = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m.len(),
-                // Gone already (removed by hand meanwhile): nothing to do.
+    let removals = plan
+        .chains
+        .iter()
+        .flat_map(|c| c.remove.iter().map(|n| (n, Some(&c.stamp))))
+        .chain(plan.leftovers.iter().map(|n| (n, None)));
+    for (name, chain) in removals {
+        let chain = chain.cloned();
+        let path = repo.path(name);
+        let size = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m.len(),
+            // Gone already (removed by hand meanwhile): nothing to do.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if !retention.dry_run {
+            ctx.report.event(&Event::RemovingExpired {
+                file: path.clone(),
+                chain: chain.clone(),
+            });
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, e)),
-            };
-            if !retention.dry_run {
-                ctx.report.event(&Event::RemovingExpired {
-                    file: path.clone(),
-                    chain: chain.stamp.clone(),
-                });
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(&path, e)),
-                }
-                failpoint::hit("retain:removed-one");
             }
-            files.push(RemovedFile {
-                path,
-                chain: chain.stamp.clone(),
-                size,
-            });
+            failpoint::hit("retain:removed-one");
         }
+        files.push(RemovedFile { path, chain, size });
     }
     if !retention.dry_run && !files.is_empty() {
         // Make the removals durable before saying they are done.
@@ -469,8 +506,8 @@ mod tests {
                 "2026-01-02-00-00-00.index",
                 "2026-01-02-00-00-00.deltafs",
                 "2026-01-01-00-00-00.index",
-                "2026-01-01-00-00-00.dat",
                 "2026-01-01-00-00-00.fs",
+                "2026-01-01-00-00-00.dat",
             ]
         );
         assert_eq!(p.chains[2].keep, vec![Reason::Newest, Reason::Last(2)]);
@@ -543,13 +580,22 @@ mod tests {
             "tmp.tmp",
             "unrelated.dat",
             "2026-01-01-00-00-00.fs.tmp-1-2",
+            // A leftover older than the newest chain goes; one newer (a
+            // backup of ZODB's repozo under way writes its .index first)
+            // stays, as does one of a kept data file.
+            "2025-12-31-00-00-00.dat",
             "2026-01-09-00-00-00.index",
+            "2026-01-02-00-00-00.index",
         ]);
         let p = plan(&l, &policy(1, 0, 0, 0));
         let removed: Vec<&str> = p.removals().collect();
         assert_eq!(
             removed,
-            vec!["2026-01-01-00-00-00.dat", "2026-01-01-00-00-00.fs"]
+            vec![
+                "2026-01-01-00-00-00.fs",
+                "2026-01-01-00-00-00.dat",
+                "2025-12-31-00-00-00.dat"
+            ]
         );
     }
 
@@ -722,20 +768,32 @@ mod tests {
             l in arb_listing(), p in arb_policy()
         ) {
             let plan = plan(&l, &p);
-            let removed_stamps: std::collections::HashSet<&str> = plan.chains.iter()
-                .filter(|c| !c.kept())
-                .flat_map(|c| c.files.iter().map(|f| repo::stamp_of(f)))
-                .collect();
+            let stamps = |kept: bool| -> HashSet<&str> {
+                plan.chains.iter()
+                    .filter(|c| c.kept() == kept)
+                    .flat_map(|c| c.files.iter().map(|f| repo::stamp_of(f)))
+                    .collect()
+            };
+            let (removed_stamps, kept_stamps) = (stamps(false), stamps(true));
+            let newest = plan.chains.last().map(|c| c.stamp.as_str());
             for name in plan.removals() {
                 let listed = l.data_files().iter().chain(l.meta_files()).any(|n| n == name);
                 prop_assert!(listed, "{} is not in the listing", name);
                 prop_assert!(repo::is_data_file(name) || repo::is_meta_file(name));
-                prop_assert!(removed_stamps.contains(repo::stamp_of(name)), "{}", name);
+                let stamp = repo::stamp_of(name);
+                prop_assert!(!kept_stamps.contains(stamp), "{} is a kept chain's", name);
+                if !removed_stamps.contains(stamp) {
+                    // Only a leftover: a .dat/.index of no data file, older
+                    // than the newest chain.
+                    prop_assert!(repo::is_meta_file(name), "{}", name);
+                    prop_assert!(l.data_files().iter().all(|d| repo::stamp_of(d) != stamp));
+                    prop_assert!(newest.is_some_and(|n| stamp < n), "{}", name);
+                }
             }
         }
 
         #[test]
-        fn within_a_chain_removal_goes_from_the_newest_file_back_to_the_full(
+        fn within_a_chain_removal_goes_from_the_newest_file_back_to_the_full_then_the_dat(
             l in arb_listing(), p in arb_policy()
         ) {
             let plan = plan(&l, &p);
@@ -744,9 +802,13 @@ mod tests {
                     chain.remove.iter().filter(|n| repo::is_data_file(n)).collect();
                 let expected: Vec<&String> = chain.files.iter().rev().collect();
                 prop_assert_eq!(data, expected);
-                // Each .index and .dat comes just before its own data file.
+                let chain_dat = format!("{}.dat", chain.stamp);
                 for (i, name) in chain.remove.iter().enumerate() {
-                    if repo::is_meta_file(name) {
+                    if *name == chain_dat {
+                        // The chain's .dat goes last.
+                        prop_assert_eq!(i, chain.remove.len() - 1);
+                    } else if repo::is_meta_file(name) {
+                        // Any other .index or .dat just before its data file.
                         let next_data = chain.remove[i..].iter()
                             .find(|n| repo::is_data_file(n)).unwrap();
                         prop_assert_eq!(repo::stamp_of(next_data), repo::stamp_of(name));
@@ -763,21 +825,29 @@ mod tests {
             let order: Vec<&str> = first.removals().collect();
             let done = if order.is_empty() { 0 } else { cut.index(order.len() + 1) };
             let after = without(&l, &order[..done]);
-            // Every chain still there is a full followed by its first
-            // incrementals (or untouched).
             for names in after.chains() {
+                // Every chain still there is a full followed by its first
+                // incrementals (or untouched) ...
                 let original = l.chains().into_iter().find(|c| c[0] == names[0]);
                 prop_assert!(
                     original.is_some_and(|o| o.starts_with(names)),
                     "{:?} is not the start of a chain of the repository", names
                 );
+                // ... and still has its .dat, so recover can verify it.
+                let dat = format!("{}.dat", repo::stamp_of(&names[0]));
+                prop_assert_eq!(after.has_meta(&dat), l.has_meta(&dat), "{}", dat);
             }
             let again = plan(&after, &p);
             let kept = |pl: &Plan| pl.chains.iter().filter(|c| c.kept())
                 .map(|c| c.stamp.clone()).collect::<Vec<_>>();
             prop_assert_eq!(kept(&again), kept(&first));
-            let rest: Vec<&str> = again.removals().collect();
-            prop_assert_eq!(rest, order[done..].to_vec());
+            // The rest, as a set: a .dat whose full went is now a leftover,
+            // removed with the others at the end.
+            let mut rest: Vec<&str> = again.removals().collect();
+            let mut expected = order[done..].to_vec();
+            rest.sort_unstable();
+            expected.sort_unstable();
+            prop_assert_eq!(rest, expected);
         }
     }
 }
