@@ -52,6 +52,19 @@ impl Stamp {
         Stamp::from_unix(self.to_unix() + secs)
     }
 
+    /// The ISO 8601 week `(week-year, week)` the stamp's day falls in:
+    /// weeks start on Monday, and week 1 is the one holding the year's
+    /// first Thursday (so 2021-01-03 is in 2020's week 53).
+    pub fn iso_week(&self) -> (i64, u32) {
+        let days = days_from_civil(i64::from(self.year), self.month, self.day);
+        // 1970-01-01 was a Thursday: Monday = 0.
+        let weekday = (days + 3).rem_euclid(7);
+        let thursday = days - weekday + 3;
+        let (year, _, _) = civil_from_days(thursday);
+        let week = (thursday - days_from_civil(year, 1, 1)) / 7 + 1;
+        (year, week as u32)
+    }
+
     /// Parses exactly `YYYY-MM-DD-HH-MM-SS` with calendar-valid fields.
     pub fn parse(s: &str) -> Option<Self> {
         let b = s.as_bytes();
@@ -211,6 +224,18 @@ impl Clock for FixedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_weeks_start_on_monday_and_week_one_holds_the_first_thursday() {
+        let week = |s: &str| Stamp::parse(s).unwrap().iso_week();
+        assert_eq!(week("2021-01-03-23-59-59"), (2020, 53));
+        assert_eq!(week("2021-01-04-00-00-00"), (2021, 1));
+        assert_eq!(week("2024-12-30-12-00-00"), (2025, 1));
+        assert_eq!(week("2026-11-26-03-00-00"), (2026, 48));
+        assert_eq!(week("2026-11-29-03-00-00"), (2026, 48));
+        assert_eq!(week("2026-11-30-03-00-00"), (2026, 49));
+        assert_eq!(week("1970-01-01-00-00-00"), (1970, 1));
+    }
 
     #[test]
     fn unix_seconds_convert_to_utc_stamps() {

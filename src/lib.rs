@@ -7,8 +7,10 @@
 //! Layers, each depending only on those below it:
 //!
 //! * [`ops`] — the operations: [`ops::backup`], [`ops::recover`],
-//!   [`ops::verify`]. They never print; they report [`Event`]s through a
-//!   [`Report`].
+//!   [`ops::verify`], [`ops::list()`] and [`ops::retain()`] (retention by
+//!   name). They never print; they report [`Event`]s through a [`Report`]
+//!   and return data (a listing, a retention plan) for the front end to
+//!   format.
 //! * [`repo`] (names, chain selection, `.dat`), [`fs`] (reading a Data.fs up
 //!   to its last committed transaction), [`index`] (the `.index` pickle).
 //! * [`mod@io`] — checksummed copies, gzip, atomic file creation.

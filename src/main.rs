@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use repozo::cli::frontend::{self, Frontend, Style};
-use repozo::cli::{self, Command, Parsed, usage};
+use repozo::cli::{self, Command, Parsed, output, usage};
 use repozo::ops::{self, BackupOutcome, Ctx, IncrementalOutcome};
 use repozo::{Clock, FixedClock, Phase, Stamp, SystemClock};
 use serde_json::json;
@@ -91,22 +91,40 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
         report: &report,
     };
     let result = match &opts.command {
-        Command::Backup(o) => {
+        Command::Backup(o, None) => {
             let mut o = o.clone();
-            if let Ok(v) = std::env::var(LOCK_WAIT_VAR) {
-                let secs: u64 = v.parse().map_err(|_| {
-                    (
-                        format!("{LOCK_WAIT_VAR}={v:?} is not a number of seconds"),
-                        1,
-                    )
-                })?;
-                o.lock_wait = Some(std::time::Duration::from_secs(secs));
-            }
+            o.lock_wait = lock_wait()?;
             ops::backup(&o, ctx).map(|outcome| {
                 report.finish();
                 backup_summary(&report, &outcome);
             })
         }
+        Command::Backup(o, Some(retention)) => {
+            let mut o = o.clone();
+            o.lock_wait = lock_wait()?;
+            ops::backup_and_retain(&o, retention, ctx).and_then(|(_, kept)| match kept {
+                Ok(outcome) => {
+                    print_retention(&outcome, opts.verbose);
+                    Ok(())
+                }
+                Err(e) => Err(repozo::Error::Source(format!(
+                    "the backup succeeded, but applying the retention rules failed: {e}"
+                ))),
+            })
+        }
+        Command::Retain(o) => {
+            let mut o = o.clone();
+            o.lock_wait = lock_wait()?;
+            ops::retain(&o, ctx).map(|outcome| print_retention(&outcome, opts.verbose))
+        }
+        Command::List(o, json) => ops::list(o).map(|list| {
+            let text = if *json {
+                output::list_json(&list)
+            } else {
+                output::list_text(&list)
+            };
+            print!("{text}");
+        }),
         Command::Recover(o) if o.incremental.is_some() => {
             ops::recover_incremental(o, ctx).map(|outcome| {
                 report.finish();
@@ -189,4 +207,30 @@ fn backup_summary(report: &Frontend, outcome: &BackupOutcome) {
         }),
     };
     report.summary("backup", fields);
+}
+
+/// The wait for the repository lock set by `REPOZO_LOCK_WAIT`, if any.
+fn lock_wait() -> Result<Option<std::time::Duration>, (String, u8)> {
+    let Ok(v) = std::env::var(LOCK_WAIT_VAR) else {
+        return Ok(None);
+    };
+    let secs: u64 = v.parse().map_err(|_| {
+        (
+            format!("{LOCK_WAIT_VAR}={v:?} is not a number of seconds"),
+            1,
+        )
+    })?;
+    Ok(Some(std::time::Duration::from_secs(secs)))
+}
+
+/// Prints what a retention run did: under `--dry-run` the whole plan on
+/// stdout; otherwise one line on stderr when files were removed (always)
+/// or when there was nothing to remove (under `-v`). The files themselves
+/// were reported as they went (`-v`).
+fn print_retention(outcome: &ops::RetentionOutcome, verbose: bool) {
+    if outcome.dry_run {
+        print!("{}", output::retention_plan(outcome));
+    } else if !outcome.files.is_empty() || verbose {
+        eprintln!("{}", output::retention_summary(outcome));
+    }
 }

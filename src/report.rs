@@ -188,6 +188,14 @@ pub enum Event {
     },
     /// `-k`: an older backup file (and its `.dat`/`.index`) is removed.
     RemovingOld(String),
+    /// Retention (`--keep…`): a file of a chain no rule keeps is removed.
+    RemovingExpired {
+        /// The data, `.dat` or `.index` file.
+        file: String,
+        /// The stamp of its chain; `None` for a `.dat`/`.index` left
+        /// without data files by an interrupted removal.
+        chain: Option<String>,
+    },
     /// Recover writes to standard output.
     RecoveringToStdout,
     /// Recover writes to this file.
@@ -370,6 +378,14 @@ impl fmt::Display for Event {
                 write!(f, "writing incremental: {bytes} bytes to {dest}")
             }
             RemovingOld(x) => write!(f, "removing old backup file {x} (and .dat / .index)"),
+            RemovingExpired {
+                file,
+                chain: Some(chain),
+            } => write!(f, "removing expired backup file {file} (chain {chain})"),
+            RemovingExpired { file, chain: None } => write!(
+                f,
+                "removing {file}, left without data files by an interrupted removal"
+            ),
             RecoveringToStdout => f.write_str("Recovering file to stdout"),
             RecoveringTo(x) => write!(f, "Recovering file to {x}"),
             RecoveredChunk { file, size, md5 } => {

@@ -6,12 +6,20 @@
 //! repozo's messages. What to print and which exit code to use is left to
 //! the caller (`src/main.rs`): help on stdout with 0 for [`Parsed::Help`];
 //! help and the message on stderr with 1 for [`Parsed::Usage`].
+//!
+//! Options of our own ([`EXACT_OPTS`]: `--incremental`, `--list`,
+//! `--json`, `--keep…`, `--dry-run`, …) are recognised by their exact
+//! names only and checked after repozo's own rules, so an argument list
+//! made only of repozo's options parses, and fails, exactly as before.
+//! [`output`] formats what `--list` and retention return.
 
 pub mod frontend;
 pub mod getopt;
+pub mod output;
 pub mod usage;
 
-use crate::ops::{BackupOptions, IncrementalOptions, RecoverOptions, VerifyOptions};
+use crate::ops::retention::{Policy, RetainOptions, Retention};
+use crate::ops::{BackupOptions, IncrementalOptions, ListOptions, RecoverOptions, VerifyOptions};
 
 /// repozo's short options, in getopt syntax.
 pub const SHORT_OPTS: &str = "BRVvhr:f:FQzkD:o:w";
@@ -44,17 +52,31 @@ pub const EXACT_OPTS: &[&str] = &[
     "json",
     "no-progress",
     "deep",
+    "list",
+    "keep=",
+    "keep-daily=",
+    "keep-weekly=",
+    "keep-monthly=",
+    "dry-run",
 ];
 
-/// The operation selected by `-B`, `-R` or `-V`, with its options.
+/// The retention options, as the messages name them.
+const KEEP_OPTIONS: &str = "--keep, --keep-daily, --keep-weekly and --keep-monthly";
+
+/// The operation selected by `-B`, `-R`, `-V`, `--list` or a retention
+/// option alone, with its options.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// `-B`
-    Backup(BackupOptions),
+    /// `-B`, and the retention to apply after it (`--keep…`), if any.
+    Backup(BackupOptions, Option<Retention>),
     /// `-R`
     Recover(RecoverOptions),
     /// `-V`
     Verify(VerifyOptions),
+    /// `--list`; `true` for JSON lines (`--json`).
+    List(ListOptions, bool),
+    /// `--keep…` with `-r` and no `-B`/`-R`/`-V`/`--list`.
+    Retain(RetainOptions),
 }
 
 /// Parsed command line.
@@ -88,6 +110,19 @@ enum Mode {
     Backup,
     Recover,
     Verify,
+    List,
+    Retain,
+}
+
+/// A `--keep…` value: a positive whole number.
+fn count(name: &str, value: Option<String>) -> Result<u32, String> {
+    let value = value.unwrap_or_default();
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 && value.bytes().all(|c| c.is_ascii_digit()) => Ok(n),
+        _ => Err(format!(
+            "{name} takes a positive whole number, not {value:?}"
+        )),
+    }
 }
 
 /// Interprets `args` (without the program name) as repozo does.
@@ -106,7 +141,13 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
     let (mut incremental, mut no_fallback, mut no_verify, mut deep) = (false, false, false, false);
-    let (mut json, mut no_progress) = (false, false);
+    let (mut json, mut no_progress, mut dry_run) = (false, false, false);
+    let mut keep: [(&str, Option<String>); 4] = [
+        ("--keep", None),
+        ("--keep-daily", None),
+        ("--keep-weekly", None),
+        ("--keep-monthly", None),
+    ];
     for o in opts {
         let value = o.value.clone();
         let new_mode = match o.name.as_str() {
@@ -167,6 +208,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 None
             }
             "--version" => return Parsed::Version,
+            "--list" => Some(Mode::List),
             "--json" => {
                 json = true;
                 None
@@ -179,24 +221,47 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 deep = true;
                 None
             }
+            "--dry-run" => {
+                dry_run = true;
+                None
+            }
+            name @ ("--keep" | "--keep-daily" | "--keep-weekly" | "--keep-monthly") => {
+                if let Some(slot) = keep.iter_mut().find(|(n, _)| *n == name) {
+                    slot.1 = value;
+                }
+                None
+            }
             other => unreachable!("getopt returned an undeclared option {other}"),
         };
         if let Some(m) = new_mode {
-            if mode.is_some() {
-                return Parsed::Usage("-B, -R, and -V are mutually exclusive".into());
+            match mode {
+                Some(Mode::List) if m == Mode::List => {}
+                Some(old) if old == Mode::List || m == Mode::List => {
+                    return Parsed::Usage("--list cannot be combined with -B, -R or -V".into());
+                }
+                Some(_) => {
+                    return Parsed::Usage("-B, -R, and -V are mutually exclusive".into());
+                }
+                None => {}
             }
             mode = Some(m);
         }
     }
+    let retaining = keep.iter().any(|(_, v)| v.is_some());
     if !operands.is_empty() {
         return Parsed::Usage(format!("Invalid arguments: {}", operands.join(", ")));
     }
-    let Some(mode) = mode else {
+    let Some(mode) = mode.or(retaining.then_some(Mode::Retain)) else {
         return Parsed::Usage("Either --backup, --recover or --verify is required".into());
     };
     let Some(repository) = repository else {
         return Parsed::Usage("--repository is required".into());
     };
+    if json && retaining {
+        return Parsed::Usage(format!(
+            "--json cannot be combined with {KEEP_OPTIONS}: their report is text"
+        ));
+    }
     if incremental && mode != Mode::Recover {
         return Parsed::Usage("--incremental only applies to -R/--recover".into());
     }
@@ -227,6 +292,39 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     if deep && mode != Mode::Verify {
         return Parsed::Usage("--deep only applies to -V/--verify".into());
     }
+    let mut counts = [None; 4];
+    for (slot, (name, value)) in counts.iter_mut().zip(keep) {
+        if value.is_some() {
+            match count(name, value) {
+                Ok(n) => *slot = Some(n),
+                Err(msg) => return Parsed::Usage(msg),
+            }
+        }
+    }
+    let [last, daily, weekly, monthly] = counts;
+    let retention = Retention {
+        policy: Policy {
+            last,
+            daily,
+            weekly,
+            monthly,
+        },
+        dry_run,
+    };
+    if retaining && !matches!(mode, Mode::Backup | Mode::Retain) {
+        return Parsed::Usage(format!(
+            "{KEEP_OPTIONS} apply to -B/--backup, or alone with -r"
+        ));
+    }
+    if retaining && kill_old {
+        return Parsed::Usage(format!(
+            "-k/--kill-old-on-full cannot be combined with {KEEP_OPTIONS}: \
+             -k removes every backup but the newest full one"
+        ));
+    }
+    if dry_run && !retaining {
+        return Parsed::Usage(format!("--dry-run only applies to {KEEP_OPTIONS}"));
+    }
     let mut ignored = |set: bool, name: &str, mode: &str| {
         if set && verbose {
             notice(&format!("--{name} option is ignored in {mode} mode"));
@@ -240,15 +338,18 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             let Some(file) = file.filter(|f| !f.is_empty()) else {
                 return Parsed::Usage("--file is required in backup mode".into());
             };
-            Command::Backup(BackupOptions {
-                repository,
-                file,
-                full,
-                quick,
-                gzip,
-                kill_old,
-                lock_wait: None,
-            })
+            Command::Backup(
+                BackupOptions {
+                    repository,
+                    file,
+                    full,
+                    quick,
+                    gzip,
+                    kill_old,
+                    lock_wait: None,
+                },
+                retaining.then_some(retention),
+            )
         }
         Mode::Recover => {
             ignored(file.is_some(), "file", "recover");
@@ -275,6 +376,31 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 quick,
                 date,
                 deep,
+            })
+        }
+        Mode::List => {
+            ignored(date.is_some(), "date", "list");
+            ignored(output.is_some(), "output", "list");
+            ignored(full, "full", "list");
+            ignored(gzip, "gzip", "list");
+            ignored(file.is_some(), "file", "list");
+            ignored(kill_old, "kill-old-on-full", "list");
+            ignored(with_verify, "with-verify", "list");
+            ignored(quick, "quick", "list");
+            Command::List(ListOptions { repository }, json)
+        }
+        Mode::Retain => {
+            ignored(date.is_some(), "date", "retention");
+            ignored(output.is_some(), "output", "retention");
+            ignored(full, "full", "retention");
+            ignored(gzip, "gzip", "retention");
+            ignored(file.is_some(), "file", "retention");
+            ignored(with_verify, "with-verify", "retention");
+            ignored(quick, "quick", "retention");
+            Command::Retain(RetainOptions {
+                repository,
+                retention,
+                lock_wait: None,
             })
         }
     };
@@ -372,6 +498,143 @@ mod tests {
         assert_eq!(
             usage(&["-V", "-r", "x", "--dee"]),
             "option --dee not recognized"
+        );
+    }
+
+    #[test]
+    fn list_is_a_mode_of_its_own_that_needs_a_repository() {
+        assert!(matches!(
+            run(&["--list", "-r", "x"]).0,
+            Parsed::Run(Options {
+                command: Command::List(_, false),
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&["-r", "x", "--json", "--list"]).0,
+            Parsed::Run(Options {
+                command: Command::List(_, true),
+                ..
+            })
+        ));
+        assert_eq!(usage(&["--list"]), "--repository is required");
+        assert_eq!(
+            usage(&["--list", "-B", "-r", "x"]),
+            "--list cannot be combined with -B, -R or -V"
+        );
+        assert_eq!(
+            usage(&["-V", "--list", "-r", "x"]),
+            "--list cannot be combined with -B, -R or -V"
+        );
+        let (_, notes) = run(&["--list", "-r", "x", "-v", "-z"]);
+        assert_eq!(notes, vec!["--gzip option is ignored in list mode"]);
+    }
+
+    #[test]
+    fn json_applies_to_everything_but_retention() {
+        for args in [
+            &["-B", "-r", "x", "-f", "y", "--json"][..],
+            &["-V", "-r", "x", "--json"],
+            &["-R", "-r", "x", "-o", "y", "--json"],
+            &["--list", "-r", "x", "--json"],
+        ] {
+            assert!(matches!(run(args).0, Parsed::Run(_)), "{args:?}");
+        }
+        for args in [
+            &["--keep=1", "-r", "x", "--json"][..],
+            &["-B", "-r", "x", "-f", "y", "--keep=1", "--json"],
+        ] {
+            assert!(
+                usage(args).starts_with("--json cannot be combined with"),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retention_runs_alone_or_after_a_backup() {
+        let Parsed::Run(o) = run(&["-r", "x", "--keep=2", "--keep-daily", "7"]).0 else {
+            panic!()
+        };
+        let Command::Retain(r) = o.command else {
+            panic!()
+        };
+        assert_eq!(r.retention.policy.last, Some(2));
+        assert_eq!(r.retention.policy.daily, Some(7));
+        assert!(!r.retention.dry_run);
+        let Parsed::Run(o) = run(&["-B", "-r", "x", "-f", "y", "--keep-monthly=3", "--dry-run"]).0
+        else {
+            panic!()
+        };
+        let Command::Backup(_, Some(r)) = o.command else {
+            panic!()
+        };
+        assert_eq!(r.policy.monthly, Some(3));
+        assert!(r.dry_run);
+        assert!(matches!(
+            run(&["-B", "-r", "x", "-f", "y"]).0,
+            Parsed::Run(Options {
+                command: Command::Backup(_, None),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn retention_values_must_be_positive_whole_numbers() {
+        for (arg, shown) in [
+            ("--keep=0", "\"0\""),
+            ("--keep-daily=-1", "\"-1\""),
+            ("--keep-weekly=x", "\"x\""),
+            ("--keep-monthly=", "\"\""),
+            ("--keep=+3", "\"+3\""),
+            ("--keep=99999999999", "\"99999999999\""),
+        ] {
+            let name = arg.split('=').next().unwrap();
+            assert_eq!(
+                usage(&["-r", "x", arg]),
+                format!("{name} takes a positive whole number, not {shown}")
+            );
+        }
+    }
+
+    #[test]
+    fn retention_combinations_that_make_no_sense_are_usage_errors() {
+        let only = "--keep, --keep-daily, --keep-weekly and --keep-monthly apply to \
+                    -B/--backup, or alone with -r";
+        assert_eq!(usage(&["-R", "-r", "x", "--keep=1"]), only);
+        assert_eq!(usage(&["-V", "-r", "x", "--keep-daily=1"]), only);
+        assert_eq!(usage(&["--list", "-r", "x", "--keep=1"]), only);
+        assert!(
+            usage(&["-Bk", "-r", "x", "-f", "y", "--keep=1"])
+                .starts_with("-k/--kill-old-on-full cannot be combined with --keep")
+        );
+        assert!(usage(&["-k", "-r", "x", "--keep=1"]).starts_with("-k/--kill-old-on-full"));
+        assert_eq!(
+            usage(&["-B", "-r", "x", "-f", "y", "--dry-run"]),
+            "--dry-run only applies to --keep, --keep-daily, --keep-weekly and --keep-monthly"
+        );
+        assert_eq!(usage(&["--keep=1"]), "--repository is required");
+    }
+
+    #[test]
+    fn our_options_match_only_by_exact_name() {
+        for (arg, msg) in [
+            ("--li", "option --li not recognized"),
+            ("--lis", "option --lis not recognized"),
+            ("--js", "option --js not recognized"),
+            ("--kee=1", "option --kee not recognized"),
+            ("--keep-d=1", "option --keep-d not recognized"),
+            ("--dry", "option --dry not recognized"),
+            ("--list=1", "option --list must not have an argument"),
+            ("--keep", "option --keep requires argument"),
+        ] {
+            assert_eq!(usage(&["-r", "x", arg]), msg, "{arg}");
+        }
+        // repozo's own prefixes still resolve as before.
+        assert_eq!(
+            usage(&["--k", "-r", "x"]),
+            "Either --backup, --recover or --verify is required"
         );
     }
 

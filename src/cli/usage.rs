@@ -30,7 +30,8 @@ A drop-in replacement for ZODB 6.4's repozo: same options, same repository files
 Usage: {program} [options]
 Where:
 
-    Exactly one of -B, -R, or -V must be specified:
+    Exactly one of -B, -R, -V or --list must be specified (or a retention
+    option alone, with -r):
 
     -B / --backup
         Backup current ZODB file.
@@ -40,6 +41,15 @@ Where:
 
     -V / --verify
         Verify backup integrity.
+
+    --list
+        List every restore point (backup file) of the repository, grouped
+        by chain, oldest first: stamp, kind, gzip, stored size, Data.fs end
+        position, whether its .index is present; problems are flagged.
+
+    --json
+        With --list: JSON lines, one object per restore point, then a
+        summary.
 
     -v / --verbose
         Verbose mode.
@@ -94,6 +104,21 @@ Options for -B/--backup:
 
     A second backup into the same repository waits for the first (up to
     60 seconds, REPOZO_LOCK_WAIT), then exits with code 11.
+
+Retention, after a successful -B or alone with -r (not with -k):
+    --keep=N
+        Keep the N newest chains (a full backup and its incrementals).
+
+    --keep-daily=N, --keep-weekly=N, --keep-monthly=N
+        Keep the newest restore point of each of the last N days, ISO weeks
+        or months that have backups, by the UTC stamps in the file names.
+
+    A chain is kept whole when any rule keeps one of its restore points,
+    and the newest chain always; every other chain is removed (data files,
+    .dat, .index).  Nothing else is touched.
+
+    --dry-run
+        Print what would be removed and why; remove nothing.
 
 Options for -R/--recover:
     -D str

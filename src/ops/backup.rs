@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::Ctx;
 use super::meter::Meter;
+use super::retention::{self, Retention, RetentionOutcome};
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
@@ -70,11 +71,34 @@ pub enum BackupOutcome {
 /// incremental one of the bytes committed since, or nothing if there are
 /// none. Only committed transactions are copied (up to ZODB's `getSize()`).
 pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
-    let repo = Repository::new(&opts.repository);
     let _lock = RepoLock::acquire(
         &opts.repository,
         opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
     )?;
+    backup_locked(opts, ctx)
+}
+
+/// [`backup()`], then, only if it succeeded and still under the same
+/// repository lock, `retention` ([`retention`](super::retention)). The
+/// outer error is the backup's; the inner result is the retention's (the
+/// backup is complete either way). Meant without `opts.kill_old`, which
+/// leaves a single chain anyway.
+pub fn backup_and_retain(
+    opts: &BackupOptions,
+    retention: &Retention,
+    ctx: Ctx,
+) -> Result<(BackupOutcome, Result<RetentionOutcome>)> {
+    let _lock = RepoLock::acquire(
+        &opts.repository,
+        opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
+    )?;
+    let outcome = backup_locked(opts, ctx)?;
+    let repo = Repository::new(&opts.repository);
+    Ok((outcome, retention::retain_locked(&repo, retention, ctx)))
+}
+
+fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
+    let repo = Repository::new(&opts.repository);
     failpoint::hit("backup:locked");
     let mut listing = repo.list()?;
     repo.remove_leftovers(&listing, ctx.report);

@@ -1,22 +1,26 @@
 //! The operations, each a function of its options and a [`Ctx`]:
-//! [`backup()`], [`recover()`] (and [`recover_incremental()`]) and
-//! [`verify()`].
+//! [`backup()`] (and [`backup_and_retain()`]), [`recover()`] (and
+//! [`recover_incremental()`]), [`verify()`], [`list()`] and [`retain()`].
 //!
 //! Operations never print; they report [`Event`](crate::Event)s and return
 //! errors whose messages are repozo's where repozo has one.
 
 mod backup;
 mod incremental;
+pub mod list;
 mod meter;
 mod recover;
+pub mod retention;
 mod source;
 mod verify;
 
-pub use backup::{BackupOptions, BackupOutcome, backup};
+pub use backup::{BackupOptions, BackupOutcome, backup, backup_and_retain};
 pub use incremental::{
     FullReason as FullRecoverReason, IncrementalOptions, IncrementalOutcome, recover_incremental,
 };
+pub use list::{ListOptions, list};
 pub use recover::{RecoverOptions, recover};
+pub use retention::{RetainOptions, Retention, RetentionOutcome, retain};
 pub use verify::{VerifyOptions, verify};
 
 use crate::clock::Clock;

@@ -34,9 +34,43 @@ pub struct Listing {
     data: Vec<String>,
     /// Our temporary files left by an interrupted run ([`is_leftover`]).
     leftovers: Vec<String>,
+    /// `<stamp>.dat` and `<stamp>.index` names ([`is_meta_file`]),
+    /// ascending.
+    meta: Vec<String>,
 }
 
 impl Listing {
+    /// The listing of a directory holding `names`, classified as
+    /// [`Repository::list`] classifies them (everything else is ignored).
+    pub fn from_names<I, S>(names: I) -> Listing
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut listing = Listing::default();
+        for name in names {
+            listing.add(name.into());
+        }
+        listing.sort();
+        listing
+    }
+
+    fn add(&mut self, name: String) {
+        if is_data_file(&name) {
+            self.data.push(name);
+        } else if is_leftover(&name) {
+            self.leftovers.push(name);
+        } else if is_meta_file(&name) {
+            self.meta.push(name);
+        }
+    }
+
+    fn sort(&mut self) {
+        self.data.sort();
+        self.leftovers.sort();
+        self.meta.sort();
+    }
+
     /// Data file names, ascending (= chronological).
     pub fn data_files(&self) -> &[String] {
         &self.data
@@ -45,6 +79,24 @@ impl Listing {
     /// Names of our temporary files left by an interrupted run.
     pub fn leftovers(&self) -> &[String] {
         &self.leftovers
+    }
+
+    /// `<stamp>.dat` and `<stamp>.index` names, ascending.
+    pub fn meta_files(&self) -> &[String] {
+        &self.meta
+    }
+
+    /// Whether the directory held the `.dat` or `.index` file `name`.
+    pub fn has_meta(&self, name: &str) -> bool {
+        self.meta.binary_search_by(|m| m.as_str().cmp(name)).is_ok()
+    }
+
+    /// The data files grouped into chains, oldest first: each full backup
+    /// with the incrementals after it up to the next full. Incrementals
+    /// before the first full (left when a full was deleted by hand) form a
+    /// group of their own, first.
+    pub fn chains(&self) -> Vec<&[String]> {
+        split_chains(&self.data)
     }
 
     /// Stamp of the newest data file, if any.
@@ -92,14 +144,9 @@ impl Repository {
             let Ok(name) = entry.at(&self.dir)?.file_name().into_string() else {
                 continue;
             };
-            if is_data_file(&name) {
-                listing.data.push(name);
-            } else if is_leftover(&name) {
-                listing.leftovers.push(name);
-            }
+            listing.add(name);
         }
-        listing.data.sort();
-        listing.leftovers.sort();
+        listing.sort();
         Ok(listing)
     }
 
@@ -197,18 +244,52 @@ pub fn select_chain<'a>(names: &'a [String], when: &str) -> Vec<&'a str> {
     needed
 }
 
+/// Splits data file names (ascending) into chains: a new chain starts at
+/// every full backup; incrementals before the first full form a chain of
+/// their own. Never returns an empty chain.
+pub fn split_chains(names: &[String]) -> Vec<&[String]> {
+    let mut chains = Vec::new();
+    let mut start = 0;
+    for (i, name) in names.iter().enumerate() {
+        if i > start && is_full(name) {
+            chains.push(&names[start..i]);
+            start = i;
+        }
+    }
+    if start < names.len() {
+        chains.push(&names[start..]);
+    }
+    chains
+}
+
+/// True if `name` starts with repozo's stamp pattern `\d{4}(-\d\d){5}`
+/// (digits and dashes only; the calendar is not checked, as repozo does
+/// not check it).
+fn has_stamp_pattern(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 19
+        && b[..19].iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 | 10 | 13 | 16 => c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
 /// True if and only if `name` is a repozo data file name (repozo's
 /// `is_data_file`).
 pub fn is_data_file(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.len() < 19 + 3 {
-        return false;
-    }
-    let stamp_ok = b[..19].iter().enumerate().all(|(i, &c)| match i {
-        4 | 7 | 10 | 13 | 16 => c == b'-',
-        _ => c.is_ascii_digit(),
-    });
-    stamp_ok && matches!(&name[19..], ".fs" | ".fsz" | ".deltafs" | ".deltafsz")
+    has_stamp_pattern(name) && matches!(&name[19..], ".fs" | ".fsz" | ".deltafs" | ".deltafsz")
+}
+
+/// True if and only if `name` is a `.dat` or `.index` file as repozo names
+/// them: `<stamp>.dat`, `<stamp>.index`.
+pub fn is_meta_file(name: &str) -> bool {
+    has_stamp_pattern(name) && matches!(&name[19..], ".dat" | ".index")
+}
+
+/// The stamp part (`YYYY-MM-DD-HH-MM-SS`) of a data, `.dat` or `.index`
+/// file name.
+pub fn stamp_of(name: &str) -> &str {
+    name.get(..19).unwrap_or(name)
 }
 
 /// True if and only if repozo would gunzip this repository file: its name
@@ -301,6 +382,42 @@ mod tests {
     fn without_a_full_every_delta_up_to_the_date_is_chained() {
         let n = names(&["2026-01-02-00-00-00.deltafs", "2026-01-03-00-00-00.deltafs"]);
         assert_eq!(select_chain(&n, "9").len(), 2);
+    }
+
+    #[test]
+    fn a_chain_starts_at_every_full_and_leading_incrementals_form_their_own() {
+        let n = names(&[
+            "2026-01-01-00-00-00.deltafs",
+            "2026-01-02-00-00-00.fs",
+            "2026-01-03-00-00-00.deltafsz",
+            "2026-01-04-00-00-00.fsz",
+            "2026-01-05-00-00-00.fs",
+            "2026-01-06-00-00-00.deltafs",
+        ]);
+        let lens: Vec<usize> = split_chains(&n).iter().map(|c| c.len()).collect();
+        assert_eq!(lens, vec![1, 2, 1, 2]);
+        assert!(split_chains(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_listing_from_names_classifies_them_as_a_directory_listing_does() {
+        let l = Listing::from_names([
+            "notes.txt",
+            "2026-01-02-00-00-00.index",
+            "2026-01-02-00-00-00.fs",
+            "2026-01-02-00-00-00.dat",
+            "unrelated.dat",
+            "2026-01-02-00-00-00.fs.tmp-1-2",
+            "tmp.tmp",
+        ]);
+        assert_eq!(l.data_files(), ["2026-01-02-00-00-00.fs"]);
+        assert_eq!(
+            l.meta_files(),
+            ["2026-01-02-00-00-00.dat", "2026-01-02-00-00-00.index"]
+        );
+        assert!(l.has_meta("2026-01-02-00-00-00.dat"));
+        assert!(!l.has_meta("unrelated.dat"));
+        assert_eq!(l.leftovers().len(), 1);
     }
 
     #[test]

@@ -1,0 +1,304 @@
+//! What `--list` and retention print: the library returns data
+//! ([`RepositoryList`], [`RetentionOutcome`]); this turns it into text or
+//! JSON lines. Every function returns the text, newline-terminated, for
+//! `src/main.rs` to print.
+
+use std::fmt::Write as _;
+
+use crate::ops::list::RepositoryList;
+use crate::ops::retention::RetentionOutcome;
+
+/// `s` as a JSON string, quotes included.
+///
+/// A few lines instead of a JSON crate: every string this tool writes is
+/// valid UTF-8 (a Rust `String`), so RFC 8259 only asks that `"`, `\` and
+/// the control characters U+0000–U+001F be escaped, which this does. The
+/// binary keeps its short dependency list; the tests parse the output
+/// with `serde_json`.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `--list` as a table: a column header, then per chain one header line
+/// and one row per restore point, the chain's problems after its rows
+/// (`!`), and a total.
+pub fn list_text(list: &RepositoryList) -> String {
+    let mut out = String::new();
+    let end = |e: Option<u64>| e.map_or_else(|| "?".to_string(), |e| e.to_string());
+    let points = || list.chains.iter().flat_map(|c| &c.points);
+    let size_w = points()
+        .map(|p| p.stored_size.to_string().len())
+        .chain(["stored bytes".len()])
+        .max()
+        .unwrap_or(0);
+    let end_w = points()
+        .map(|p| end(p.end).len())
+        .chain(["Data.fs end".len()])
+        .max()
+        .unwrap_or(0);
+    if !list.chains.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  index",
+            "stamp", "kind", "gzip", "stored bytes", "Data.fs end"
+        );
+    }
+    for chain in &list.chains {
+        let n = chain.points.len();
+        let _ = writeln!(
+            out,
+            "chain {}: {n} restore point{}, {} bytes stored",
+            chain.stamp,
+            if n == 1 { "" } else { "s" },
+            chain.stored_size()
+        );
+        for p in &chain.points {
+            let yes_no = |b: bool| if b { "yes" } else { "no" };
+            let _ = writeln!(
+                out,
+                "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  {}",
+                p.stamp,
+                p.kind.as_str(),
+                yes_no(p.gzip),
+                p.stored_size,
+                end(p.end),
+                yes_no(p.index)
+            );
+        }
+        for note in &chain.notes {
+            let _ = writeln!(out, "  ! {note}");
+        }
+    }
+    for orphan in &list.orphans {
+        let _ = writeln!(out, "! {orphan} belongs to no backup file");
+    }
+    let chains = list.chains.len();
+    let _ = writeln!(
+        out,
+        "{chains} chain{}, {} restore points, {} bytes stored",
+        if chains == 1 { "" } else { "s" },
+        list.restore_points(),
+        list.stored_size()
+    );
+    out
+}
+
+/// `--list --json`: one `restore_point` object per data file, oldest
+/// first, a `warning` object per problem, and a final `summary`.
+pub fn list_json(list: &RepositoryList) -> String {
+    let mut out = String::new();
+    for chain in &list.chains {
+        for p in &chain.points {
+            let _ = writeln!(
+                out,
+                "{{\"message_type\":\"restore_point\",\"chain\":{},\"stamp\":{},\"kind\":{},\
+                 \"gzip\":{},\"file\":{},\"stored_size\":{},\"end\":{},\"index\":{}}}",
+                json_str(&chain.stamp),
+                json_str(&p.stamp),
+                json_str(p.kind.as_str()),
+                p.gzip,
+                json_str(&p.path),
+                p.stored_size,
+                p.end.map_or_else(|| "null".to_string(), |e| e.to_string()),
+                p.index
+            );
+        }
+        for note in &chain.notes {
+            let _ = writeln!(
+                out,
+                "{{\"message_type\":\"warning\",\"chain\":{},\"message\":{}}}",
+                json_str(&chain.stamp),
+                json_str(&note.to_string())
+            );
+        }
+    }
+    for orphan in &list.orphans {
+        let _ = writeln!(
+            out,
+            "{{\"message_type\":\"warning\",\"chain\":null,\"message\":{}}}",
+            json_str(&format!("{orphan} belongs to no backup file"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{{\"message_type\":\"summary\",\"operation\":\"list\",\"chains\":{},\
+         \"restore_points\":{},\"stored_bytes\":{}}}",
+        list.chains.len(),
+        list.restore_points(),
+        list.stored_size()
+    );
+    out
+}
+
+/// `--dry-run`'s report: each chain kept (and why) or removed, with the
+/// files that would go, then a total line.
+pub fn retention_plan(outcome: &RetentionOutcome) -> String {
+    let mut out = String::new();
+    for chain in &outcome.plan.chains {
+        let n = chain.files.len();
+        let files = format!("{n} data file{}", if n == 1 { "" } else { "s" });
+        if chain.kept() {
+            let why: Vec<String> = chain.keep.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "keep   chain {} ({files}): {}",
+                chain.stamp,
+                why.join("; ")
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "remove chain {} ({files}): no rule keeps it",
+                chain.stamp
+            );
+            for f in outcome
+                .files
+                .iter()
+                .filter(|f| f.chain.as_ref() == Some(&chain.stamp))
+            {
+                let _ = writeln!(out, "  would remove {} ({} bytes)", f.path, f.size);
+            }
+        }
+    }
+    let leftovers: Vec<_> = outcome.files.iter().filter(|f| f.chain.is_none()).collect();
+    if !leftovers.is_empty() {
+        let _ = writeln!(
+            out,
+            "remove leftovers of an interrupted removal (no data file has their stamp):"
+        );
+        for f in leftovers {
+            let _ = writeln!(out, "  would remove {} ({} bytes)", f.path, f.size);
+        }
+    }
+    let _ = writeln!(out, "dry run: {}", retention_summary(outcome));
+    out
+}
+
+/// One line: what a retention run removed (or would remove) and kept.
+pub fn retention_summary(outcome: &RetentionOutcome) -> String {
+    let plan = &outcome.plan;
+    let (files, removed) = (outcome.files.len(), plan.removed_chains());
+    format!(
+        "{} {files} file{} ({} bytes) of {removed} expired chain{}; {} {} chain{}",
+        if outcome.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        },
+        if files == 1 { "" } else { "s" },
+        outcome.bytes(),
+        if removed == 1 { "" } else { "s" },
+        if outcome.dry_run { "keeping" } else { "kept" },
+        plan.kept_chains(),
+        if plan.kept_chains() == 1 { "" } else { "s" },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::list::{ChainInfo, ChainNote, Kind, RestorePoint};
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(json_str("\n\t\u{1}é"), "\"\\n\\t\\u0001é\"");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_survives_a_json_round_trip(s in proptest::prelude::any::<String>()) {
+            let back: String = serde_json::from_str(&json_str(&s)).unwrap();
+            proptest::prop_assert_eq!(back, s);
+        }
+    }
+
+    fn sample() -> RepositoryList {
+        let point = |stamp: &str, kind, gzip, size, end, index| RestorePoint {
+            stamp: stamp.into(),
+            name: format!("{stamp}.fs"),
+            path: format!("r/{stamp}.fs"),
+            kind,
+            gzip,
+            stored_size: size,
+            end,
+            index,
+        };
+        RepositoryList {
+            chains: vec![ChainInfo {
+                stamp: "2026-01-01-00-00-00".into(),
+                dat: "2026-01-01-00-00-00.dat".into(),
+                points: vec![
+                    point(
+                        "2026-01-01-00-00-00",
+                        Kind::Full,
+                        false,
+                        4242,
+                        Some(4242),
+                        true,
+                    ),
+                    point(
+                        "2026-01-02-00-00-00",
+                        Kind::Incremental,
+                        true,
+                        17,
+                        None,
+                        false,
+                    ),
+                ],
+                notes: vec![ChainNote::Unlisted {
+                    file: "2026-01-02-00-00-00.deltafsz".into(),
+                    dat: "2026-01-01-00-00-00.dat".into(),
+                }],
+            }],
+            orphans: vec![],
+        }
+    }
+
+    #[test]
+    fn the_text_listing_is_a_table_with_one_header_line_per_chain() {
+        assert_eq!(
+            list_text(&sample()),
+            "  stamp                kind         gzip  stored bytes  Data.fs end  index\n\
+             chain 2026-01-01-00-00-00: 2 restore points, 4259 bytes stored\n\
+             \x20 2026-01-01-00-00-00  full         no            4242         4242  yes\n\
+             \x20 2026-01-02-00-00-00  incremental  yes             17            ?  no\n\
+             \x20 ! 2026-01-02-00-00-00.deltafsz is not listed in 2026-01-01-00-00-00.dat\n\
+             1 chain, 2 restore points, 4259 bytes stored\n"
+        );
+        assert_eq!(
+            list_text(&RepositoryList::default()),
+            "0 chains, 0 restore points, 0 bytes stored\n"
+        );
+    }
+
+    #[test]
+    fn the_json_listing_has_a_line_per_restore_point_and_a_summary() {
+        let text = list_json(&sample());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[1].contains("\"end\":null"), "{}", lines[1]);
+        assert!(lines[2].starts_with("{\"message_type\":\"warning\""));
+        assert_eq!(
+            lines[3],
+            "{\"message_type\":\"summary\",\"operation\":\"list\",\"chains\":1,\
+             \"restore_points\":2,\"stored_bytes\":4259}"
+        );
+    }
+}
