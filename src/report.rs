@@ -96,6 +96,18 @@ pub enum FullReason {
 pub enum ChainProblem {
     /// A line of the `.dat` does not parse (the parser's message).
     DatUnreadable(String),
+    /// The `.dat` records a size for a plain chain file that it does not
+    /// have.
+    SizeDisagrees {
+        /// The `.dat` file.
+        dat: String,
+        /// The chain file.
+        file: String,
+        /// Bytes the `.dat` records.
+        recorded: u64,
+        /// Bytes the file has.
+        actual: u64,
+    },
     /// The `.dat` lists files that are not the chain's, or in another order.
     DatDisagrees {
         /// The `.dat` file.
@@ -435,6 +447,15 @@ impl fmt::Display for Event {
             StartingNewChain(problem) => {
                 match problem {
                     ChainProblem::DatUnreadable(why) => f.write_str(why)?,
+                    ChainProblem::SizeDisagrees {
+                        dat,
+                        file,
+                        recorded,
+                        actual,
+                    } => write!(
+                        f,
+                        "{dat} records {file} as {recorded} bytes, but it has {actual}"
+                    )?,
                     ChainProblem::DatDisagrees { dat, listed, chain } => write!(
                         f,
                         "{dat} lists {listed:?} but the repository's chain is {chain:?}"

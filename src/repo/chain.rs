@@ -207,6 +207,22 @@ impl Chain {
                 chain: names.iter().map(|s| s.to_string()).collect(),
             }));
         }
+        // A plain file's size is known without reading it: a `.dat` that
+        // records another one cannot be used to verify the chain.
+        for (entry, file) in entries.iter().zip(&self.files) {
+            if file.gzip() {
+                continue;
+            }
+            let actual = std::fs::metadata(&file.path).at(&file.path)?.len();
+            if actual != entry.len() {
+                return Ok(Err(ChainProblem::SizeDisagrees {
+                    dat: dat_path,
+                    file: file.path.clone(),
+                    recorded: entry.len(),
+                    actual,
+                }));
+            }
+        }
         let mut end = entries.last().map_or(0, |e| e.end);
         let files = DataFiles::new();
         for file in &self.files[entries.len()..] {
