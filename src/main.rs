@@ -49,6 +49,14 @@ fn main() -> ExitCode {
             println!("{}", usage::version_line());
             return ExitCode::SUCCESS;
         }
+        Parsed::Man => {
+            print!("{}", cli::docs::man_page());
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Completions(shell) => {
+            print!("{}", cli::docs::completions(&shell).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
         Parsed::Usage(msg) => {
             eprint!("{}", usage::help_text(&program));
             eprintln!("{msg}");

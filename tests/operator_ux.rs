@@ -252,3 +252,72 @@ fn off_a_terminal_nothing_is_printed_but_what_repozo_prints() {
     assert_eq!(stderr(&o), "failpoint backup:locked reached\n");
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn the_bash_completion_is_valid_bash_and_completes_our_own_options() {
+    let mut c = ours();
+    c.arg("--completions=bash");
+    let script = String::from_utf8(ok(run(c)).stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repozo.bash");
+    std::fs::write(&path, &script).unwrap();
+    let o = ok(run({
+        let mut b = Command::new("bash");
+        b.arg("-c").arg(format!(
+            "set -e; source {}; COMP_WORDS=(repozo --incr); COMP_CWORD=1; _repozo; \
+             echo \"${{COMPREPLY[@]}}\"",
+            path.display()
+        ));
+        b
+    }));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "--incremental\n");
+    for shell in ["zsh", "fish"] {
+        let mut c = ours();
+        c.arg(format!("--completions={shell}"));
+        let s = String::from_utf8(ok(run(c)).stdout).unwrap();
+        assert!(
+            s.contains("incremental") && s.contains("repository"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn the_man_page_renders_with_groff_and_documents_the_options() {
+    let mut c = ours();
+    c.arg("--man");
+    let page = ok(run(c)).stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repozo.1");
+    std::fs::write(&path, &page).unwrap();
+    // groff is part of every man installation; fail loudly if it is not.
+    let o = run({
+        let mut g = Command::new("groff");
+        g.args(["-man", "-Tutf8", "-ww"]).arg(&path);
+        g
+    });
+    assert!(o.status.success(), "groff failed: {}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "groff warned: {}", stderr(&o));
+    // Bold and underline are overstruck ("X\bX"): keep the last of each.
+    let raw: Vec<char> = String::from_utf8_lossy(&o.stdout).chars().collect();
+    let mut text = String::new();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw.get(i + 1) == Some(&'\u{8}') {
+            i += 2;
+            continue;
+        }
+        text.push(raw[i]);
+        i += 1;
+    }
+    let text = text.replace(['\u{2010}', '\u{2212}'], "-");
+    for opt in [
+        "--incremental",
+        "--keep-daily",
+        "--deep",
+        "--json",
+        "EXIT STATUS",
+    ] {
+        assert!(text.contains(opt), "the man page lacks {opt}: {text}");
+    }
+}

@@ -560,34 +560,52 @@ fn a_repository_path_with_spaces_works_and_zodb_reads_it_with_plain_recover() {
 }
 
 #[test]
-fn bad_input_gives_a_clear_error_exit_1_and_leaves_the_repository_unchanged() {
+fn bad_input_gives_a_clear_error_exit_1_or_10_and_leaves_the_repository_unchanged() {
     let site = Site::new(3, 70);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     std::fs::write(site.path("empty.fs"), b"").unwrap();
     std::fs::write(site.path("text.fs"), b"this is not a FileStorage at all").unwrap();
     std::fs::create_dir(site.path("adir")).unwrap();
     let before = site.repo_listing();
-    let cases: &[(&[&str], &str)] = &[
-        (&["-B", "-r", "repo", "-f", "empty.fs"], "empty"),
-        (&["-BF", "-r", "repo", "-f", "text.fs"], "not a FileStorage"),
-        (&["-B", "-r", "repo", "-f", "text.fs"], "not a FileStorage"),
-        (&["-B", "-r", "repo", "-f", "adir"], "Is a directory"),
-        (&["-B", "-r", "repo", "-f", "missing.fs"], "No such file"),
-        (&["-B", "-r", "norepo", "-f", "Data.fs"], "No such file"),
-        (&["-B", "-r", "Data.fs", "-f", "Data.fs"], "Not a directory"),
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&["-B", "-r", "repo", "-f", "empty.fs"], "empty", 1),
+        (
+            &["-BF", "-r", "repo", "-f", "text.fs"],
+            "not a FileStorage",
+            1,
+        ),
+        (
+            &["-B", "-r", "repo", "-f", "text.fs"],
+            "not a FileStorage",
+            1,
+        ),
+        (&["-B", "-r", "repo", "-f", "adir"], "Is a directory", 1),
+        (&["-B", "-r", "repo", "-f", "missing.fs"], "No such file", 1),
+        (
+            &["-B", "-r", "norepo", "-f", "Data.fs"],
+            "does not exist",
+            10,
+        ),
+        (
+            &["-B", "-r", "Data.fs", "-f", "Data.fs"],
+            "Not a directory",
+            1,
+        ),
         (
             &["-R", "-r", "repo", "-D", "2026-02-30", "-o", "x.fs"],
             "is not a date",
+            1,
         ),
         (
             &["-R", "-r", "repo", "-D", "yesterday", "-o", "x.fs"],
             "is not a date",
+            1,
         ),
-        (&["-R", "-r", "repo", "-o", "nodir/x.fs"], "No such file"),
+        (&["-R", "-r", "repo", "-o", "nodir/x.fs"], "No such file", 1),
     ];
-    for (args, msg) in cases {
+    for (args, msg, code) in cases {
         let o = run(site.ours(args));
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
         assert!(err.contains(msg), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");

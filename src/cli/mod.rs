@@ -13,6 +13,7 @@
 //! made only of repozo's options parses, and fails, exactly as before.
 //! [`output`] formats what `--list` and retention return.
 
+pub mod docs;
 pub mod frontend;
 pub mod getopt;
 pub mod output;
@@ -58,6 +59,8 @@ pub const EXACT_OPTS: &[&str] = &[
     "keep-weekly=",
     "keep-monthly=",
     "dry-run",
+    "man",
+    "completions=",
 ];
 
 /// The retention options, as the messages name them.
@@ -99,6 +102,11 @@ pub enum Parsed {
     Help,
     /// `--version` was reached: print the name and version and exit 0.
     Version,
+    /// `--man` was reached: print the man page (roff) and exit 0.
+    Man,
+    /// `--completions=SHELL` was reached: print that shell's completion
+    /// script and exit 0.
+    Completions(String),
     /// A usage error: print the help, then this message, on stderr; exit 1.
     Usage(String),
     /// Run this.
@@ -208,6 +216,17 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 None
             }
             "--version" => return Parsed::Version,
+            "--man" => return Parsed::Man,
+            "--completions" => {
+                let shell = value.unwrap_or_default();
+                if docs::SHELLS.contains(&shell.as_str()) {
+                    return Parsed::Completions(shell);
+                }
+                return Parsed::Usage(format!(
+                    "--completions takes one of {}, not {shell:?}",
+                    docs::SHELLS.join(", ")
+                ));
+            }
             "--list" => Some(Mode::List),
             "--json" => {
                 json = true;

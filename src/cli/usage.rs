@@ -47,10 +47,6 @@ Where:
         by chain, oldest first: stamp, kind, gzip, stored size, Data.fs end
         position, whether its .index is present; problems are flagged.
 
-    --json
-        With --list: JSON lines, one object per restore point, then a
-        summary.
-
     -v / --verbose
         Verbose mode.
 
@@ -60,10 +56,18 @@ Where:
     --version
         Print the name and version and exit.
 
+    --man
+        Print this tool's man page (roff) and exit.
+
+    --completions=shell
+        Print the completion script for bash, zsh or fish and exit.
+
     --json
         Write JSON lines on standard output: "status" about once a second
         during long work, then a "summary"; a failure also writes an
-        "exit_error" object on standard error.  Not with -R without -o.
+        "exit_error" object on standard error.  With --list: one object
+        per restore point, then a summary.  Not with -R without -o, nor
+        with the retention options.
 
     --no-progress
         No progress bar.  (A bar is only drawn on a terminal, for work
