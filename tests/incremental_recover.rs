@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::py::{self, zodbtool};
-use common::{listing, ours, run, stderr};
+use common::{Rng, listing, ours, run, stderr};
 
 /// The `-o` argument of every run, relative to the run's working directory
 /// (the summary line starts with it exactly as given).
@@ -60,34 +60,6 @@ const RECOVER_FAILPOINTS: [&str; 2] = ["recover:data-copied", "recover:output-re
 // ---------------------------------------------------------------------------
 // Small utilities
 // ---------------------------------------------------------------------------
-
-/// xorshift64*: the same sequence on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 11) % n
-    }
-
-    /// True with probability `percent`/100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")

@@ -16,61 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::py::{self, zodbtool, zodbtool_stdout};
-use common::{listing, ours, run, stderr, theirs};
+use common::{Rng, listing, ours, run, stamp_of, stderr, theirs};
 use md5::{Digest, Md5};
 
 // ---------------------------------------------------------------------------
 // Determinism: a seeded generator and a pinned clock
 // ---------------------------------------------------------------------------
-
-/// xorshift64* — small, fast, and the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 11) % n
-    }
-
-    /// True with probability `percent`/100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-/// `YYYY-MM-DD-HH-MM-SS` (UTC) of a Unix time, as repozo names files.
-fn stamp_of(secs: u64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}-{:02}-{:02}-{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
 
 /// A pinned UTC clock that only moves when told to. It starts shortly
 /// before a leap day's midnight so that random steps cross minute, hour,

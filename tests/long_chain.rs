@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::py::zodbtool;
-use common::{listing, ours, stderr, theirs};
+use common::{listing, ours, stamp_of, stderr, theirs};
 
 /// The descriptor limit every run of our binary gets.
 const NOFILE: libc::rlim_t = 256;
@@ -64,27 +64,6 @@ fn chain_len() -> u64 {
             _ => panic!("REPOZO_LONG_CHAIN={v:?} is not a number of files >= 2"),
         },
     }
-}
-
-/// `YYYY-MM-DD-HH-MM-SS` (UTC) of a Unix time, as repozo names files.
-fn stamp_of(secs: u64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}-{:02}-{:02}-{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 /// The stamp of backup number `minute` (0 is the full backup).

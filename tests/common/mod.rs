@@ -65,3 +65,39 @@ pub fn ok(o: Output) -> Output {
     assert!(o.status.success(), "command failed: {}", stderr(&o));
     o
 }
+
+/// xorshift64*: a small seeded generator, the same sequence on every
+/// platform, for reproducible random histories.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        (self.next() >> 11) % n
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// `YYYY-MM-DD-HH-MM-SS` (UTC) of a Unix time, as repozo names files.
+pub fn stamp_of(secs: u64) -> String {
+    repozo::Stamp::from_unix(secs).to_string()
+}
