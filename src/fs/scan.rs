@@ -65,9 +65,7 @@ pub fn committed_with_hint(
     }
     check_magic(&mut reader, &shown)?;
     let index_path = format!("{}.index", path.display());
-    let companion_pos = crate::io::read_regular(&index_path)
-        .ok()
-        .and_then(|b| index::peek_pos(&b));
+    let companion_pos = index::peek_pos_file(&index_path);
     let hint_first = match (&hint, companion_pos) {
         (Some((hpos, _)), Some(cpos)) => *hpos > cpos,
         (Some(_), None) => true,
@@ -148,8 +146,10 @@ fn check_magic(reader: &mut PosReader, shown: &str) -> Result<()> {
 /// is missing or unreadable.
 fn load_companion_index(path: &Path, report: &dyn Report) -> Option<(u64, Index)> {
     let index_path = format!("{}.index", path.display());
-    let data = crate::io::read_regular(&index_path).ok()?;
-    match index::load(&data, &index_path) {
+    // Unreadable (or missing): ignored quietly, as ZODB ignores it.
+    let file = crate::io::open_regular(&index_path).ok()?;
+    let mut input = std::io::BufReader::with_capacity(1 << 16, file);
+    match index::load_from(&mut input, &index_path) {
         Ok(loaded) => Some(loaded),
         Err(e) => {
             report.event(&Event::UnreadableIndex {

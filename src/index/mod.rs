@@ -9,7 +9,9 @@
 
 mod pickle;
 
-pub use pickle::{IndexError, load, peek_pos, save, write_to};
+pub use pickle::{
+    IndexError, load, load_file, load_from, peek_pos, peek_pos_file, peek_pos_from, save, write_to,
+};
 
 use std::collections::BTreeMap;
 

@@ -375,11 +375,10 @@ fn incremental_backup(
 /// so it describes them and only the new bytes need scanning.
 fn chain_index(chain: &Chain, start: u64) -> Option<(u64, index::Index)> {
     let path = chain.index_path();
-    let data = crate::io::read_regular(&path).ok()?;
-    if index::peek_pos(&data)? != start {
+    if index::peek_pos_file(&path)? != start {
         return None;
     }
-    index::load(&data, &path).ok()
+    index::load_file(&path).ok()
 }
 
 /// Copies `[start, end)` of the source into a new data file `dest`,

@@ -137,9 +137,9 @@ pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: C
             from: source_index.clone(),
             to: target_index.clone(),
         });
-        let bytes = crate::io::read_regular(&source_index).at(&source_index)?;
+        let mut from = crate::io::open_regular(&source_index).at(&source_index)?;
         let mut f = AtomicFile::create(&target_index)?;
-        f.write_all(&bytes).at(&target_index)?;
+        std::io::copy(&mut from, &mut f).at(&target_index)?;
         Some(f)
     } else {
         ctx.report.event(&Event::NoIndexToRestore(source_index));
@@ -190,9 +190,11 @@ pub(super) fn install_index(chain: &Chain, target: &str, ctx: Ctx) -> Result<()>
             from: source.clone(),
             to: target.to_string(),
         });
-        let bytes = crate::io::read_regular(&source).at(&source)?;
+        // Streamed: an index is 8 bytes per object, tens of MB for a
+        // large database, and need not sit in memory.
+        let mut from = crate::io::open_regular(&source).at(&source)?;
         let mut f = AtomicFile::create(target)?;
-        f.write_all(&bytes).at(target)?;
+        std::io::copy(&mut from, &mut f).at(target)?;
         f.commit()
     } else {
         ctx.report.event(&Event::NoIndexToRestore(source));
