@@ -85,8 +85,10 @@ pub enum Error {
     NoRepository(String),
     /// SIGINT or SIGTERM arrived; the operation stopped cleanly.
     #[error(
-        "interrupted: nothing was recorded and temporary files were removed; what was \
-         already complete (the repository, an existing output) is as it was before"
+        "interrupted: stopped cleanly and removed its temporary files. A backup records no \
+         file it had not finished; a recover keeps the old output unless the new one was \
+         already in place; --incremental leaves the output at a backup-file boundary, from \
+         which the next run continues"
     )]
     Interrupted,
     /// Another backup holds the repository lock.

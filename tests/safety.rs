@@ -686,3 +686,74 @@ fn ctrl_c_during_a_recover_exits_130_and_keeps_the_old_output() {
     assert!(!site.path("out.fs.part").exists());
     assert!(!site.path("out.fs.index").exists());
 }
+
+#[test]
+fn a_chain_with_a_deleted_incremental_is_refused_by_recover_and_keeps_the_old_output() {
+    // Each remaining file still matches its own .dat line; only the order
+    // of the lines shows the gap (ZODB's repozo restores it silently).
+    let site = damaged_site(70);
+    std::fs::remove_file(find(&site, ".deltafsz")).unwrap();
+    std::fs::write(site.path("out.fs"), b"the live database").unwrap();
+    for args in [
+        &["-R", "-r", "repo", "-o", "out.fs"][..],
+        &["-R", "-r", "repo"][..],
+        &["-R", "-w", "-r", "repo", "-o", "out.fs"][..],
+    ] {
+        let o = run(site.ours(args));
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("are missing from the chain"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(o.stdout.is_empty(), "{args:?}: nothing recovered to stdout");
+        assert_eq!(
+            std::fs::read(site.path("out.fs")).unwrap(),
+            b"the live database"
+        );
+        assert!(!site.path("out.fs.part").exists());
+    }
+    // --incremental does not fall back to a full recover of the gap either.
+    ok(run(site.ours(&[
+        "-R",
+        "--no-verify",
+        "-r",
+        "repo",
+        "-o",
+        "standby.fs",
+    ])));
+    let before = std::fs::read(site.path("standby.fs")).unwrap();
+    let o = run(site.ours(&["-R", "--incremental", "-r", "repo", "-o", "standby.fs"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(std::fs::read(site.path("standby.fs")).unwrap(), before);
+}
+
+#[test]
+fn a_signal_after_the_data_file_is_in_place_lets_the_backup_and_recover_finish_their_metadata() {
+    let site = Site::new(3, 71);
+    ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
+    site.grow(2, 72);
+    let o = signal_at_pause(
+        site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]),
+        "backup:dat-written",
+        libc::SIGINT,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let names = site.repo_listing();
+    let delta = names.iter().find(|n| n.ends_with(".deltafs")).unwrap();
+    let index = delta.replace(".deltafs", ".index");
+    assert!(names.contains(&index), "{names:?}");
+    site.verify_both();
+    std::fs::write(site.path("out.fs"), b"the live database").unwrap();
+    let o = signal_at_pause(
+        site.ours(&["-R", "-r", "repo", "-o", "out.fs"]),
+        "recover:output-renamed",
+        libc::SIGINT,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(site.path("out.fs")).unwrap() == site.committed());
+    assert_eq!(
+        std::fs::read(site.path("out.fs.index")).unwrap(),
+        std::fs::read(site.repo().join(&index)).unwrap()
+    );
+}

@@ -91,9 +91,10 @@ pub fn list_text(list: &RepositoryList) -> String {
     let chains = list.chains.len();
     let _ = writeln!(
         out,
-        "{chains} chain{}, {} restore points, {} bytes stored",
+        "{chains} chain{}, {} restore point{}, {} bytes stored",
         if chains == 1 { "" } else { "s" },
         list.restore_points(),
+        if list.restore_points() == 1 { "" } else { "s" },
         list.stored_size()
     );
     out

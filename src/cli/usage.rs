@@ -181,5 +181,5 @@ Options for -V/--verify:
 Exit codes: 0 success (also "nothing to do"), 1 error, 10 the repository
 does not exist, 11 the repository (or, with --incremental, the output) is
 locked by another process, 130 interrupted (SIGINT or SIGTERM; temporary
-files are removed and nothing is recorded).
+files are removed and nothing half-done is recorded).
 "#;

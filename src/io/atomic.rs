@@ -75,8 +75,16 @@ impl AtomicFile {
     /// Finishes the file: fsync, rename, directory fsync. After a SIGINT or
     /// SIGTERM ([`crate::interrupt`]) it fails instead, and the temporary
     /// file is removed.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
         crate::interrupt::check()?;
+        self.commit_even_if_interrupted()
+    }
+
+    /// [`AtomicFile::commit`] without the interrupt check: for files that
+    /// complete what is already in place (the `.dat` and `.index` of a
+    /// backup file already renamed, the index of a recovered output), so a
+    /// signal arriving then does not leave the first without the second.
+    pub fn commit_even_if_interrupted(mut self) -> Result<()> {
         let file = self.file.take().expect("not yet committed");
         file.sync_all().at(&self.tmp)?;
         drop(file);

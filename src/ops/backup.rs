@@ -305,7 +305,7 @@ fn full_backup(
     dat_file
         .write_all(entry.to_line().as_bytes())
         .at(repo.path(&format!("{stamp}.dat")))?;
-    dat_file.commit()?;
+    dat_file.commit_even_if_interrupted()?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
@@ -425,7 +425,7 @@ fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> R
         index::write_to(&mut w, pos, ix).at(&path)?;
         w.flush().at(&path)?;
     }
-    out.commit()
+    out.commit_even_if_interrupted()
 }
 
 /// `-k`: removes every data file but the newest full one, with their

@@ -102,7 +102,11 @@ impl fmt::Display for FullReason {
             FullReason::Missing => f.write_str("it does not exist"),
             FullReason::Empty => f.write_str("it is empty"),
             FullReason::NoDat(dat) => write!(f, "{dat} is missing, so nothing can be proved"),
-            FullReason::Unlisted { file, dat } => write!(f, "{file} is not listed in {dat}"),
+            FullReason::Unlisted { file, dat } => write!(
+                f,
+                "the lines of {dat} do not match the chain's files at {file} (a backup file \
+                 missing, or not recorded)"
+            ),
             FullReason::NotContiguous(dat) => {
                 write!(f, "the ranges in {dat} do not follow one another")
             }
@@ -363,16 +367,24 @@ fn plan(
 /// Whether OUT's `len` bytes at `at` are the first `len` uncompressed
 /// bytes of `file` (false if the file is shorter or cannot be read).
 fn prefix_matches(out: &Source, at: u64, len: u64, file: DataFile) -> Result<bool> {
-    let Ok(mut r) = DataFiles::new().open(file) else {
-        return Ok(false);
+    let mut r = match DataFiles::new().open(file) {
+        Ok(r) => r,
+        // A backup file that is gone proves nothing: the tail is foreign.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
     };
     let mut theirs = vec![0u8; CHUNK];
     let mut ours = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(CHUNK as u64) as usize;
-        if r.read_exact(&mut theirs[..want]).is_err() {
-            return Ok(false);
+        match r.read_exact(&mut theirs[..want]) {
+            Ok(()) => {}
+            // Shorter than OUT's tail, or damaged gzip: not its bytes.
+            Err(e) if e.raw_os_error().is_none() => return Ok(false),
+            Err(e) => return Err(Error::io(file.path, e)),
         }
         out.file
             .read_exact_at(&mut ours[..want], at + done)
@@ -423,9 +435,20 @@ fn apply(
     for (i, line) in lines[k..].iter().enumerate() {
         let f = &chain.files()[k + i];
         let mut w = BufWriter::with_capacity(CHUNK, Positioned::new(&file, line.start));
-        let (n, md5) = files.hash(f.data_file(), Some(&mut meter.tee(Some(&mut w))), output)?;
-        w.flush().at(output)?;
+        let copied = files
+            .hash(f.data_file(), Some(&mut meter.tee(Some(&mut w))), output)
+            .and_then(|r| w.flush().at(output).map(|()| r));
         drop(w);
+        let (n, md5) = match copied {
+            Ok(r) => r,
+            Err(e) => {
+                // Interrupted or failed mid-file: back to the boundary
+                // before it, a complete state of the chain.
+                file.set_len(line.start).at(output)?;
+                file.sync_all().at(output)?;
+                return Err(e);
+            }
+        };
         if n != line.len() || md5 != line.md5 {
             // Keep OUT a valid state of the chain: cut the bad file off.
             file.set_len(line.start).at(output)?;

@@ -54,6 +54,9 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
     let check = Check::of(opts);
     let Some(output) = &opts.output else {
         let truth = read_truth(&mut chain, check)?;
+        if truth.is_some() {
+            chain.check_coverage()?;
+        }
         copy_chain(&mut chain, truth.as_ref(), check, stdout, "<stdout>", ctx)?;
         return stdout.flush().at("<stdout>");
     };
@@ -119,6 +122,11 @@ pub(super) fn select_dated(
 /// removed). On failure the old output and index stay as they were.
 pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: Ctx) -> Result<()> {
     let truth = read_truth(chain, check)?;
+    if truth.is_some() {
+        // Before anything is written: each file matching its own line is
+        // not enough if the lines leave a gap.
+        chain.check_coverage()?;
+    }
     let part = format!("{output}.part");
     let mut out = AtomicFile::create_at(output, &part)?;
     if truth.is_none() && !ctx.report.wants_details() {
@@ -148,7 +156,8 @@ pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: C
     out.commit()?;
     failpoint::hit("recover:output-renamed");
     match index_copy {
-        Some(f) => f.commit()?,
+        // The output is in place: its index must follow, signal or not.
+        Some(f) => f.commit_even_if_interrupted()?,
         None => {
             // An index left from an earlier Data.fs describes other bytes.
             if std::fs::remove_file(&target_index).is_ok() {

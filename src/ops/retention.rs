@@ -344,19 +344,33 @@ pub fn plan(listing: &Listing, policy: &Policy) -> Plan {
 /// data file from the newest back, its `.index` (and a `.dat` of its
 /// stamp, which only a full has normally), then the file itself; the
 /// chain's `.dat` last. See the module doc.
+///
+/// A `.dat` or `.index` is never removed while a data file of another
+/// chain has its stamp: ZODB's repozo can write an incremental and a full
+/// in the same second (`T.deltafs` then sorts before `T.fs` and ends the
+/// previous chain), and `T.dat`/`T.index` then belong to the kept `T.fs`.
 fn removal_order(listing: &Listing, files: &[String]) -> Vec<String> {
+    let ours: HashSet<&str> = files.iter().map(String::as_str).collect();
+    let elsewhere: HashSet<&str> = listing
+        .data_files()
+        .iter()
+        .filter(|n| !ours.contains(n.as_str()))
+        .map(|n| repo::stamp_of(n))
+        .collect();
+    let removable =
+        |meta: &str| listing.has_meta(meta) && !elsewhere.contains(repo::stamp_of(meta));
     let chain_dat = format!("{}.dat", repo::stamp_of(&files[0]));
     let mut out = Vec::new();
     for name in files.iter().rev() {
         let stamp = repo::stamp_of(name);
         for meta in [format!("{stamp}.index"), format!("{stamp}.dat")] {
-            if meta != chain_dat && listing.has_meta(&meta) {
+            if meta != chain_dat && removable(&meta) && !out.contains(&meta) {
                 out.push(meta);
             }
         }
         out.push(name.clone());
     }
-    if listing.has_meta(&chain_dat) {
+    if removable(&chain_dat) && !out.contains(&chain_dat) {
         out.push(chain_dat);
     }
     out
@@ -472,6 +486,26 @@ mod tests {
             .filter(|c| c.kept())
             .map(|c| c.stamp.as_str())
             .collect()
+    }
+
+    #[test]
+    fn a_dat_whose_stamp_a_kept_full_has_is_never_removed() {
+        // ZODB's repozo, full and incremental in one second, then -BQ: the
+        // .deltafs sorts before the .fs of its stamp and ends the old chain.
+        let l = Listing::from_names([
+            "2026-01-01-00-00-00.deltafs",
+            "2026-01-01-00-00-00.fs",
+            "2026-01-01-00-00-00.dat",
+            "2026-01-01-00-00-00.index",
+            "2026-01-02-00-00-00.deltafs",
+            "2026-01-02-00-00-00.index",
+            "2026-01-03-00-00-00.fs",
+            "2026-01-03-00-00-00.dat",
+            "2026-01-03-00-00-00.index",
+        ]);
+        let p = plan(&l, &policy(2, 0, 0, 0));
+        let removed: Vec<&String> = p.chains.iter().flat_map(|c| &c.remove).collect();
+        assert_eq!(removed, vec!["2026-01-01-00-00-00.deltafs"], "{p:?}");
     }
 
     fn with_meta(data: &[&str]) -> Listing {

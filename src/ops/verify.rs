@@ -36,12 +36,6 @@ const HINT_STRUCTURE: &str = "The chain's files match their .dat checksums, so t
      it as it is. Make a full backup (-F) from a healthy Data.fs (check it with ZODB's fstest.py); \
      to salvage this state, recover it and repair the copy with ZODB's fsrecover.py";
 
-/// What to do about a chain with a gap or an overlap.
-const HINT_COVERAGE: &str = "Recover would restore a Data.fs with bytes missing or repeated \
-     (ZODB's repozo leaves such a gap after a full and an incremental backup in the same second). \
-     Make a full backup (-F) now; to salvage this state, recover it and repair the copy with \
-     ZODB's fsrecover.py";
-
 /// Verifies the chain for `opts.date` (by default the newest full backup
 /// and its increments, repozo's `do_verify`): each file its `.dat` lists
 /// (with `-D`, each file up to that date) must exist and have the recorded
@@ -130,7 +124,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     if !opts.deep {
         return Ok(());
     }
-    let size = check_coverage(&mut chain)?;
+    let size = chain.check_coverage()?;
     let deep = match deep {
         Some(d) => d,
         None => {
@@ -217,61 +211,6 @@ fn read_into(files: &DataFiles, file: &ChainFile, deep: &mut Deep) -> Result<()>
             Err(e) => return Err(damaged(file)(Error::io(&file.path, e))),
         }
     }
-}
-
-/// Checks that the chain's files, by their `.dat` lines, cover the Data.fs
-/// from byte 0 with no gap and no overlap; returns where the last one ends
-/// (the size of the state). Every chain file is listed (checked before).
-fn check_coverage(chain: &mut Chain) -> Result<u64> {
-    let dat = chain.dat_path().to_string();
-    let names: Vec<(String, String)> = chain
-        .files()
-        .iter()
-        .map(|f| (f.name.clone(), f.path.clone()))
-        .collect();
-    let entries = chain.required_entries()?;
-    let mut end = 0u64;
-    let mut previous: Option<&str> = None;
-    for (name, path) in &names {
-        let Some(e) = entries.iter().find(|e| e.base_name() == name) else {
-            continue; // unreachable: every chain file is listed
-        };
-        let after = match previous {
-            Some(p) => format!("the previous file of the chain, {p}, ends at byte {end}"),
-            None => "a chain must start at byte 0".to_string(),
-        };
-        if e.start > end {
-            let holders: Vec<&str> = entries
-                .iter()
-                .filter(|o| o.start < e.start && o.end > end)
-                .filter(|o| !names.iter().any(|(n, _)| n == o.base_name()))
-                .map(DatEntry::base_name)
-                .collect();
-            let held = if holders.is_empty() {
-                "no file holds them".to_string()
-            } else {
-                format!(
-                    "{dat} records them in {}, which recover does not use",
-                    holders.join(", ")
-                )
-            };
-            return Err(Error::Verification(format!(
-                "{path} starts at Data.fs byte {} according to {dat}, but {after}: bytes \
-                 {end} to {} are missing from the chain ({held}). {HINT_COVERAGE}",
-                e.start, e.start
-            )));
-        }
-        if e.start < end {
-            return Err(Error::Verification(format!(
-                "{path} starts at Data.fs byte {} according to {dat}, but {after}: the files \
-                 overlap. {HINT_COVERAGE}",
-                e.start
-            )));
-        }
-        end = e.end;
-        previous = Some(path);
-    }
-    Ok(end)
 }
 
 /// The structural check of a chain read as one stream: a [`Checker`] plus
