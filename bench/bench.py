@@ -8,14 +8,21 @@ The documented way to run it is
 which provisions the venv (scripts/setup-venv.sh), builds
 target/release/repozo and runs this script with the venv's python:
 
-    .venv/bin/python bench/bench.py --size-mb 512 [--runs 3]
+    .venv/bin/python bench/bench.py --size-mb 512 [--profile hex|cms|bulk]
+        [--runs 3]
         [--ops full,recover,...] [--op-runs full-z:theirs=1]
         [--cache-dir target/bench-cache] [--ours target/release/repozo]
         [--theirs .venv/bin/repozo] [--markdown] [--regenerate] [--keep-work]
 
-Data (generated once per size, cached in CACHE_DIR/size-<N>mb)
---------------------------------------------------------------
-bench/gendata.py grows a Data.fs through real ZODB:
+Data (generated once per profile and size, cached in CACHE_DIR/size-<N>mb
+for the default profile hex, CACHE_DIR/<profile>-size-<N>mb for the others)
+--------------------------------------------------------------------------
+bench/gendata.py grows a Data.fs through real ZODB, with one of its data
+profiles (--profile): hex (the default: documents with hex-text bodies),
+cms (a content-management site: documents made of several small persistent
+parts, catalog BTrees rewritten by every edit, text from the standard
+library's docstrings, ~2% incompressible image bytes) or bulk (an import of
+millions of small objects in batches of a few thousand, so a large index):
 
   base.fs, base.fs.index   ~SIZE_MB, closed cleanly (fresh index)
   stale.index              base.fs.index as it was when base.fs was half
@@ -154,10 +161,20 @@ class Data:
         return self.meta['sizes'][which + '.fs']
 
 
-def run_gendata(path, until_bytes, seed, label):
+PROFILES = ('hex', 'cms', 'bulk')
+
+
+def data_dir_name(profile, size_mb):
+    """Cache directory of one profile and size (hex keeps the old name)."""
+    if profile == 'hex':
+        return 'size-%dmb' % size_mb
+    return '%s-size-%dmb' % (profile, size_mb)
+
+
+def run_gendata(path, until_bytes, seed, label, profile):
     cmd = [sys.executable, str(GENDATA), str(path),
            '--until-bytes', str(until_bytes), '--seed', str(seed),
-           '--label', label]
+           '--label', label, '--profile', profile]
     if subprocess.run(cmd).returncode != 0:
         raise BenchError('data generation failed: ' + ' '.join(cmd))
 
@@ -168,12 +185,13 @@ def copy_storage(src, dst):
     shutil.copyfile(str(src) + '.index', str(dst) + '.index')
 
 
-def cached_data_ok(d, size_mb):
+def cached_data_ok(d, size_mb, profile):
     try:
         meta = json.loads((d / 'meta.json').read_text())
     except (OSError, ValueError):
         return None
-    if meta.get('version') != DATA_VERSION or meta.get('size_mb') != size_mb:
+    if (meta.get('version') != DATA_VERSION or meta.get('size_mb') != size_mb
+            or meta.get('profile', 'hex') != profile):
         return None
     for name, size in meta['sizes'].items():
         try:
@@ -191,41 +209,45 @@ def sizes_sane(meta):
             < sz['grown.fs'])
 
 
-def ensure_data(cache_dir, size_mb, regenerate):
-    """Return the cached Data for size_mb, generating it if needed."""
-    d = cache_dir / ('size-%dmb' % size_mb)
-    meta = None if regenerate else cached_data_ok(d, size_mb)
+def ensure_data(cache_dir, size_mb, regenerate, profile='hex'):
+    """Return the cached Data for size_mb and profile, generating it if
+    needed."""
+    name = data_dir_name(profile, size_mb)
+    d = cache_dir / name
+    meta = None if regenerate else cached_data_ok(d, size_mb, profile)
     if meta is not None:
-        log('using cached data in %s (generated in %.0f s)'
-            % (d, meta['generation_seconds']))
+        log('using cached %s data in %s (generated in %.0f s)'
+            % (profile, d, meta['generation_seconds']))
         return Data(d, dict(meta, cached=True))
 
     target = size_mb * MB
     small = max(64 * 1024, target // 400)     # 0.25%: the cron's last backup
     batch = target // 40                      # 2.5%: the later batch
-    tmp = cache_dir / ('size-%dmb.partial' % size_mb)
+    tmp = cache_dir / (name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    log('generating a %d MB Data.fs through ZODB in %s' % (size_mb, tmp))
+    log('generating a %d MB Data.fs (profile %s) through ZODB in %s'
+        % (size_mb, profile, tmp))
     t0 = time.monotonic()
 
     base = tmp / 'base.fs'
-    run_gendata(base, target // 2, 1, 'base.fs 1st half')
+    run_gendata(base, target // 2, 1, 'base.fs 1st half', profile)
     # The index of the half-grown file, as a server that last shut down
     # back then would have left it.
     shutil.copyfile(str(base) + '.index', tmp / 'stale.index')
     stale_pos = base.stat().st_size
-    run_gendata(base, target, 2, 'base.fs 2nd half')
+    run_gendata(base, target, 2, 'base.fs 2nd half', profile)
     base_size = base.stat().st_size
 
     mid = tmp / 'mid.fs'
     copy_storage(base, mid)
-    run_gendata(mid, base_size + small, 3, 'mid.fs (small batch)')
+    run_gendata(mid, base_size + small, 3, 'mid.fs (small batch)',
+                profile)
     grown = tmp / 'grown.fs'
     copy_storage(mid, grown)
     # (At tiny sizes one transaction can exceed `small`: still grow.)
     grown_target = max(base_size + batch, mid.stat().st_size + batch // 2)
-    run_gendata(grown, grown_target, 4, 'grown.fs (later batch)')
+    run_gendata(grown, grown_target, 4, 'grown.fs (later batch)', profile)
     elapsed = time.monotonic() - t0
 
     for leftover in tmp.glob('*.fs.lock'):
@@ -237,6 +259,7 @@ def ensure_data(cache_dir, size_mb, regenerate):
     meta = {
         'version': DATA_VERSION,
         'size_mb': size_mb,
+        'profile': profile,
         'sizes': {n: (tmp / n).stat().st_size for n in names},
         'stale_index_pos': stale_pos,
         'generation_seconds': round(elapsed, 1),
@@ -247,8 +270,9 @@ def ensure_data(cache_dir, size_mb, regenerate):
     (tmp / 'meta.json').write_text(json.dumps(meta, indent=1) + '\n')
     shutil.rmtree(d, ignore_errors=True)
     os.rename(tmp, d)
-    log('generated in %.1f s (%.1f s per GB of grown.fs)'
-        % (elapsed, elapsed / (meta['sizes']['grown.fs'] / 2 ** 30)))
+    log('generated in %.1f s (%.1f s per GB of grown.fs, %.1f MB/s)'
+        % (elapsed, elapsed / (meta['sizes']['grown.fs'] / 2 ** 30),
+           meta['sizes']['grown.fs'] / MB / max(elapsed, 1e-9)))
     return Data(d, dict(meta, cached=False))
 
 
@@ -862,9 +886,9 @@ def report(args, data, results, runs, zsizes, copy, markdown, started,
 
     lines = []
     m = data.meta
-    title = ('repozo benchmark: Data.fs of %d MB (base.fs %d bytes, '
-             'grown.fs +%.1f MB, stale index at %d)'
-             % (args.size_mb, data.size('base'),
+    title = ('repozo benchmark: Data.fs of %d MB, profile %s (base.fs %d '
+             'bytes, grown.fs +%.1f MB, stale index at %d)'
+             % (args.size_mb, m.get('profile', 'hex'), data.size('base'),
                 (data.size('grown') - data.size('base')) / MB,
                 m['stale_index_pos']))
     if markdown:
@@ -918,9 +942,9 @@ def report(args, data, results, runs, zsizes, copy, markdown, started,
                  % (short_path(args.ours), git_version(),
                     importlib.metadata.version('ZODB'),
                     platform.python_version()))
-    extra.append('data generated through ZODB in %.0f s (%.0f s per GB)%s; '
-                 'benchmark started %s'
-                 % (m['generation_seconds'],
+    extra.append('data (profile %s) generated through ZODB in %.0f s '
+                 '(%.0f s per GB)%s; benchmark started %s'
+                 % (m.get('profile', 'hex'), m['generation_seconds'],
                     m['generation_seconds']
                     / (data.size('grown') / 2 ** 30),
                     ', cached' if m.get('cached') else '', started))
@@ -955,6 +979,11 @@ def build_parser():
         epilog='Scenarios: ' + ', '.join(op.name for op in OPS))
     p.add_argument('--size-mb', type=int, default=512,
                    help='size of the generated Data.fs (default 512)')
+    p.add_argument('--profile', choices=PROFILES, default='hex',
+                   help='kind of generated data: hex (default: hex text '
+                        'bodies), cms (content edits, catalog BTrees, '
+                        'docstring text, a few %% image bytes) or bulk '
+                        '(millions of small objects); see bench/gendata.py')
     p.add_argument('--runs', type=int, default=3,
                    help='timed runs per tool and scenario (default 3)')
     p.add_argument('--op-runs', action='append', default=[],
@@ -1021,7 +1050,8 @@ def bench(args):
         raise BenchError('another benchmark is using %s' % args.cache_dir)
 
     started = utc_now()
-    data = ensure_data(args.cache_dir, args.size_mb, args.regenerate)
+    data = ensure_data(args.cache_dir, args.size_mb, args.regenerate,
+                       args.profile)
     if args.generate_only:
         return 0
 

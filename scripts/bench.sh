@@ -8,11 +8,13 @@
 #
 # Provisions the venv (scripts/setup-venv.sh), builds the release binary,
 # then runs bench/bench.py with the venv's python.  The Data.fs is generated
-# through ZODB once per size and cached in target/bench-cache/size-<N>mb.
+# through ZODB once per profile and size and cached in
+# target/bench-cache/size-<N>mb (profile hex) or <profile>-size-<N>mb.
 # Extra options go to bench.py, e.g.
 #
 #   bash scripts/bench.sh 2048 --markdown
 #   bash scripts/bench.sh 256 --runs 1 --ops full,incr-q-cron
+#   BENCH_PROFILE=cms bash scripts/bench.sh 512   # or: ... 512 --profile cms
 #
 # (see `.venv/bin/python bench/bench.py --help`).  Progress goes to stderr,
 # the result table to stdout.
@@ -21,6 +23,9 @@
 #   BENCH_FEATURES  cargo features for the measured build, e.g. "native"
 #                   (ISA-L gzip; the Debian packages libisal-dev and
 #                   pkg-config are installed if missing).
+#   BENCH_PROFILE   data profile: hex (default), cms or bulk (see
+#                   bench/gendata.py); a --profile option given to this
+#                   script wins.
 
 set -euo pipefail
 
@@ -56,4 +61,10 @@ if [ -n "$FEATURES" ]; then
 else
     (cd "$ROOT" && cargo build --release)
 fi
-exec "$VENV/bin/python" "$ROOT/bench/bench.py" --size-mb "$SIZE_MB" "$@"
+PROFILE_ARGS=()
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    PROFILE_ARGS=(--profile "$BENCH_PROFILE")
+fi
+# bench.py's argparse keeps the last --profile: one in "$@" wins.
+exec "$VENV/bin/python" "$ROOT/bench/bench.py" --size-mb "$SIZE_MB" \
+    "${PROFILE_ARGS[@]}" "$@"
