@@ -57,14 +57,14 @@ like real Plone databases; their classes are in bench/benchmodel.py:
   touch 1-3 documents (70% one) -- a creation (25%) or an edit of the body,
   the title, the workflow state, the subjects or (0.5%) the image; 1-20
   objects each --, 0.5% are imports of 20-200 new documents.  About 2% of
-  the bytes are incompressible; gzip -9 leaves about 40%.  ~14 MB/s.
+  the bytes are incompressible; gzip -9 leaves about 40%.  ~16 MB/s.
 
 `bulk` -- a bulk import: root['items'] is an LOBTree of number -> Item (a
   small Persistent with a short id, a title of 1-4 words, two ints and a
   state) and root['item_ids'] an OLBTree id -> number; 95% of transactions
   add 2,000-5,000 items, 5% change 1-20 existing ones.  About 270 bytes of
   Data.fs per item, so a 2 GB file has about 8 million objects and a large
-  Data.fs.index.  ZODB's commit machinery bounds it at ~8 MB/s.
+  Data.fs.index.  ZODB's commit machinery bounds it at ~9 MB/s.
 
 These two profiles switch off FileStorage's fsync at every commit (the
 bytes written are the same; closing the storage flushes it).  All profiles
