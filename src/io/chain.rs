@@ -109,20 +109,14 @@ impl DataFiles {
         self.concat([file], out, to)
     }
 
-    /// Uncompressed size of one file without hashing it (a gzipped file is
-    /// still decompressed to learn its size).
-    pub fn size(&self, file: DataFile) -> Result<u64> {
-        let mut r = self.open(file)?;
-        io::copy(&mut r, &mut io::sink()).at(file.path)
-    }
-
     /// Copies one file's uncompressed bytes to `out` (named `to`) without
-    /// hashing them.
+    /// hashing them; stops at a SIGINT/SIGTERM ([`crate::interrupt`]).
     pub fn copy(&self, file: DataFile, out: &mut dyn Write, to: &str) -> Result<u64> {
         let mut r = self.open(file)?;
         let mut buf = vec![0u8; CHUNK];
         let mut total = 0u64;
         loop {
+            crate::interrupt::check()?;
             let n = match r.read(&mut buf) {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,

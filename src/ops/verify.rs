@@ -131,7 +131,9 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             let mut d = Deep::new(size);
             for file in chain.files() {
                 d.start_file(&file.path);
-                read_into(&files, file, &mut d)?;
+                files
+                    .copy(file.data_file(), &mut d, "")
+                    .map_err(damaged(file))?;
             }
             d
         }
@@ -195,21 +197,6 @@ fn damaged(file: &ChainFile) -> impl Fn(Error) -> Error + '_ {
             Error::Verification(format!("{} cannot be read as gzip: {source}", file.path))
         }
         e => e,
-    }
-}
-
-/// Feeds one chain file's uncompressed bytes to `deep`.
-fn read_into(files: &DataFiles, file: &ChainFile, deep: &mut Deep) -> Result<()> {
-    let mut r = files.open(file.data_file()).map_err(damaged(file))?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        crate::interrupt::check()?;
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => deep.feed(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(damaged(file)(Error::io(&file.path, e))),
-        }
     }
 }
 

@@ -159,15 +159,16 @@ impl Chain {
     }
 
     /// The chain's uncompressed size as far as it can be known without
-    /// reading it: the sum of the file sizes if none is gzipped, else the
-    /// end recorded in the `.dat`. Only a hint: callers check it.
+    /// reading it: the sum of the file sizes if none is gzipped, else what
+    /// the `.dat` records ([`Chain::expected_size`]). Only a hint: callers
+    /// check it.
     pub fn size_hint(&mut self) -> Option<u64> {
         if self.all_plain() {
             return self.files.iter().try_fold(0u64, |sum, f| {
                 sum.checked_add(std::fs::metadata(&f.path).ok()?.len())
             });
         }
-        self.entries().ok()??.last().map(|e| e.end)
+        self.expected_size()
     }
 
     /// Makes the `.dat` describe the chain, after a crash.
