@@ -20,6 +20,10 @@ pub const EXIT_NO_REPOSITORY: u8 = 10;
 /// Exit code when the process was interrupted (SIGINT; 128 + 2).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// Exit code when a backup (or restore) is written but some blob files it
+/// needed could not be found (restic's "some source data unreadable").
+pub const EXIT_BLOBS_MISSING: u8 = 3;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -136,6 +140,54 @@ pub enum Error {
     /// computed for a backup is not usable.
     #[error("{0}")]
     Source(String),
+
+    /// A blob manifest (`<stamp>.blobs`) that cannot be read as one.
+    #[error(
+        "{path}: line {line}: {what}; the blob manifest is damaged: a new full backup with \
+         --blob-dir (-F) writes a complete one"
+    )]
+    Manifest {
+        /// The manifest.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        what: String,
+    },
+
+    /// The Data.fs backup and its manifest are written, but blob files the
+    /// backed-up records name were found neither in the blob directory nor
+    /// in `<blob dir>.old` (exit code [`EXIT_BLOBS_MISSING`]); a restore
+    /// meets the same holes.
+    #[error(
+        "{count} blob file(s) named by the backed-up transactions were found neither in {dir} \
+         nor in {dir}.old (first: {first}); they are recorded as missing in {manifest}. The \
+         Data.fs backup is complete; the next backup will be a full one"
+    )]
+    BlobsMissing {
+        /// How many.
+        count: usize,
+        /// The blob directory.
+        dir: String,
+        /// The first missing file.
+        first: String,
+        /// The manifest recording them.
+        manifest: String,
+    },
+
+    /// A restore is in place, but the manifests record blob files that
+    /// were missing when they were backed up (exit code
+    /// [`EXIT_BLOBS_MISSING`]).
+    #[error(
+        "restored, without {count} blob file(s) the backups recorded as missing (first: \
+         {first}); objects using them cannot be loaded. An earlier date (-D) may have them"
+    )]
+    BlobsNotRestored {
+        /// How many.
+        count: usize,
+        /// The first, relative to the blob directory.
+        first: String,
+    },
 }
 
 impl Error {
@@ -148,6 +200,7 @@ impl Error {
             Error::Locked { .. } | Error::InUse { .. } => EXIT_LOCKED,
             Error::NoRepository(_) => EXIT_NO_REPOSITORY,
             Error::Interrupted => EXIT_INTERRUPTED,
+            Error::BlobsMissing { .. } | Error::BlobsNotRestored { .. } => EXIT_BLOBS_MISSING,
             _ => 1,
         }
     }

@@ -39,6 +39,8 @@ pub enum Phase {
     Verify,
     /// Incremental recover: proving the output's prefix by md5.
     Prove,
+    /// Blob backup, restore or verify: bytes of blob files.
+    Blobs,
 }
 
 impl Phase {
@@ -50,6 +52,7 @@ impl Phase {
             Phase::Recover => "recover",
             Phase::Verify => "verify",
             Phase::Prove => "prove",
+            Phase::Blobs => "blobs",
         }
     }
 }
@@ -88,6 +91,8 @@ pub enum FullReason {
     Shrunk,
     /// The backed-up bytes no longer match the Data.fs: packed.
     Changed,
+    /// The chain's blob manifests record missing blob files.
+    BlobsMissing,
 }
 
 /// Why a chain's `.dat` cannot be trusted, so that a backup starts a new
@@ -324,6 +329,53 @@ pub enum Event {
         /// Offset of the header.
         pos: u64,
     },
+    /// A blob manifest was written.
+    BlobsBackedUp {
+        /// The manifest.
+        manifest: String,
+        /// Blob records it lists.
+        records: u64,
+        /// Objects added to the store.
+        stored: u64,
+        /// Bytes of those objects.
+        bytes: u64,
+        /// Records whose content was already stored.
+        reused: u64,
+        /// Records whose file was not found.
+        missing: u64,
+    },
+    /// Warning: a blob file a backup needs was not found.
+    BlobMissing {
+        /// Where it should have been.
+        path: String,
+    },
+    /// A blob tree was restored.
+    BlobsRestored {
+        /// The blob directory.
+        dir: String,
+        /// Files written.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
+    },
+    /// The blobs of a chain were verified.
+    BlobsVerified {
+        /// Manifests read.
+        manifests: usize,
+        /// Distinct objects checked.
+        objects: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Sizes only (`-Q`).
+        quick: bool,
+    },
+    /// Unreferenced blob objects were removed from the store.
+    BlobsCollected {
+        /// Objects removed.
+        objects: u64,
+        /// Their bytes.
+        bytes: u64,
+    },
 }
 
 impl Event {
@@ -341,6 +393,7 @@ impl Event {
                 | TimeStampReduction { .. }
                 | InvalidStatus { .. }
                 | InvalidTxnHeader { .. }
+                | BlobMissing { .. }
         )
     }
 }
@@ -370,6 +423,50 @@ impl fmt::Display for Event {
             DoingFull(FullReason::Changed) => {
                 f.write_str("file changed, possibly because of a pack (full backup)")
             }
+            DoingFull(FullReason::BlobsMissing) => {
+                f.write_str("the last backup lacks blob files (full backup)")
+            }
+            BlobsBackedUp {
+                manifest,
+                records,
+                stored,
+                bytes,
+                reused,
+                missing,
+            } => write!(
+                f,
+                "blobs: wrote {manifest}: {records} blob record(s), {stored} new object(s) \
+                 ({bytes} bytes), {reused} already stored, {missing} missing"
+            ),
+            BlobMissing { path } => write!(
+                f,
+                "blob file {path} is named by a backed-up transaction but is neither there \
+                 nor in the blob directory's .old"
+            ),
+            BlobsRestored { dir, files, bytes } => {
+                write!(
+                    f,
+                    "blobs: restored {files} file(s), {bytes} bytes, into {dir}"
+                )
+            }
+            BlobsVerified {
+                manifests,
+                objects,
+                bytes,
+                quick,
+            } => write!(
+                f,
+                "blobs: {manifests} manifest(s), {objects} object(s), {bytes} bytes {}",
+                if *quick {
+                    "present with their sizes"
+                } else {
+                    "match their hashes"
+                }
+            ),
+            BlobsCollected { objects, bytes } => write!(
+                f,
+                "blobs: removed {objects} stored object(s) no manifest names ({bytes} bytes)"
+            ),
             LastIncrementalFile(x) => write!(f, "last incremental file: {x}"),
             LastIncrementalChecksum(x) => write!(f, "last incremental checksum: {x}"),
             SourceChecksumRange { start, end, sum } => {

@@ -72,6 +72,12 @@ const OPTIONS: &[(Option<char>, &str, Value, &str)] = &[
         Value::None,
         "with -V: check the chain as a FileStorage",
     ),
+    (
+        None,
+        "blob-dir",
+        Value::Text,
+        "with -B/-R: back up or restore the blob directory too",
+    ),
     (None, "json", Value::None, "JSON lines on standard output"),
     (None, "no-progress", Value::None, "no progress bar"),
     (None, "keep", Value::Text, "keep the N newest chains"),

@@ -61,6 +61,7 @@ pub const EXACT_OPTS: &[&str] = &[
     "dry-run",
     "man",
     "completions=",
+    "blob-dir=",
 ];
 
 /// The retention options, as the messages name them.
@@ -150,6 +151,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
         (false, false, false, false, false);
     let (mut incremental, mut no_fallback, mut no_verify, mut deep) = (false, false, false, false);
     let (mut json, mut no_progress, mut dry_run) = (false, false, false);
+    let mut blob_dir: Option<String> = None;
     let mut keep: [(&str, Option<String>); 4] = [
         ("--keep", None),
         ("--keep-daily", None),
@@ -244,6 +246,10 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 dry_run = true;
                 None
             }
+            "--blob-dir" => {
+                blob_dir = value;
+                None
+            }
             name @ ("--keep" | "--keep-daily" | "--keep-weekly" | "--keep-monthly") => {
                 if let Some(slot) = keep.iter_mut().find(|(n, _)| *n == name) {
                     slot.1 = value;
@@ -308,6 +314,30 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 .into(),
         );
     }
+    if blob_dir.is_some() && !matches!(mode, Mode::Backup | Mode::Recover) {
+        return Parsed::Usage(
+            "--blob-dir only applies to -B/--backup and -R/--recover (-V checks the blobs of \
+             a chain that has them by itself)"
+                .into(),
+        );
+    }
+    if blob_dir.is_some() && incremental {
+        return Parsed::Usage(
+            "--blob-dir cannot be combined with --incremental yet: recover in full \
+             (without --incremental) to restore the blobs"
+                .into(),
+        );
+    }
+    if blob_dir.as_deref() == Some("") {
+        return Parsed::Usage("--blob-dir needs a directory".into());
+    }
+    if blob_dir.is_some() && mode == Mode::Recover && output.is_none() {
+        return Parsed::Usage(
+            "--blob-dir needs -o/--output: the blobs are restored beside a Data.fs file, \
+             not standard output"
+                .into(),
+        );
+    }
     if deep && mode != Mode::Verify {
         return Parsed::Usage("--deep only applies to -V/--verify".into());
     }
@@ -366,6 +396,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                     gzip,
                     kill_old,
                     lock_wait: None,
+                    blob_dir,
                 },
                 retaining.then_some(retention),
             )
@@ -380,6 +411,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 with_verify,
                 no_verify,
                 incremental: incremental.then_some(IncrementalOptions { quick, no_fallback }),
+                blob_dir,
             })
         }
         Mode::Verify => {

@@ -104,7 +104,16 @@ Options for -B/--backup:
     -k / --kill-old-on-full
         If a full backup is created, remove any prior full or incremental
         backup files (and associated metadata files) from the repository
-        directory.
+        directory.  With --blob-dir, also the manifests of the removed
+        files and the stored blob contents no other manifest names.
+
+    --blob-dir=dir
+        Also back up the blob directory of the Data.fs: exactly the blob
+        files that the backed-up transactions name (taken from dir, or
+        from dir.old after a concurrent pack), each content stored once in
+        <repository>/blobs and listed in <stamp>.blobs.  Exit code 3 when
+        some were found nowhere: they are recorded as missing and the
+        next backup is a full one.
 
     A second backup into the same repository waits for the first (up to
     60 seconds, REPOZO_LOCK_WAIT), then exits with code 11.
@@ -119,7 +128,8 @@ Retention, after a successful -B or alone with -r (not with -k):
 
     A chain is kept whole when any rule keeps one of its restore points,
     and the newest chain always; every other chain is removed (data files,
-    .dat, .index).  Nothing else is touched.
+    .dat, .index, .blobs), then the stored blob contents no remaining
+    manifest names.  Nothing else is touched.
 
     --dry-run
         Print what would be removed and why; remove nothing.
@@ -162,6 +172,13 @@ Options for -R/--recover:
     --no-fallback
         With --incremental: exit 1 instead of recovering in full.
 
+    --blob-dir=dir
+        With -o: also restore the blobs of that state into dir.  The new
+        tree is built beside dir and every blob checked against its hash;
+        then the new tree and the new Data.fs replace the old ones, which
+        stay untouched if anything fails.  Stop ZODB/ZEO first.  Needs a
+        .blobs manifest for every backup file recovered.
+
 Options for -V/--verify:
     -Q / --quick
         Verify file sizes only (skip md5 checksums).
@@ -178,7 +195,12 @@ Options for -V/--verify:
         that the last .index equals the index rebuilt from the data.
         Uses 16 bytes of memory per data record.
 
-Exit codes: 0 success (also "nothing to do"), 1 error, 10 the repository
+    When the chain has .blobs manifests (backups made with --blob-dir),
+    -V also checks the stored blobs they name: present with their sizes
+    with -Q, matching their hashes otherwise.
+
+Exit codes: 0 success (also "nothing to do"), 1 error, 3 written but some
+blob files were found nowhere (--blob-dir), 10 the repository
 does not exist, 11 the repository (or, with --incremental, the output) is
 locked by another process, 130 interrupted (SIGINT or SIGTERM; temporary
 files are removed and nothing half-done is recorded).

@@ -16,10 +16,12 @@
 //! reproduces `FileStorage(path, read_only=True)`: its position equals
 //! `getSize()` and its index equals `_index` for every file ZODB opens.
 
+mod blobs;
 pub mod check;
 mod record;
 mod scan;
 
+pub use blobs::{BlobRecord, blob_records, is_blob_pickle};
 pub use check::Checker;
 pub use record::{
     DATA_HEADER_LEN, DataHeader, FILE_HEADER_LEN, LEN_SIZE, MAGIC_21, MAGIC_30, PosReader,

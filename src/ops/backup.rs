@@ -4,9 +4,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::Ctx;
+use super::blobs::{self, BlobDir};
 use super::meter::Meter;
 use super::retention::{self, Retention, RetentionOutcome};
 use super::source::Source;
+use crate::blob::Kind;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
@@ -35,6 +37,9 @@ pub struct BackupOptions {
     /// How long to wait for another backup holding the repository lock.
     /// Default: [`lock::DEFAULT_WAIT`] (60 s).
     pub lock_wait: Option<std::time::Duration>,
+    /// Also back up the blobs of this blob directory (`--blob-dir`; see
+    /// [`super::blobs`]). Default: `None`, the Data.fs only.
+    pub blob_dir: Option<String>,
 }
 
 /// What a backup did.
@@ -98,10 +103,74 @@ pub fn backup_and_retain(
 }
 
 fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
+    // A wrong --blob-dir is found before anything is written.
+    let blob_dir = opts.blob_dir.as_deref().map(BlobDir::open).transpose()?;
     let repo = Repository::new(&opts.repository);
     failpoint::hit("backup:locked");
     let mut listing = repo.list()?;
     repo.remove_leftovers(&listing, ctx.report);
+    let (outcome, src, mut ranges) =
+        backup_data(&repo, &mut listing, opts, blob_dir.is_some(), ctx)?;
+    let Some(blob_dir) = blob_dir else {
+        return finish(&repo, &listing, outcome, opts, ctx);
+    };
+    match &outcome {
+        BackupOutcome::Full { dest, end, .. } => ranges.push(blobs::Range {
+            data: repo::base_name(dest).to_string(),
+            kind: Kind::Full,
+            start: 0,
+            end: *end,
+        }),
+        BackupOutcome::Incremental {
+            dest, start, end, ..
+        } => ranges.push(blobs::Range {
+            data: repo::base_name(dest).to_string(),
+            kind: Kind::Incremental,
+            start: *start,
+            end: *end,
+        }),
+        BackupOutcome::NothingToDo => {}
+    }
+    if !ranges.is_empty() {
+        let src = match src {
+            Some(src) => src,
+            None => Source::open(&opts.file)?,
+        };
+        blobs::backup(
+            &repo, &listing, &src.file, &src.path, &blob_dir, &ranges, ctx,
+        )?;
+    }
+    finish(&repo, &listing, outcome, opts, ctx)
+}
+
+/// `-k` after a full backup (and its blobs) is complete.
+fn finish(
+    repo: &Repository,
+    listing: &Listing,
+    outcome: BackupOutcome,
+    opts: &BackupOptions,
+    ctx: Ctx,
+) -> Result<BackupOutcome> {
+    if let (true, BackupOutcome::Full { dest, .. }) = (opts.kill_old, &outcome) {
+        let mut listing = listing.clone();
+        listing.push(repo::base_name(dest).to_string());
+        delete_old_backups(repo, &listing, ctx)?;
+        blobs::collect_garbage(repo, ctx)?;
+    }
+    Ok(outcome)
+}
+
+/// The Data.fs step: decides and writes the backup. Returns what it did,
+/// the Data.fs it read (if it opened it), and, when `with_blobs` and the
+/// chain is continued, the ranges of chain files that lack a blob
+/// manifest.
+fn backup_data(
+    repo: &Repository,
+    listing: &mut Listing,
+    opts: &BackupOptions,
+    with_blobs: bool,
+    ctx: Ctx,
+) -> Result<(BackupOutcome, Option<Source>, Vec<blobs::Range>)> {
     // Continue from the newest backup even if its stamp is ahead of the
     // clock, so an increment never overlaps a file the chain left out.
     let now = ctx.clock.now();
@@ -109,37 +178,60 @@ fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
         Some(newest) if newest > now => newest,
         _ => now,
     };
-    let chain = repo.chain_in(&listing, &when.to_string(), ctx.report);
+    let chain = repo.chain_in(listing, &when.to_string(), ctx.report);
     let mut chain = match chain {
         Some(chain) if !opts.full => chain,
         _ => {
             ctx.report.event(&Event::DoingFull(FullReason::Requested));
-            return full_backup(&repo, &mut listing, None, opts, ctx);
+            let (stamp, dest) = new_dest(repo, listing, true, opts.gzip, ctx)?;
+            let src = Source::open(&opts.file)?;
+            let outcome = full_backup(repo, &src, (stamp, dest), opts, ctx)?;
+            return Ok((outcome, Some(src), Vec::new()));
         }
     };
     let src = Source::open(&opts.file)?;
+    let full = |reason: FullReason, src: Source, listing: &mut Listing| {
+        ctx.report.event(&Event::DoingFull(reason));
+        let dest = new_dest(repo, listing, true, opts.gzip, ctx)?;
+        let outcome = full_backup(repo, &src, dest, opts, ctx)?;
+        Ok((outcome, Some(src), Vec::new()))
+    };
     if let Err(problem) = chain.reconcile(ctx.report)? {
         ctx.report.event(&Event::StartingNewChain(problem));
-        ctx.report.event(&Event::DoingFull(FullReason::Changed));
-        return full_backup(&repo, &mut listing, Some(src), opts, ctx);
+        return full(FullReason::Changed, src, listing);
+    }
+    if with_blobs && blobs::chain_has_holes(&chain, listing) {
+        return full(FullReason::BlobsMissing, src, listing);
     }
     let decision = if opts.quick {
         decide_quick(&mut chain, &src, ctx)?
     } else {
         decide_thorough(&mut chain, &src, ctx)?
     };
+    let repair = |chain: &mut Chain| -> Result<Vec<blobs::Range>> {
+        if with_blobs {
+            blobs::unmanifested(chain, listing)
+        } else {
+            Ok(Vec::new())
+        }
+    };
     match decision {
         Decision::Nothing => {
             ctx.report.event(&Event::NothingToDo);
-            Ok(BackupOutcome::NothingToDo)
+            let ranges = repair(&mut chain)?;
+            Ok((BackupOutcome::NothingToDo, Some(src), ranges))
         }
-        Decision::Full(reason) => {
-            ctx.report.event(&Event::DoingFull(reason));
-            full_backup(&repo, &mut listing, Some(src), opts, ctx)
-        }
+        Decision::Full(reason) => full(reason, src, listing),
         Decision::Incremental(start) => {
             ctx.report.event(&Event::DoingIncremental { start });
-            incremental_backup(&repo, &mut listing, &chain, src, start, opts, ctx)
+            let ranges = repair(&mut chain)?;
+            let outcome = incremental_backup(repo, listing, &chain, &src, start, opts, ctx)?;
+            let ranges = match outcome {
+                // A full backup after all: the old chain is not continued.
+                BackupOutcome::Full { .. } => Vec::new(),
+                _ => ranges,
+            };
+            Ok((outcome, Some(src), ranges))
         }
     }
 }
@@ -275,16 +367,11 @@ fn new_dest(
 
 fn full_backup(
     repo: &Repository,
-    listing: &mut Listing,
-    src: Option<Source>,
+    src: &Source,
+    (stamp, dest): (String, String),
     opts: &BackupOptions,
     ctx: Ctx,
 ) -> Result<BackupOutcome> {
-    let (stamp, dest) = new_dest(repo, listing, true, opts.gzip, ctx)?;
-    let src = match src {
-        Some(s) => s,
-        None => Source::open(&opts.file)?,
-    };
     let committed = fs::committed(Path::new(&src.path), &src.file, src.size, ctx.report)?;
     let end = committed.pos;
     // repozo writes (and logs) the index first; we write it last, so a
@@ -294,7 +381,7 @@ fn full_backup(
         bytes: end,
         dest: dest.clone(),
     });
-    let md5 = write_data(&src, 0, end, &dest, opts.gzip, ctx)?;
+    let md5 = write_data(src, 0, end, &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start: 0,
@@ -309,10 +396,6 @@ fn full_backup(
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
-    if opts.kill_old {
-        listing.push(format!("{stamp}{}", repo::split_ext(&dest).1));
-        delete_old_backups(repo, listing, ctx)?;
-    }
     Ok(BackupOutcome::Full {
         dest,
         end,
@@ -324,7 +407,7 @@ fn incremental_backup(
     repo: &Repository,
     listing: &mut Listing,
     chain: &Chain,
-    src: Source,
+    src: &Source,
     start: u64,
     opts: &BackupOptions,
     ctx: Ctx,
@@ -344,14 +427,15 @@ fn incremental_backup(
         // The repository holds bytes the Data.fs no longer has committed:
         // the chain cannot be continued, so start a new one.
         ctx.report.event(&Event::DoingFull(FullReason::Changed));
-        return full_backup(repo, listing, Some(src), opts, ctx);
+        let dest = new_dest(repo, listing, true, opts.gzip, ctx)?;
+        return full_backup(repo, src, dest, opts, ctx);
     }
     ctx.report.event(&Event::WritingIndex);
     ctx.report.event(&Event::WritingIncremental {
         bytes: end - start,
         dest: dest.clone(),
     });
-    let md5 = write_data(&src, start, end, &dest, opts.gzip, ctx)?;
+    let md5 = write_data(src, start, end, &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start,
@@ -437,7 +521,7 @@ fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<
     };
     for name in names.iter().filter(|n| *n != keep) {
         ctx.report.event(&Event::RemovingOld(name.clone()));
-        for ext in [".dat", ".index"] {
+        for ext in [".blobs", ".dat", ".index"] {
             let _ = std::fs::remove_file(repo.path(&repo::with_ext(name, ext)));
         }
         let path = repo.path(name);

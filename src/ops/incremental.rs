@@ -207,7 +207,7 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
         }),
         Err(reason) => {
             remove_state(output)?;
-            write_output(&mut chain, output, Check::Quiet, ctx)?;
+            write_output(&mut chain, output, Check::Quiet, None, ctx)?;
             if let Ok((lines, _)) = target_lines(&mut chain)? {
                 write_state(output, &lines)?;
             }

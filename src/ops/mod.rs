@@ -6,6 +6,7 @@
 //! errors whose messages are repozo's where repozo has one.
 
 mod backup;
+pub mod blobs;
 mod incremental;
 pub mod list;
 mod meter;

@@ -5,6 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::Ctx;
+use super::blobs::StagedTree;
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
@@ -36,6 +37,10 @@ pub struct RecoverOptions {
     /// rewriting it (see [`super::recover_incremental`]). Default: `None`,
     /// a full recover as repozo does. Requires `output`.
     pub incremental: Option<super::IncrementalOptions>,
+    /// `--blob-dir`: also restore the blobs of the recovered state into
+    /// this blob directory (see [`super::blobs::StagedTree`]). Requires
+    /// `output`; not with `incremental`. Default: `None`.
+    pub blob_dir: Option<String>,
 }
 
 /// Recovers the chain for `opts.date` into `opts.output` or `stdout`.
@@ -52,6 +57,15 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         None => Event::RecoveringToStdout,
     });
     let check = Check::of(opts);
+    let blobs = opts
+        .blob_dir
+        .as_deref()
+        .map(|dir| (opts.repository.as_str(), dir));
+    if blobs.is_some() && opts.output.is_none() {
+        return Err(Error::Source(
+            "--blob-dir needs -o/--output: the blobs are restored beside a Data.fs file".into(),
+        ));
+    }
     let Some(output) = &opts.output else {
         let truth = read_truth(&mut chain, check)?;
         if truth.is_some() {
@@ -60,7 +74,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         copy_chain(&mut chain, truth.as_ref(), check, stdout, "<stdout>", ctx)?;
         return stdout.flush().at("<stdout>");
     };
-    write_output(&mut chain, output, check, ctx)
+    write_output(&mut chain, output, check, blobs, ctx)
 }
 
 /// How a recover checks the chain files against the `.dat`.
@@ -120,13 +134,29 @@ pub(super) fn select_dated(
 /// `<output>.part`, fsynced, renamed over `<output>`; the chain's last
 /// `.index` becomes `<output>.index` the same way (or a stale one is
 /// removed). On failure the old output and index stay as they were.
-pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: Ctx) -> Result<()> {
+///
+/// With `blobs` = (repository, blob directory), the chain's blobs are
+/// first restored as a complete new tree beside the blob directory; it
+/// is swapped in just before the output is renamed into place, and
+/// swapped back out if that fails. The old tree is removed only when
+/// both new ones are in place.
+pub(super) fn write_output(
+    chain: &mut Chain,
+    output: &str,
+    check: Check,
+    blobs: Option<(&str, &str)>,
+    ctx: Ctx,
+) -> Result<()> {
     let truth = read_truth(chain, check)?;
     if truth.is_some() {
         // Before anything is written: each file matching its own line is
         // not enough if the lines leave a gap.
         chain.check_coverage()?;
     }
+    let mut staged = match blobs {
+        Some((repo, dir)) => Some(StagedTree::build(repo, chain, dir, ctx)?),
+        None => None,
+    };
     let part = format!("{output}.part");
     let mut out = AtomicFile::create_at(output, &part)?;
     if truth.is_none() && !ctx.report.wants_details() {
@@ -153,7 +183,15 @@ pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: C
         ctx.report.event(&Event::NoIndexToRestore(source_index));
         None
     };
-    out.commit()?;
+    if let Some(tree) = staged.as_mut() {
+        tree.swap_in()?;
+    }
+    if let Err(e) = out.commit() {
+        if let Some(tree) = staged {
+            tree.roll_back();
+        }
+        return Err(e);
+    }
     failpoint::hit("recover:output-renamed");
     match index_copy {
         // The output is in place: its index must follow, signal or not.
@@ -163,6 +201,15 @@ pub(super) fn write_output(chain: &mut Chain, output: &str, check: Check, ctx: C
             if std::fs::remove_file(&target_index).is_ok() {
                 ctx.report.event(&Event::RemovedStaleIndex(target_index));
             }
+        }
+    }
+    if let Some(tree) = staged {
+        let gone = tree.finish(ctx)?;
+        if let Some(first) = gone.first() {
+            return Err(Error::BlobsNotRestored {
+                count: gone.len(),
+                first: first.clone(),
+            });
         }
     }
     Ok(())

@@ -363,7 +363,11 @@ fn removal_order(listing: &Listing, files: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for name in files.iter().rev() {
         let stamp = repo::stamp_of(name);
-        for meta in [format!("{stamp}.index"), format!("{stamp}.dat")] {
+        for meta in [
+            format!("{stamp}.blobs"),
+            format!("{stamp}.index"),
+            format!("{stamp}.dat"),
+        ] {
             if meta != chain_dat && removable(&meta) && !out.contains(&meta) {
                 out.push(meta);
             }
@@ -457,6 +461,7 @@ pub(crate) fn retain_locked(
         std::fs::File::open(repo.dir())
             .and_then(|d| d.sync_all())
             .at(repo.dir())?;
+        super::blobs::collect_garbage(repo, ctx)?;
     }
     Ok(RetentionOutcome {
         plan,

@@ -1,5 +1,6 @@
-//! `-V`: check every file of a chain against its `.dat` entry; with
-//! `--deep`, also check that the chain is a valid FileStorage.
+//! `-V`: check every file of a chain against its `.dat` entry, and the
+//! stored blobs its manifests name; with `--deep`, also check that the
+//! chain is a valid FileStorage.
 
 use std::io::{Read, Write};
 
@@ -120,6 +121,10 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             extra.path,
             chain.dat_path()
         )));
+    }
+    // A chain backed up with --blob-dir: its blobs are part of the backup.
+    if super::blobs::chain_has_manifests(&chain) {
+        super::blobs::verify(&opts.repository, &chain, opts.quick, ctx)?;
     }
     if !opts.deep {
         return Ok(());

@@ -29,7 +29,7 @@ impl DatEntry {
     /// Base name of the recorded file, which readers re-join with the
     /// current repository path (repozo's `os.path.basename(fn)`).
     pub fn base_name(&self) -> &str {
-        self.file.rsplit('/').next().unwrap_or(&self.file)
+        super::base_name(&self.file)
     }
 
     /// Number of bytes the file holds uncompressed.

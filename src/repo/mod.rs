@@ -34,8 +34,8 @@ pub struct Listing {
     data: Vec<String>,
     /// Our temporary files left by an interrupted run ([`is_leftover`]).
     leftovers: Vec<String>,
-    /// `<stamp>.dat` and `<stamp>.index` names ([`is_meta_file`]),
-    /// ascending.
+    /// `<stamp>.dat`, `<stamp>.index` and `<stamp>.blobs` names
+    /// ([`is_meta_file`]), ascending.
     meta: Vec<String>,
 }
 
@@ -81,12 +81,13 @@ impl Listing {
         &self.leftovers
     }
 
-    /// `<stamp>.dat` and `<stamp>.index` names, ascending.
+    /// `<stamp>.dat`, `<stamp>.index` and `<stamp>.blobs` names, ascending.
     pub fn meta_files(&self) -> &[String] {
         &self.meta
     }
 
-    /// Whether the directory held the `.dat` or `.index` file `name`.
+    /// Whether the directory held the `.dat`, `.index` or `.blobs` file
+    /// `name`.
     pub fn has_meta(&self, name: &str) -> bool {
         self.meta.binary_search_by(|m| m.as_str().cmp(name)).is_ok()
     }
@@ -281,9 +282,16 @@ pub fn is_data_file(name: &str) -> bool {
 }
 
 /// True if and only if `name` is a `.dat` or `.index` file as repozo names
-/// them: `<stamp>.dat`, `<stamp>.index`.
+/// them (`<stamp>.dat`, `<stamp>.index`), or our blob manifest
+/// `<stamp>.blobs` ([`crate::blob::manifest`]).
 pub fn is_meta_file(name: &str) -> bool {
-    has_stamp_pattern(name) && matches!(&name[19..], ".dat" | ".index")
+    has_stamp_pattern(name) && matches!(&name[19..], ".dat" | ".index" | ".blobs")
+}
+
+/// The last component of a path (`a/b/2026-01-02-00-00-00.fs` gives the
+/// file name), as Python's `os.path.basename`.
+pub fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The stamp part (`YYYY-MM-DD-HH-MM-SS`) of a data, `.dat` or `.index`

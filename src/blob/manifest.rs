@@ -1,0 +1,286 @@
+//! `<stamp>.blobs`: the blob revisions one data file of a chain names.
+//!
+//! A text file, one line per revision, sorted by oid then tid:
+//!
+//! ```text
+//! # repozo-blobs 1 layout=bushy data=2026-11-26-10-00-00.deltafs kind=incremental start=4096 end=81920
+//! 00000000000000a1 040d461ffeab9600 48213 <64 hex digits of BLAKE3>
+//! 00000000000000a2 040d461ffeab9600 - gone
+//! # end 2 <64 hex digits of BLAKE3 of every byte above this line>
+//! ```
+//!
+//! A full backup's manifest lists every blob record of `Data.fs[0, end)`,
+//! an incremental one only those of its own `[start, end)`, so the blob
+//! set as of any date is the union of the chain's manifests up to it. A
+//! `gone` line is a revision the backup needed but found neither in the
+//! blob directory nor in `<blob dir>.old`. The last line detects a
+//! truncated or edited manifest.
+
+use std::io::{BufRead, BufReader, Read};
+
+use super::layout::Layout;
+use super::store::Hash;
+use crate::error::{Error, IoContext, Result};
+
+/// First word of a manifest, with its format version.
+const MAGIC: &str = "# repozo-blobs 1 ";
+/// Longest line a manifest can hold: the header with a long data name.
+const MAX_LINE: u64 = 1024;
+
+/// Whether a manifest covers a full backup or an increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every blob record of `[0, end)`.
+    Full,
+    /// The blob records of `[start, end)` only.
+    Incremental,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Full => "full",
+            Kind::Incremental => "incremental",
+        }
+    }
+}
+
+/// One blob revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// Object id.
+    pub oid: u64,
+    /// Transaction id naming the file.
+    pub tid: u64,
+    /// Size and content hash; `None` when the file was not found.
+    pub content: Option<(u64, Hash)>,
+}
+
+/// A parsed (or about to be written) manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The layout of the blob directory backed up.
+    pub layout: Layout,
+    /// The data file this manifest belongs to (base name).
+    pub data: String,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// First byte of the range.
+    pub start: u64,
+    /// End of the range.
+    pub end: u64,
+    /// The revisions, sorted by (oid, tid), without duplicates.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// The file's bytes. Entries are sorted and deduplicated first.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut entries = self.entries.clone();
+        entries.sort();
+        entries.dedup_by_key(|e| (e.oid, e.tid));
+        let mut out = format!(
+            "{MAGIC}layout={} data={} kind={} start={} end={}\n",
+            self.layout.name(),
+            self.data,
+            self.kind.name(),
+            self.start,
+            self.end
+        );
+        for e in &entries {
+            match e.content {
+                Some((size, hash)) => {
+                    out.push_str(&format!("{:016x} {:016x} {size} {hash}\n", e.oid, e.tid))
+                }
+                None => out.push_str(&format!("{:016x} {:016x} - gone\n", e.oid, e.tid)),
+            }
+        }
+        let sum = Hash::of(out.as_bytes());
+        out.push_str(&format!("# end {} {sum}\n", entries.len()));
+        out.into_bytes()
+    }
+
+    /// How many revisions were not found when it was written.
+    pub fn gone(&self) -> usize {
+        self.entries.iter().filter(|e| e.content.is_none()).count()
+    }
+
+    /// Reads and checks the manifest at `path`. Errors name the file and
+    /// line and say what to do.
+    pub fn read(path: &str) -> Result<Manifest> {
+        let file = crate::io::open_regular(path).at(path)?;
+        Manifest::parse(file, path)
+    }
+
+    /// Parses a manifest from `r`; `path` names it in errors.
+    pub fn parse(r: impl Read, path: &str) -> Result<Manifest> {
+        let mut r = BufReader::new(r);
+        let mut hasher = blake3::Hasher::new();
+        let mut line = Vec::new();
+        let mut lineno = 0usize;
+        let bad = |lineno: usize, what: &str| Error::Manifest {
+            path: path.to_string(),
+            line: lineno,
+            what: what.to_string(),
+        };
+        let mut next = |line: &mut Vec<u8>, lineno: &mut usize| -> Result<bool> {
+            line.clear();
+            let n = (&mut r).take(MAX_LINE).read_until(b'\n', line).at(path)?;
+            *lineno += 1;
+            if n == 0 {
+                return Ok(false);
+            }
+            if line.last() != Some(&b'\n') {
+                return Err(bad(*lineno, "line too long or cut short"));
+            }
+            Ok(true)
+        };
+        if !next(&mut line, &mut lineno)? {
+            return Err(bad(1, "empty file"));
+        }
+        hasher.update(&line);
+        let header = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|l| l.trim_end().strip_prefix(MAGIC.trim_end()))
+            .ok_or_else(|| bad(1, "not a repozo blob manifest (version 1)"))?;
+        let mut manifest = parse_header(header).ok_or_else(|| bad(1, "damaged header"))?;
+        loop {
+            if !next(&mut line, &mut lineno)? {
+                return Err(bad(
+                    lineno,
+                    "the \"# end\" line is missing: the file is cut short",
+                ));
+            }
+            let text = std::str::from_utf8(&line)
+                .map_err(|_| bad(lineno, "not text"))?
+                .trim_end_matches('\n');
+            if let Some(footer) = text.strip_prefix("# end ") {
+                let sum = hasher.finalize();
+                let mut words = footer.split(' ');
+                let count = words.next().and_then(|w| w.parse::<usize>().ok());
+                let want = words.next().and_then(Hash::from_hex);
+                if count != Some(manifest.entries.len())
+                    || want.map(|h| h.0) != Some(*sum.as_bytes())
+                {
+                    return Err(bad(
+                        lineno,
+                        "checksum mismatch: the file was changed or damaged",
+                    ));
+                }
+                if next(&mut line, &mut lineno)? {
+                    return Err(bad(lineno, "text after the \"# end\" line"));
+                }
+                return Ok(manifest);
+            }
+            hasher.update(&line);
+            let entry = parse_entry(text).ok_or_else(|| bad(lineno, "damaged entry"))?;
+            if manifest
+                .entries
+                .last()
+                .is_some_and(|l| (l.oid, l.tid) >= (entry.oid, entry.tid))
+            {
+                return Err(bad(lineno, "entries out of order"));
+            }
+            manifest.entries.push(entry);
+        }
+    }
+}
+
+fn parse_header(h: &str) -> Option<Manifest> {
+    let mut m = Manifest {
+        layout: Layout::Bushy,
+        data: String::new(),
+        kind: Kind::Full,
+        start: 0,
+        end: 0,
+        entries: Vec::new(),
+    };
+    let mut seen = 0;
+    for word in h.split(' ').filter(|w| !w.is_empty()) {
+        let (k, v) = word.split_once('=')?;
+        match k {
+            "layout" => m.layout = Layout::from_name(v)?,
+            "data" => m.data = v.to_string(),
+            "kind" => {
+                m.kind = match v {
+                    "full" => Kind::Full,
+                    "incremental" => Kind::Incremental,
+                    _ => return None,
+                }
+            }
+            "start" => m.start = v.parse().ok()?,
+            "end" => m.end = v.parse().ok()?,
+            _ => continue, // a later minor version may add fields
+        }
+        seen += 1;
+    }
+    (seen == 5 && m.start <= m.end).then_some(m)
+}
+
+fn parse_entry(line: &str) -> Option<Entry> {
+    let mut w = line.split(' ');
+    let oid = w.next().filter(|s| s.len() == 16)?;
+    let tid = w.next().filter(|s| s.len() == 16)?;
+    let oid = u64::from_str_radix(oid, 16).ok()?;
+    let tid = u64::from_str_radix(tid, 16).ok()?;
+    let content = match (w.next()?, w.next()?) {
+        ("-", "gone") => None,
+        (size, hash) => Some((size.parse().ok()?, Hash::from_hex(hash)?)),
+    };
+    w.next().is_none().then_some(Entry { oid, tid, content })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            layout: Layout::Bushy,
+            data: "2026-11-26-10-00-00.fs".into(),
+            kind: Kind::Full,
+            start: 0,
+            end: 100,
+            entries: vec![
+                Entry {
+                    oid: 2,
+                    tid: 9,
+                    content: None,
+                },
+                Entry {
+                    oid: 1,
+                    tid: 5,
+                    content: Some((3, Hash::of(b"abc"))),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_written_manifest_reads_back_sorted() {
+        let m = sample();
+        let bytes = m.to_bytes();
+        let back = Manifest::parse(&bytes[..], "x.blobs").unwrap();
+        assert_eq!(back.entries[0].oid, 1);
+        assert_eq!(back.gone(), 1);
+        assert_eq!(back.data, m.data);
+        assert_eq!(back.end, 100);
+    }
+
+    #[test]
+    fn a_cut_or_changed_manifest_is_an_error_naming_the_line() {
+        let bytes = sample().to_bytes();
+        let cut = &bytes[..bytes.len() - 80];
+        let err = Manifest::parse(cut, "x.blobs").unwrap_err().to_string();
+        assert!(err.starts_with("x.blobs: line "), "{err}");
+        let mut changed = bytes.clone();
+        let at = changed.iter().position(|&c| c == b'\n').unwrap() + 1;
+        changed[at + 36] = if changed[at + 36] == b'a' { b'b' } else { b'a' };
+        let err = Manifest::parse(&changed[..], "x.blobs")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(Manifest::parse(&b""[..], "x.blobs").is_err());
+        assert!(Manifest::parse(&b"garbage\n"[..], "x.blobs").is_err());
+    }
+}

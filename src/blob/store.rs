@@ -1,0 +1,334 @@
+//! `blobs/objects/`: blob contents, each stored once under its BLAKE3 hash.
+//!
+//! An object is `blobs/objects/<first two hex digits>/<64 hex digits>`,
+//! read-only, never rewritten: equal contents (the same file under two
+//! oids, or unchanged across backups and chains) are stored once.
+//!
+//! New objects are written as `blobs/incoming/<pid>-<n>` while their hash
+//! is computed, then, a batch at a time, made durable with one `syncfs`,
+//! renamed to their names, and made durable again. So an object under its
+//! final name always has its whole content, even after a power loss,
+//! without paying one `fsync` per file (a blob store holds hundreds of
+//! thousands of small files; an fsync each cost more than the copy). The
+//! manifests that name objects are written only after their batch is
+//! committed. Files left in `incoming/` by a crash are removed by the
+//! next run that holds the repository lock.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// A BLAKE3 hash of a blob's content.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The hash of `data`.
+    pub fn of(data: &[u8]) -> Hash {
+        Hash(*blake3::hash(data).as_bytes())
+    }
+
+    /// Parses 64 lowercase hex digits.
+    pub fn from_hex(s: &str) -> Option<Hash> {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Hash(out))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({self})")
+    }
+}
+
+/// Copy buffer size.
+const BUF: usize = 1 << 20;
+/// A batch is committed when it holds this many objects…
+const BATCH_OBJECTS: usize = 16_384;
+/// …or this many bytes.
+const BATCH_BYTES: u64 = 4 << 30;
+
+/// The blob store of a repository (`<repo>/blobs`).
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The store of the repository directory `repo_dir` (not created).
+    pub fn new(repo_dir: &str) -> Store {
+        Store {
+            root: Path::new(repo_dir).join("blobs"),
+        }
+    }
+
+    /// `<repo>/blobs`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object `hash` lives.
+    pub fn object_path(&self, hash: &Hash) -> PathBuf {
+        let hex = hash.to_string();
+        self.root.join("objects").join(&hex[..2]).join(hex)
+    }
+
+    fn incoming(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+
+    /// The size of object `hash`, or `None` if it is not stored.
+    pub fn size_of(&self, hash: &Hash) -> Result<Option<u64>> {
+        let path = self.object_path(hash);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Opens object `hash` for reading.
+    pub fn open(&self, hash: &Hash) -> Result<File> {
+        let path = self.object_path(hash);
+        crate::io::open_regular(&path).at(&path)
+    }
+
+    /// Hashes object `hash` and says whether its content still matches.
+    pub fn content_matches(&self, hash: &Hash, size: u64) -> Result<bool> {
+        let mut f = self.open(hash)?;
+        let mut buf = vec![0; BUF];
+        let (got, n) = hash_copy(
+            &mut f,
+            None,
+            &mut buf,
+            &self.object_path(hash),
+            Path::new(""),
+        )?;
+        Ok(got == *hash && n == size)
+    }
+
+    /// Starts writing new objects. Removes what a crashed run left in
+    /// `incoming/`; the caller holds the repository lock.
+    pub fn writer(&self) -> Result<Writer<'_>> {
+        let incoming = self.incoming();
+        std::fs::create_dir_all(&incoming).at(&incoming)?;
+        for entry in std::fs::read_dir(&incoming).at(&incoming)? {
+            let path = entry.at(&incoming)?.path();
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(Writer {
+            store: self,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            next: 0,
+            buf: vec![0; BUF],
+        })
+    }
+
+    /// Removes every object not in `keep`, and what a crashed run left in
+    /// `incoming/`; returns (objects, bytes) removed. The caller holds the
+    /// repository lock, so no backup is adding objects meanwhile.
+    pub fn sweep(&self, keep: &HashSet<Hash>) -> Result<(u64, u64)> {
+        let objects = self.root.join("objects");
+        let (mut n, mut bytes) = (0u64, 0u64);
+        let _ = self.writer()?; // clears incoming/
+        let dirs = match std::fs::read_dir(&objects) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(Error::io(&objects, e)),
+        };
+        for dir in dirs {
+            let dir = dir.at(&objects)?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&dir).at(&dir)? {
+                let entry = entry.at(&dir)?;
+                let name = entry.file_name();
+                let Some(hash) = name.to_str().and_then(Hash::from_hex) else {
+                    continue; // not ours: leave it
+                };
+                if keep.contains(&hash) {
+                    continue;
+                }
+                let path = entry.path();
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(&path).at(&path)?;
+                n += 1;
+                bytes += len;
+            }
+        }
+        Ok((n, bytes))
+    }
+}
+
+/// Adds objects to a [`Store`]; see the module doc for the order of
+/// writes. Objects become visible under their names only at
+/// [`Writer::commit`] (or when a batch fills up).
+pub struct Writer<'s> {
+    store: &'s Store,
+    pending: Vec<(PathBuf, Hash)>,
+    pending_bytes: u64,
+    next: u64,
+    buf: Vec<u8>,
+}
+
+impl Writer<'_> {
+    /// Copies `src` (named `shown` in errors) into the store unless an
+    /// object with its content exists; returns its hash, its size, and
+    /// whether it is new to the store.
+    pub fn put(&mut self, src: &mut File, shown: &Path) -> Result<(Hash, u64, bool)> {
+        let tmp = self
+            .store
+            .incoming()
+            .join(format!("{}-{}", std::process::id(), self.next));
+        self.next += 1;
+        let mut out = File::create(&tmp).at(&tmp)?;
+        let copied = hash_copy(src, Some(&mut out), &mut self.buf, shown, &tmp);
+        let (hash, size) = match copied {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        drop(out);
+        let stored = self.store.size_of(&hash)? == Some(size)
+            || self.pending.iter().any(|(_, h)| *h == hash);
+        if stored {
+            std::fs::remove_file(&tmp).at(&tmp)?;
+        } else {
+            self.pending.push((tmp, hash));
+            self.pending_bytes += size;
+            if self.pending.len() >= BATCH_OBJECTS || self.pending_bytes >= BATCH_BYTES {
+                self.commit()?;
+            }
+        }
+        Ok((hash, size, !stored))
+    }
+
+    /// Makes every object put so far durable under its name.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let incoming = self.store.incoming();
+        syncfs(&incoming)?;
+        let mut dirs = HashSet::new();
+        for (tmp, hash) in self.pending.drain(..) {
+            let dest = self.store.object_path(&hash);
+            let dir = dest.parent().expect("objects/xx").to_path_buf();
+            if dirs.insert(dir.clone()) {
+                std::fs::create_dir_all(&dir).at(&dir)?;
+            }
+            let perms = std::fs::Permissions::from_mode(0o444);
+            std::fs::set_permissions(&tmp, perms).at(&tmp)?;
+            std::fs::rename(&tmp, &dest).at(&dest)?;
+            crate::failpoint::hit("backup:blob-stored");
+        }
+        self.pending_bytes = 0;
+        syncfs(&incoming)
+    }
+}
+
+/// Hashes `src`, writing it to `out` if given; returns (hash, bytes).
+pub fn hash_copy(
+    src: &mut File,
+    mut out: Option<&mut File>,
+    buf: &mut [u8],
+    shown: &Path,
+    out_path: &Path,
+) -> Result<(Hash, u64)> {
+    let mut h = blake3::Hasher::new();
+    let mut n = 0u64;
+    loop {
+        let k = match src.read(buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(shown, e).with_pos(n)),
+        };
+        h.update(&buf[..k]);
+        if let Some(o) = out.as_mut() {
+            o.write_all(&buf[..k]).at(out_path)?;
+        }
+        n += k as u64;
+        crate::interrupt::check()?;
+    }
+    Ok((Hash(*h.finalize().as_bytes()), n))
+}
+
+/// Flushes the whole filesystem holding `path` to stable storage.
+pub fn syncfs(path: &Path) -> Result<()> {
+    let dir = File::open(path).at(path)?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(Error::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_contents_are_stored_once_and_unreferenced_ones_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().to_str().unwrap();
+        let store = Store::new(repo);
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"same").unwrap();
+        std::fs::write(&b, b"other").unwrap();
+        let mut w = store.writer().unwrap();
+        let (ha, na, new) = w.put(&mut File::open(&a).unwrap(), &a).unwrap();
+        assert!(new);
+        let (ha2, _, new) = w.put(&mut File::open(&a).unwrap(), &a).unwrap();
+        assert!(!new);
+        let (hb, _, _) = w.put(&mut File::open(&b).unwrap(), &b).unwrap();
+        w.commit().unwrap();
+        assert_eq!(ha, ha2);
+        assert_eq!(ha, Hash::of(b"same"));
+        assert_eq!(na, 4);
+        assert_eq!(store.size_of(&ha).unwrap(), Some(4));
+        assert!(store.content_matches(&hb, 5).unwrap());
+        assert_eq!(std::fs::read_dir(store.incoming()).unwrap().count(), 0);
+        let keep: HashSet<Hash> = [hb].into_iter().collect();
+        assert_eq!(store.sweep(&keep).unwrap(), (1, 4));
+        assert_eq!(store.size_of(&ha).unwrap(), None);
+        assert_eq!(store.size_of(&hb).unwrap(), Some(5));
+    }
+
+    #[test]
+    fn hashes_round_trip_through_hex() {
+        let h = Hash::of(b"x");
+        assert_eq!(Hash::from_hex(&h.to_string()), Some(h));
+        assert_eq!(Hash::from_hex("zz"), None);
+    }
+}

@@ -1,0 +1,565 @@
+//! The blob side of `-B`, `-R` and `-V` (`--blob-dir`), and the blob
+//! store's garbage collection after `-k` and retention.
+//!
+//! **Backup.** After the Data.fs step has written the data file, its
+//! `.dat` line and its `.index`, the blob records of the backed-up byte
+//! range are read from the same open Data.fs ([`fs::blob_records`]), and
+//! each named file `<blob dir>/<layout path>/<tid>.blob` is stored. A file
+//! a concurrent pack has moved is taken from `<blob dir>.old/`; one found
+//! nowhere is recorded as `gone` and the backup exits 3. Contents are
+//! committed to the store before the manifest naming them is written. A
+//! data file of the continued chain that has no manifest (a crash, a
+//! backup without `--blob-dir`, or ZODB's repozo) gets one in the same
+//! run, from the same Data.fs, whose prefix the backup decision has just
+//! matched against the chain.
+//!
+//! **Restore.** The union of the selected chain's manifests is written as
+//! a new tree beside the blob directory (`<dir>.repozo-new-<pid>`), every
+//! content checked against its hash, the filesystem synced; only then is
+//! the new Data.fs written and both swapped in. See [`StagedTree`].
+//!
+//! **Verify.** Every manifest of the chain is read (its last line checks
+//! it is whole) and each object it names is checked: its size with `-Q`,
+//! its BLAKE3 hash otherwise.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::Ctx;
+use super::meter::Meter;
+use crate::blob::store::{self, syncfs};
+use crate::blob::{Entry, Hash, Kind, Layout, Manifest, Store};
+use crate::error::{Error, IoContext, Result};
+use crate::failpoint;
+use crate::fs::{self, BlobRecord};
+use crate::io::AtomicFile;
+use crate::repo::{self, Chain, Listing, Repository};
+use crate::report::{Event, Phase};
+
+/// A blob directory being backed up (`--blob-dir`).
+#[derive(Debug, Clone)]
+pub struct BlobDir {
+    dir: PathBuf,
+    old: PathBuf,
+    shown: String,
+    layout: Layout,
+}
+
+impl BlobDir {
+    /// Checks that `dir` is a directory and reads its layout. Called
+    /// before the Data.fs step, so a wrong `--blob-dir` writes nothing.
+    pub fn open(dir: &str) -> Result<BlobDir> {
+        let path = PathBuf::from(dir);
+        let meta = std::fs::metadata(&path).at(&path)?;
+        if !meta.is_dir() {
+            return Err(Error::Source(format!(
+                "--blob-dir {dir} is not a directory: give the blob directory of the \
+                 Data.fs (blob-dir in zope.conf or the ZEO configuration); nothing was written"
+            )));
+        }
+        let layout = Layout::of_dir(&path)?;
+        let trimmed = dir.trim_end_matches('/');
+        Ok(BlobDir {
+            old: PathBuf::from(format!("{trimmed}.old")),
+            dir: path,
+            shown: dir.to_string(),
+            layout,
+        })
+    }
+
+    /// Opens the file of `rec`: in the blob directory, else in `.old`.
+    fn open_file(&self, rec: &BlobRecord) -> Result<Option<(File, PathBuf)>> {
+        let rel = self.layout.file(rec.oid, rec.tid);
+        for base in [&self.dir, &self.old] {
+            let path = base.join(&rel);
+            match crate::io::open_regular(&path) {
+                Ok(f) => return Ok(Some((f, path))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A byte range of the Data.fs that needs a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Range {
+    /// The data file's base name.
+    pub data: String,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// Range start.
+    pub start: u64,
+    /// Range end.
+    pub end: u64,
+}
+
+/// The manifest name of a data file name.
+pub(super) fn manifest_name(data: &str) -> String {
+    repo::with_ext(data, ".blobs")
+}
+
+/// The ranges of `chain`'s data files that have no manifest in `listing`.
+pub(super) fn unmanifested(chain: &mut Chain, listing: &Listing) -> Result<Vec<Range>> {
+    let names: HashSet<String> = chain.files().iter().map(|f| f.name.clone()).collect();
+    let Some(entries) = chain.entries()? else {
+        return Ok(Vec::new());
+    };
+    Ok(entries
+        .iter()
+        .filter(|e| names.contains(e.base_name()))
+        .filter(|e| !listing.has_meta(&manifest_name(e.base_name())))
+        .map(|e| Range {
+            data: e.base_name().to_string(),
+            kind: if repo::is_full(e.base_name()) {
+                Kind::Full
+            } else {
+                Kind::Incremental
+            },
+            start: e.start,
+            end: e.end,
+        })
+        .collect())
+}
+
+/// Whether any manifest of `chain` records missing blob files (reads
+/// only their first lines).
+pub(super) fn chain_has_holes(chain: &Chain, listing: &Listing) -> bool {
+    chain.files().iter().any(|f| {
+        let name = manifest_name(&f.name);
+        listing.has_meta(&name) && Manifest::read(&chain.path_of(&name)).is_ok_and(|m| m.gone() > 0)
+    })
+}
+
+/// Backs up the blobs of `ranges` of the open Data.fs `src` (shown as
+/// `shown`), writing one manifest per range. Fails with
+/// [`Error::BlobsMissing`] (exit 3) after writing everything if some
+/// file was found nowhere.
+pub(super) fn backup(
+    repo: &Repository,
+    listing: &Listing,
+    src: &File,
+    shown: &str,
+    blobs: &BlobDir,
+    ranges: &[Range],
+    ctx: Ctx,
+) -> Result<()> {
+    failpoint::hit("backup:blobs-start");
+    let store = Store::new(repo.dir());
+    // Hashes already known by (oid, tid): blob files are never rewritten,
+    // so a revision stored once need not be read again (a full backup
+    // after a pack then reads no blob file it has stored before).
+    let known = if ranges.iter().any(|r| r.kind == Kind::Full) || ranges.len() > 1 {
+        known_revisions(repo, listing)
+    } else {
+        HashMap::new()
+    };
+    let mut writer = store.writer()?;
+    let meter = Meter::new(ctx.report, Phase::Blobs, None);
+    let mut manifests = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for range in ranges {
+        let mut records = fs::blob_records(src, shown, range.start, range.end)?;
+        records.sort();
+        records.dedup();
+        let (mut stored, mut bytes, mut reused) = (0u64, 0u64, 0u64);
+        let mut entries = Vec::with_capacity(records.len());
+        let mut gone = 0u64;
+        for rec in &records {
+            crate::interrupt::check()?;
+            if let Some(&(size, hash)) = known.get(&(rec.oid, rec.tid))
+                && store.size_of(&hash)? == Some(size)
+            {
+                reused += 1;
+                entries.push(Entry {
+                    oid: rec.oid,
+                    tid: rec.tid,
+                    content: Some((size, hash)),
+                });
+                continue;
+            }
+            let content = match blobs.open_file(rec)? {
+                Some((mut file, path)) => {
+                    let (hash, size, new) = writer.put(&mut file, &path)?;
+                    meter.add(size);
+                    if new {
+                        stored += 1;
+                        bytes += size;
+                    } else {
+                        reused += 1;
+                    }
+                    Some((size, hash))
+                }
+                None => {
+                    let path = blobs.dir.join(blobs.layout.file(rec.oid, rec.tid));
+                    let path = path.display().to_string();
+                    ctx.report.event(&Event::BlobMissing { path: path.clone() });
+                    missing.push(path);
+                    gone += 1;
+                    None
+                }
+            };
+            entries.push(Entry {
+                oid: rec.oid,
+                tid: rec.tid,
+                content,
+            });
+        }
+        let manifest = Manifest {
+            layout: blobs.layout,
+            data: range.data.clone(),
+            kind: range.kind,
+            start: range.start,
+            end: range.end,
+            entries,
+        };
+        manifests.push((manifest, stored, bytes, reused, gone));
+    }
+    writer.commit()?;
+    let mut last_with_holes = None;
+    for (manifest, stored, bytes, reused, gone) in manifests {
+        let path = repo.path(&manifest_name(&manifest.data));
+        let mut out = AtomicFile::create(&path)?;
+        out.write_all(&manifest.to_bytes()).at(&path)?;
+        out.commit()?;
+        failpoint::hit("backup:manifest-written");
+        if gone > 0 {
+            last_with_holes = Some(path.clone());
+        }
+        ctx.report.event(&Event::BlobsBackedUp {
+            manifest: path,
+            records: manifest.entries.len() as u64,
+            stored,
+            bytes,
+            reused,
+            missing: gone,
+        });
+    }
+    write_state(&store, ranges)?;
+    match last_with_holes {
+        None => Ok(()),
+        Some(manifest) => Err(Error::BlobsMissing {
+            count: missing.len(),
+            dir: blobs.shown.clone(),
+            first: missing.first().cloned().unwrap_or_default(),
+            manifest,
+        }),
+    }
+}
+
+/// `blobs/STATE`: rewritten on every blob backup, so the `blobs`
+/// directory's modification time stays that of the last backup (wrappers
+/// that prune a repository by age then leave it alone).
+fn write_state(store: &Store, ranges: &[Range]) -> Result<()> {
+    let path = store.root().join("STATE");
+    let mut out = AtomicFile::create(&path)?;
+    let last = ranges.last().map_or("", |r| r.data.as_str());
+    writeln!(out, "repozo blob store 1\nlast manifest for {last}").at(&path)?;
+    out.commit()
+}
+
+/// Every (oid, tid) → (size, hash) the repository's readable manifests
+/// record. Unreadable manifests are skipped: this only saves reading.
+fn known_revisions(repo: &Repository, listing: &Listing) -> HashMap<(u64, u64), (u64, Hash)> {
+    let mut known = HashMap::new();
+    for name in listing
+        .meta_files()
+        .iter()
+        .filter(|n| n.ends_with(".blobs"))
+    {
+        if let Ok(m) = Manifest::read(&repo.path(name)) {
+            for e in m.entries {
+                if let Some(c) = e.content {
+                    known.insert((e.oid, e.tid), c);
+                }
+            }
+        }
+    }
+    known
+}
+
+/// The blob set of `chain`: the union of its manifests, and the layout of
+/// the newest. Fails, naming the data file, when one has no manifest.
+pub(super) fn chain_blobs(chain: &Chain) -> Result<(Layout, Vec<Entry>, usize)> {
+    let mut union: Vec<Entry> = Vec::new();
+    let mut layout = Layout::Bushy;
+    let mut count = 0;
+    for file in chain.files() {
+        let path = chain.path_of(&manifest_name(&file.name));
+        let m = match Manifest::read(&path) {
+            Ok(m) => m,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Verification(format!(
+                    "{} has no blob manifest ({path}): it was backed up without --blob-dir or \
+                     by ZODB's repozo. Run a backup with --blob-dir to add it, or recover \
+                     without --blob-dir",
+                    file.path
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        if m.data != file.name {
+            return Err(Error::Verification(format!(
+                "{path} describes {}, not {}: the manifest was renamed or copied; make a new \
+                 full backup with --blob-dir (-F)",
+                m.data, file.name
+            )));
+        }
+        layout = m.layout;
+        union.extend(m.entries);
+        count += 1;
+    }
+    union.sort();
+    union.dedup_by_key(|e| (e.oid, e.tid));
+    Ok((layout, union, count))
+}
+
+/// Whether the chain has at least one manifest (then `-V` checks blobs).
+pub(super) fn chain_has_manifests(chain: &Chain) -> bool {
+    chain
+        .files()
+        .iter()
+        .any(|f| Path::new(&chain.path_of(&manifest_name(&f.name))).exists())
+}
+
+/// `-V`: checks every manifest of `chain` and every object it names.
+pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Result<()> {
+    let (_, entries, manifests) = chain_blobs(chain)?;
+    let store = Store::new(repo_dir);
+    let mut seen = HashSet::new();
+    let mut problems = Vec::new();
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let meter = Meter::new(ctx.report, Phase::Blobs, None);
+    for e in &entries {
+        crate::interrupt::check()?;
+        let Some((size, hash)) = e.content else {
+            problems.push(format!(
+                "blob {:016x} {:016x} was missing when it was backed up",
+                e.oid, e.tid
+            ));
+            continue;
+        };
+        if !seen.insert(hash) {
+            continue;
+        }
+        objects += 1;
+        bytes += size;
+        let path = store.object_path(&hash);
+        match store.size_of(&hash)? {
+            None => problems.push(format!("{} is missing", path.display())),
+            Some(s) if s != size => problems.push(format!(
+                "{} is {s} bytes, should be {size} bytes",
+                path.display()
+            )),
+            Some(_) if !quick && !store.content_matches(&hash, size)? => {
+                problems.push(format!("{} does not match its hash", path.display()))
+            }
+            Some(_) => {}
+        }
+        meter.add(size);
+    }
+    if let Some(first) = problems.first() {
+        return Err(Error::Verification(format!(
+            "{} blob problem(s) in {}; first: {first}. The Data.fs backups are not affected; \
+             a new full backup with --blob-dir (-F) stores the blobs again",
+            problems.len(),
+            repo_dir
+        )));
+    }
+    ctx.report.event(&Event::BlobsVerified {
+        manifests,
+        objects,
+        bytes,
+        quick,
+    });
+    Ok(())
+}
+
+/// Removes the store's objects that no readable manifest of the
+/// repository names. Does nothing if the store does not exist, or if any
+/// manifest cannot be read (an object it names might be removed).
+pub(super) fn collect_garbage(repo: &Repository, ctx: Ctx) -> Result<()> {
+    let store = Store::new(repo.dir());
+    if !store.root().exists() {
+        return Ok(());
+    }
+    let listing = repo.list()?;
+    let mut keep = HashSet::new();
+    for name in listing
+        .meta_files()
+        .iter()
+        .filter(|n| n.ends_with(".blobs"))
+    {
+        match Manifest::read(&repo.path(name)) {
+            Ok(m) => keep.extend(m.entries.iter().filter_map(|e| e.content.map(|c| c.1))),
+            Err(_) => return Ok(()),
+        }
+    }
+    let (objects, bytes) = store.sweep(&keep)?;
+    if objects > 0 {
+        ctx.report.event(&Event::BlobsCollected { objects, bytes });
+    }
+    Ok(())
+}
+
+/// A restored blob tree, complete and synced beside the blob directory,
+/// waiting to be swapped in ([`StagedTree::swap_in`]). Dropping it without
+/// swapping removes it.
+pub struct StagedTree {
+    new: PathBuf,
+    target: PathBuf,
+    files: u64,
+    bytes: u64,
+    gone: Vec<String>,
+    swapped: bool,
+}
+
+impl StagedTree {
+    /// Writes the blob set of `chain` as a tree beside `target`, checking
+    /// every content against its hash. Nothing existing is touched.
+    pub fn build(repo_dir: &str, chain: &Chain, target: &str, ctx: Ctx) -> Result<StagedTree> {
+        let (layout, entries, _) = chain_blobs(chain)?;
+        let target = PathBuf::from(target.trim_end_matches('/'));
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| {
+                Error::Source(format!(
+                    "--blob-dir {} names no directory",
+                    target.display()
+                ))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let new = parent.join(format!("{name}.repozo-new-{}", std::process::id()));
+        if new.exists() {
+            std::fs::remove_dir_all(&new).at(&new)?;
+        }
+        std::fs::create_dir(&new).at(&new)?;
+        let mut tree = StagedTree {
+            new,
+            target,
+            files: 0,
+            bytes: 0,
+            gone: Vec::new(),
+            swapped: false,
+        };
+        tree.fill(repo_dir, layout, &entries, ctx)?;
+        Ok(tree)
+    }
+
+    fn fill(&mut self, repo_dir: &str, layout: Layout, entries: &[Entry], ctx: Ctx) -> Result<()> {
+        let store = Store::new(repo_dir);
+        std::fs::write(self.new.join(crate::blob::layout::MARKER), layout.name())
+            .at(self.new.join(crate::blob::layout::MARKER))?;
+        std::fs::create_dir(self.new.join("tmp")).at(self.new.join("tmp"))?;
+        let meter = Meter::new(ctx.report, Phase::Blobs, None);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut made: HashSet<String> = HashSet::new();
+        for e in entries {
+            crate::interrupt::check()?;
+            let rel = layout.file(e.oid, e.tid);
+            let Some((size, hash)) = e.content else {
+                self.gone.push(rel);
+                continue;
+            };
+            let dir = layout.oid_dir(e.oid);
+            if made.insert(dir.clone()) {
+                let d = self.new.join(&dir);
+                std::fs::create_dir_all(&d).at(&d)?;
+            }
+            let dest = self.new.join(&rel);
+            let mut src = store.open(&hash)?;
+            let mut out = File::create(&dest).at(&dest)?;
+            let src_path = store.object_path(&hash);
+            let (got, n) = store::hash_copy(&mut src, Some(&mut out), &mut buf, &src_path, &dest)?;
+            if got != hash || n != size {
+                return Err(Error::Verification(format!(
+                    "{} (blob {:016x} {:016x}) is damaged: its content no longer matches the \
+                     hash it is stored under. Nothing was restored; restore an earlier date, \
+                     or make a new full backup with --blob-dir if the blob directory still \
+                     has the file",
+                    src_path.display(),
+                    e.oid,
+                    e.tid
+                )));
+            }
+            drop(out);
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o444)).at(&dest)?;
+            self.files += 1;
+            self.bytes += n;
+            meter.add(n);
+        }
+        syncfs(&self.new)
+    }
+
+    /// Swaps the new tree in: the old one (if any) is renamed aside, the
+    /// new one into place, the parent synced. Call [`StagedTree::finish`]
+    /// once the Data.fs is in place too, or [`StagedTree::roll_back`].
+    pub fn swap_in(&mut self) -> Result<()> {
+        let aside = self.aside();
+        if self.target.exists() {
+            std::fs::rename(&self.target, &aside).at(&self.target)?;
+        }
+        if let Err(e) = std::fs::rename(&self.new, &self.target) {
+            let _ = std::fs::rename(&aside, &self.target);
+            return Err(Error::io(&self.target, e));
+        }
+        self.swapped = true;
+        failpoint::hit("recover:blobs-swapped");
+        syncfs(&self.target)
+    }
+
+    /// Puts the old tree back after a failed Data.fs step.
+    pub fn roll_back(mut self) {
+        if self.swapped {
+            let _ = std::fs::rename(&self.target, &self.new);
+            let _ = std::fs::rename(self.aside(), &self.target);
+            self.swapped = false;
+        }
+    }
+
+    /// Removes the old tree; reports what was restored. Returns the
+    /// revisions the manifests record as missing (restored without them).
+    pub fn finish(mut self, ctx: Ctx) -> Result<Vec<String>> {
+        let aside = self.aside();
+        if aside.exists() {
+            remove_tree(&aside)?;
+        }
+        ctx.report.event(&Event::BlobsRestored {
+            dir: self.target.display().to_string(),
+            files: self.files,
+            bytes: self.bytes,
+        });
+        self.swapped = false;
+        self.new = PathBuf::new();
+        Ok(std::mem::take(&mut self.gone))
+    }
+
+    fn aside(&self) -> PathBuf {
+        let mut s = self.target.clone().into_os_string();
+        s.push(format!(".repozo-old-{}", std::process::id()));
+        PathBuf::from(s)
+    }
+}
+
+impl Drop for StagedTree {
+    fn drop(&mut self) {
+        if !self.swapped && !self.new.as_os_str().is_empty() && self.new.exists() {
+            let _ = remove_tree(&self.new);
+        }
+    }
+}
+
+/// Removes a tree whose files may be read-only.
+fn remove_tree(path: &Path) -> Result<()> {
+    std::fs::remove_dir_all(path).at(path)
+}
