@@ -3,7 +3,7 @@
 //! A text file, one line per revision, sorted by oid then tid:
 //!
 //! ```text
-//! # repozo-blobs 1 layout=bushy data=2026-11-26-10-00-00.deltafs kind=incremental start=4096 end=81920
+//! # repozo-blobs 1 layout=bushy data=2026-11-26-10-00-00.deltafs kind=incremental start=4096 end=81920 gone=1
 //! 00000000000000a1 040d461ffeab9600 48213 <64 hex digits of BLAKE3>
 //! 00000000000000a2 040d461ffeab9600 - gone
 //! # end 2 <64 hex digits of BLAKE3 of every byte above this line>
@@ -79,8 +79,9 @@ impl Manifest {
         let mut entries = self.entries.clone();
         entries.sort();
         entries.dedup_by_key(|e| (e.oid, e.tid));
+        let gone = entries.iter().filter(|e| e.content.is_none()).count();
         let mut out = format!(
-            "{MAGIC}layout={} data={} kind={} start={} end={}\n",
+            "{MAGIC}layout={} data={} kind={} start={} end={} gone={gone}\n",
             self.layout.name(),
             self.data,
             self.kind.name(),
@@ -103,6 +104,25 @@ impl Manifest {
     /// How many revisions were not found when it was written.
     pub fn gone(&self) -> usize {
         self.entries.iter().filter(|e| e.content.is_none()).count()
+    }
+
+    /// How many revisions the manifest at `path` records as missing, from
+    /// its first line alone (cheap: a full manifest can hold millions of
+    /// lines). `None` if that line cannot be read as a header.
+    pub fn peek_gone(path: &str) -> Option<u64> {
+        let file = crate::io::open_regular(path).ok()?;
+        let mut line = Vec::new();
+        BufReader::new(file)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .ok()?;
+        let header = std::str::from_utf8(&line).ok()?.trim_end();
+        header
+            .strip_prefix(MAGIC.trim_end())?
+            .split(' ')
+            .find_map(|w| w.strip_prefix("gone="))?
+            .parse()
+            .ok()
     }
 
     /// Reads and checks the manifest at `path`. Errors name the file and
@@ -143,7 +163,7 @@ impl Manifest {
             .ok()
             .and_then(|l| l.trim_end().strip_prefix(MAGIC.trim_end()))
             .ok_or_else(|| bad(1, "not a repozo blob manifest (version 1)"))?;
-        let mut manifest = parse_header(header).ok_or_else(|| bad(1, "damaged header"))?;
+        let (mut manifest, gone) = parse_header(header).ok_or_else(|| bad(1, "damaged header"))?;
         loop {
             if !next(&mut line, &mut lineno)? {
                 return Err(bad(
@@ -161,6 +181,7 @@ impl Manifest {
                 let want = words.next().and_then(Hash::from_hex);
                 if count != Some(manifest.entries.len())
                     || want.map(|h| h.0) != Some(*sum.as_bytes())
+                    || manifest.gone() as u64 != gone
                 {
                     return Err(bad(
                         lineno,
@@ -186,7 +207,7 @@ impl Manifest {
     }
 }
 
-fn parse_header(h: &str) -> Option<Manifest> {
+fn parse_header(h: &str) -> Option<(Manifest, u64)> {
     let mut m = Manifest {
         layout: Layout::Bushy,
         data: String::new(),
@@ -196,6 +217,7 @@ fn parse_header(h: &str) -> Option<Manifest> {
         entries: Vec::new(),
     };
     let mut seen = 0;
+    let mut gone = 0;
     for word in h.split(' ').filter(|w| !w.is_empty()) {
         let (k, v) = word.split_once('=')?;
         match k {
@@ -210,11 +232,12 @@ fn parse_header(h: &str) -> Option<Manifest> {
             }
             "start" => m.start = v.parse().ok()?,
             "end" => m.end = v.parse().ok()?,
+            "gone" => gone = v.parse().ok()?,
             _ => continue, // a later minor version may add fields
         }
         seen += 1;
     }
-    (seen == 5 && m.start <= m.end).then_some(m)
+    (seen == 6 && m.start <= m.end).then_some((m, gone))
 }
 
 fn parse_entry(line: &str) -> Option<Entry> {
@@ -265,6 +288,10 @@ mod tests {
         assert_eq!(back.gone(), 1);
         assert_eq!(back.data, m.data);
         assert_eq!(back.end, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.blobs");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Manifest::peek_gone(path.to_str().unwrap()), Some(1));
     }
 
     #[test]

@@ -513,7 +513,9 @@ fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> R
 }
 
 /// `-k`: removes every data file but the newest full one, with their
-/// `.dat` and `.index` files (repozo's `delete_old_backups`).
+/// `.dat` and `.index` files (repozo's `delete_old_backups`), and their
+/// blob manifests; also manifests older than the kept full whose data
+/// file is gone (ZODB's repozo `-k` leaves them).
 fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<()> {
     let names = listing.data_files();
     let Some(keep) = names.iter().rev().find(|n| repo::is_full(n)) else {
@@ -527,6 +529,16 @@ fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<
         let path = repo.path(name);
         std::fs::remove_file(&path).at(&path)?;
         failpoint::hit("backup:removed-one-old");
+    }
+    let kept = repo::stamp_of(keep);
+    for meta in listing.meta_files() {
+        let stamp = repo::stamp_of(meta);
+        if meta.ends_with(".blobs")
+            && stamp < kept
+            && !names.iter().any(|n| repo::stamp_of(n) == stamp)
+        {
+            let _ = std::fs::remove_file(repo.path(meta));
+        }
     }
     Ok(())
 }

@@ -132,7 +132,7 @@ pub(super) fn unmanifested(chain: &mut Chain, listing: &Listing) -> Result<Vec<R
 pub(super) fn chain_has_holes(chain: &Chain, listing: &Listing) -> bool {
     chain.files().iter().any(|f| {
         let name = manifest_name(&f.name);
-        listing.has_meta(&name) && Manifest::read(&chain.path_of(&name)).is_ok_and(|m| m.gone() > 0)
+        listing.has_meta(&name) && Manifest::peek_gone(&chain.path_of(&name)).is_some_and(|n| n > 0)
     })
 }
 
