@@ -1084,7 +1084,8 @@ fn a_full_backup_with_kill_old_keeps_only_the_objects_its_manifest_references() 
 }
 
 #[test]
-fn a_repository_written_by_zodbs_repozo_gets_manifests_on_our_first_blob_backup() {
+fn a_chain_written_by_zodbs_repozo_or_by_us_without_blob_dir_gets_manifests_on_our_first_blob_backup()
+ {
     let site = Site::new("theirs first", "bushy", 81);
     let mut stamps = Vec::new();
     for (i, flags) in ["-B", "-Bz", "-BQ"].iter().enumerate() {
@@ -1096,6 +1097,14 @@ fn a_repository_written_by_zodbs_repozo_gets_manifests_on_our_first_blob_backup(
         stamps.push((stamp, site.current_step()));
     }
     assert_eq!(site.data_files().len(), 3);
+    // Ours without --blob-dir writes no manifest either.
+    site.step(8110, &["--no-pack"]);
+    let stamp = next_stamp();
+    ok(run(
+        site.ours_at(&["-B", "-r", "repo", "-f", "Data.fs"], &stamp)
+    ));
+    stamps.push((stamp, site.current_step()));
+    assert_eq!(site.data_files().len(), 4);
     // Without manifests a blob restore refuses and touches nothing.
     let o = site.restore_status(None, "x.fs", "x-blobs");
     assert_eq!(
