@@ -121,7 +121,7 @@ fn parse_manifest(path: &Path) -> Manifest {
         bad("shorter than a header and a footer");
     }
     let header: Vec<&str> = lines[0].split(' ').collect();
-    if header.len() != 8 || header[..3] != ["#", "repozo-blobs", "1"] {
+    if header.len() != 9 || header[..3] != ["#", "repozo-blobs", "1"] {
         bad("bad header line");
     }
     let mut fields = BTreeMap::new();
@@ -174,6 +174,17 @@ fn parse_manifest(path: &Path) -> Manifest {
     }
     if footer[2].parse::<usize>().ok() != Some(entries.len()) {
         bad("footer count differs from the number of entry lines");
+    }
+    let gone = entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Gone { .. }))
+        .count() as u64;
+    if num("gone") != gone {
+        bad("header gone= differs from the number of gone lines");
+    }
+    let body = &text[..text.len() - lines[lines.len() - 1].len() - 1];
+    if repozo::blob::Hash::of(body.as_bytes()).to_string() != footer[3] {
+        bad("footer hash is not the BLAKE3 of the lines above it");
     }
     Manifest {
         layout: m_layout,
