@@ -358,6 +358,19 @@ pub enum Event {
         /// Their bytes.
         bytes: u64,
     },
+    /// A blob directory was brought up to date in place (`--incremental`).
+    BlobsSynced {
+        /// The blob directory.
+        dir: String,
+        /// Files written.
+        copied: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Files already right.
+        kept: u64,
+        /// Files removed (not in the recovered state).
+        removed: u64,
+    },
     /// The blobs of a chain were verified.
     BlobsVerified {
         /// Manifests read.
@@ -449,6 +462,16 @@ impl fmt::Display for Event {
                     "blobs: restored {files} file(s), {bytes} bytes, into {dir}"
                 )
             }
+            BlobsSynced {
+                dir,
+                copied,
+                bytes,
+                kept,
+                removed,
+            } => write!(
+                f,
+                "blobs: {dir}: wrote {copied} file(s) ({bytes} bytes), kept {kept}, removed {removed}"
+            ),
             BlobsVerified {
                 manifests,
                 objects,

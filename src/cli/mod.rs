@@ -321,13 +321,6 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 .into(),
         );
     }
-    if blob_dir.is_some() && incremental {
-        return Parsed::Usage(
-            "--blob-dir cannot be combined with --incremental yet: recover in full \
-             (without --incremental) to restore the blobs"
-                .into(),
-        );
-    }
     if blob_dir.as_deref() == Some("") {
         return Parsed::Usage("--blob-dir needs a directory".into());
     }

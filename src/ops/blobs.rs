@@ -482,15 +482,7 @@ impl StagedTree {
             let src_path = store.object_path(&hash);
             let (got, n) = store::hash_copy(&mut src, Some(&mut out), &mut buf, &src_path, &dest)?;
             if got != hash || n != size {
-                return Err(Error::Verification(format!(
-                    "{} (blob {:016x} {:016x}) is damaged: its content no longer matches the \
-                     hash it is stored under. Nothing was restored; restore an earlier date, \
-                     or make a new full backup with --blob-dir if the blob directory still \
-                     has the file",
-                    src_path.display(),
-                    e.oid,
-                    e.tid
-                )));
+                return Err(damaged_object(&src_path, e));
             }
             drop(out);
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o444)).at(&dest)?;
@@ -562,4 +554,168 @@ impl Drop for StagedTree {
 /// Removes a tree whose files may be read-only.
 fn remove_tree(path: &Path) -> Result<()> {
     std::fs::remove_dir_all(path).at(path)
+}
+
+/// `-R --incremental --blob-dir`: brings an existing blob directory (a
+/// standby's) to the blob set of `chain` in place, copying only what it
+/// lacks. Revisions already there are kept when their size matches (`-Q`)
+/// or their hash does (default, which reads them); others are written
+/// from the store (checked against their hash) under a temporary name and
+/// renamed over. Files the set does not name are removed only by
+/// [`TreeSync::finish`], after the Data.fs is up to date, so that a crash
+/// in between leaves extra files, never missing ones.
+pub struct TreeSync {
+    target: PathBuf,
+    extras: Vec<PathBuf>,
+    copied: u64,
+    bytes: u64,
+    kept: u64,
+    gone: Vec<String>,
+}
+
+impl TreeSync {
+    /// Adds and repairs what `target` lacks (see the type's doc).
+    pub fn prepare(
+        repo_dir: &str,
+        chain: &Chain,
+        target: &str,
+        quick: bool,
+        ctx: Ctx,
+    ) -> Result<TreeSync> {
+        let (layout, entries, _) = chain_blobs(chain)?;
+        let target = PathBuf::from(target.trim_end_matches('/'));
+        std::fs::create_dir_all(&target).at(&target)?;
+        let have = Layout::of_dir(&target)?;
+        if have != layout {
+            return Err(Error::Source(format!(
+                "{} is a {} blob directory, the backups are {}: recover without \
+                 --incremental to rebuild it",
+                target.display(),
+                have.name(),
+                layout.name()
+            )));
+        }
+        let marker = target.join(crate::blob::layout::MARKER);
+        if !marker.exists() {
+            std::fs::write(&marker, layout.name()).at(&marker)?;
+        }
+        std::fs::create_dir_all(target.join("tmp")).at(target.join("tmp"))?;
+        let store = Store::new(repo_dir);
+        let meter = Meter::new(ctx.report, Phase::Blobs, None);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut sync = TreeSync {
+            target,
+            extras: Vec::new(),
+            copied: 0,
+            bytes: 0,
+            kept: 0,
+            gone: Vec::new(),
+        };
+        let mut wanted = HashSet::new();
+        for e in &entries {
+            crate::interrupt::check()?;
+            let rel = layout.file(e.oid, e.tid);
+            wanted.insert(PathBuf::from(&rel));
+            let Some((size, hash)) = e.content else {
+                sync.gone.push(rel);
+                continue;
+            };
+            let dest = sync.target.join(&rel);
+            let current = match std::fs::metadata(&dest) {
+                Ok(m) if m.len() == size && quick => true,
+                Ok(m) if m.len() == size => {
+                    let mut f = crate::io::open_regular(&dest).at(&dest)?;
+                    store::hash_copy(&mut f, None, &mut buf, &dest, &dest)?.0 == hash
+                }
+                _ => false,
+            };
+            if current {
+                sync.kept += 1;
+                continue;
+            }
+            let dir = sync.target.join(layout.oid_dir(e.oid));
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            let tmp = dest.with_extension("blob.repozo-tmp");
+            let _ = std::fs::remove_file(&tmp);
+            let src_path = store.object_path(&hash);
+            let mut src = store.open(&hash)?;
+            let mut out = File::create(&tmp).at(&tmp)?;
+            let (got, n) = store::hash_copy(&mut src, Some(&mut out), &mut buf, &src_path, &tmp)?;
+            drop(out);
+            if got != hash || n != size {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(damaged_object(&src_path, e));
+            }
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444)).at(&tmp)?;
+            std::fs::rename(&tmp, &dest).at(&dest)?;
+            sync.copied += 1;
+            sync.bytes += n;
+            meter.add(n);
+        }
+        syncfs(&sync.target)?;
+        sync.extras = blob_files(&sync.target)?
+            .into_iter()
+            .filter(|rel| !wanted.contains(rel))
+            .map(|rel| sync.target.join(rel))
+            .collect();
+        Ok(sync)
+    }
+
+    /// Removes the revisions the set does not name; reports. Returns the
+    /// revisions the manifests record as missing.
+    pub fn finish(self, ctx: Ctx) -> Result<Vec<String>> {
+        for path in &self.extras {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        ctx.report.event(&Event::BlobsSynced {
+            dir: self.target.display().to_string(),
+            copied: self.copied,
+            bytes: self.bytes,
+            kept: self.kept,
+            removed: self.extras.len() as u64,
+        });
+        Ok(self.gone)
+    }
+}
+
+/// The `*.blob` files under a blob directory, relative to it (`tmp/` and
+/// hidden entries at its top are not revisions).
+fn blob_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name();
+            if rel.as_os_str().is_empty()
+                && (name == "tmp" || name.as_encoded_bytes().starts_with(b"."))
+            {
+                continue;
+            }
+            let kind = entry.file_type().at(entry.path())?;
+            if kind.is_dir() {
+                stack.push(rel.join(&name));
+            } else if name.as_encoded_bytes().ends_with(b".blob") {
+                out.push(rel.join(&name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The error for a stored object whose content no longer matches its hash.
+fn damaged_object(path: &Path, e: &Entry) -> Error {
+    Error::Verification(format!(
+        "{} (blob {:016x} {:016x}) is damaged: its content no longer matches the hash it is \
+         stored under. Nothing was restored; restore an earlier date, or make a new full \
+         backup with --blob-dir if the blob directory still has the file",
+        path.display(),
+        e.oid,
+        e.tid
+    ))
 }

@@ -32,6 +32,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use super::Ctx;
+use super::blobs::TreeSync;
 use super::meter::Meter;
 use super::recover::{Check, RecoverOptions, install_index, select, write_output};
 use super::source::Source;
@@ -199,16 +200,49 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
         Ok((lines, all)) => plan(&chain, output, &lines, &all, inc.quick, ctx)?.map(|p| (p, lines)),
     };
     failpoint::hit("incremental:proved");
+    // Blobs first: their new files are in place before the Data.fs names
+    // them; the ones the state no longer names go after it.
+    let blobs = match opts.blob_dir.as_deref() {
+        Some(dir) => Some(TreeSync::prepare(
+            &opts.repository,
+            &chain,
+            dir,
+            inc.quick,
+            ctx,
+        )?),
+        None => None,
+    };
+    let outcome = update_data(&mut chain, output, plan, inc, ctx)?;
+    if let Some(sync) = blobs {
+        let gone = sync.finish(ctx)?;
+        if let Some(first) = gone.first() {
+            return Err(Error::BlobsNotRestored {
+                count: gone.len(),
+                first: first.clone(),
+            });
+        }
+    }
+    Ok(outcome)
+}
+
+/// The Data.fs part of [`recover_incremental`], once planned.
+fn update_data(
+    chain: &mut Chain,
+    output: &str,
+    plan: std::result::Result<(Proof, Vec<DatEntry>), FullReason>,
+    inc: IncrementalOptions,
+    ctx: Ctx,
+) -> Result<IncrementalOutcome> {
     match plan {
-        Ok((proof, lines)) => apply(&chain, output, &lines, proof, ctx),
+        Ok((proof, lines)) => apply(chain, output, &lines, proof, ctx),
         Err(reason) if reason.is_fallback() && inc.no_fallback => Err(Error::CannotContinue {
             file: output.to_string(),
             why: reason.to_string(),
         }),
         Err(reason) => {
             remove_state(output)?;
-            write_output(&mut chain, output, Check::Quiet, None, ctx)?;
-            if let Ok((lines, _)) = target_lines(&mut chain)? {
+            write_output(chain, output, Check::Quiet, None, ctx)?;
+            if let Ok((lines, _)) = target_lines(chain)? {
                 write_state(output, &lines)?;
             }
             Ok(IncrementalOutcome::Full(reason))

@@ -38,8 +38,9 @@ pub struct RecoverOptions {
     /// a full recover as repozo does. Requires `output`.
     pub incremental: Option<super::IncrementalOptions>,
     /// `--blob-dir`: also restore the blobs of the recovered state into
-    /// this blob directory (see [`super::blobs::StagedTree`]). Requires
-    /// `output`; not with `incremental`. Default: `None`.
+    /// this blob directory (see [`super::blobs::StagedTree`]; with
+    /// `incremental`, [`super::blobs::TreeSync`]). Requires `output`.
+    /// Default: `None`.
     pub blob_dir: Option<String>,
 }
 
