@@ -344,6 +344,9 @@ pub enum Event {
         /// Records whose file was not found.
         missing: u64,
     },
+    /// Warning: the blob step of a backup failed after its Data.fs step
+    /// was recorded; these data files have no manifest yet.
+    BlobsNotBackedUp(Vec<String>),
     /// Warning: a blob file a backup needs was not found.
     BlobMissing {
         /// Where it should have been.
@@ -407,6 +410,7 @@ impl Event {
                 | InvalidStatus { .. }
                 | InvalidTxnHeader { .. }
                 | BlobMissing { .. }
+                | BlobsNotBackedUp(_)
         )
     }
 }
@@ -462,6 +466,12 @@ impl fmt::Display for Event {
                     "blobs: restored {files} file(s), {bytes} bytes, into {dir}"
                 )
             }
+            BlobsNotBackedUp(files) => write!(
+                f,
+                "the Data.fs backup is recorded, but the blobs of {} are not: fix the cause \
+                 below and run the backup with --blob-dir again, which backs them up",
+                files.join(", ")
+            ),
             BlobsSynced {
                 dir,
                 copied,

@@ -177,7 +177,10 @@ Options for -R/--recover:
         tree is built beside dir and every blob checked against its hash;
         then the new tree and the new Data.fs replace the old ones, which
         stay untouched if anything fails.  Stop ZODB/ZEO first.  Needs a
-        .blobs manifest for every backup file recovered.
+        .blobs manifest for every backup file recovered.  With
+        --incremental, dir is updated in place: missing or differing blob
+        files (by hash, by size with -Q) are written first, the ones the
+        state does not name removed after the Data.fs.
 
 Options for -V/--verify:
     -Q / --quick

@@ -136,9 +136,18 @@ fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
             Some(src) => src,
             None => Source::open(&opts.file)?,
         };
-        blobs::backup(
+        let done = blobs::backup(
             &repo, &listing, &src.file, &src.path, &blob_dir, &ranges, ctx,
-        )?;
+        );
+        if let Err(e) = done {
+            if !matches!(e, Error::BlobsMissing { .. }) {
+                // The Data.fs side is recorded; say what the next run does.
+                ctx.report.event(&Event::BlobsNotBackedUp(
+                    ranges.iter().map(|r| r.data.clone()).collect(),
+                ));
+            }
+            return Err(e);
+        }
     }
     finish(&repo, &listing, outcome, opts, ctx)
 }
