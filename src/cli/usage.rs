@@ -200,7 +200,8 @@ Options for -V/--verify:
 
     When the chain has .blobs manifests (backups made with --blob-dir),
     -V also checks the stored blobs they name: present with their sizes
-    with -Q, matching their hashes otherwise.
+    with -Q, matching their hashes otherwise; --deep also checks that the
+    manifests list exactly the blob records of the chain's data.
 
 Exit codes: 0 success (also "nothing to do"), 1 error, 3 written but some
 blob files were found nowhere (--blob-dir), 10 the repository

@@ -32,6 +32,7 @@
 //! the index (8 bytes per object in fsIndex's bucket layout), plus a
 //! header-sized buffer. Pickles are skipped, never buffered.
 
+use super::blobs::{BlobRecord, PREFIX, is_blob_pickle};
 use super::record::{
     DATA_HEADER_LEN, DataHeader, FILE_HEADER_LEN, LEN_SIZE, MAGIC_21, MAGIC_30, TXN_HEADER_LEN,
     TxnHeader, be64,
@@ -73,6 +74,14 @@ enum Want {
     DataHeader,
     /// The 8-byte backpointer of the record at `rec` (of object `oid`).
     Backpointer { rec: u64, oid: u64 },
+    /// The first `n` bytes of the pickle of the record at `rec`, `rest`
+    /// more following (only when blob records are tracked).
+    Pickle {
+        rec: u64,
+        oid: u64,
+        n: usize,
+        rest: u64,
+    },
     /// The redundant length at the end of the current transaction.
     RedundantLen,
 }
@@ -85,6 +94,7 @@ struct Txn {
     /// `pos + tlen`: where its redundant length starts.
     end: u64,
     undone: bool,
+    tid: u64,
 }
 
 /// A streaming fstest; see the module documentation.
@@ -99,7 +109,7 @@ pub struct Checker {
     size: u64,
     pos: u64,
     want: Want,
-    buf: [u8; DATA_HEADER_LEN as usize],
+    buf: [u8; BUF_LEN],
     have: usize,
     skip: u64,
     last_tid: [u8; 8],
@@ -114,9 +124,36 @@ pub struct Checker {
     transactions: u64,
     backpointers: u64,
     problem: Option<Problem>,
+    /// With [`Checker::tracking_blobs`]: positions of the blob records so
+    /// far (a backpointer to one is a blob record too), and their (oid,
+    /// tid).
+    blobs: Option<(std::collections::HashSet<u64>, Vec<BlobRecord>)>,
 }
 
+/// Item buffer: a data record header, or a pickle's first bytes.
+const BUF_LEN: usize = if PREFIX > DATA_HEADER_LEN as usize {
+    PREFIX
+} else {
+    DATA_HEADER_LEN as usize
+};
+
 impl Checker {
+    /// A checker that also finds the blob records, as
+    /// [`super::blob_records`] does from a file: [`Checker::blob_records`]
+    /// gives them at the end. Costs reading the first bytes of every
+    /// pickle, and 8 bytes per blob record.
+    pub fn tracking_blobs(size: u64) -> Self {
+        let mut c = Checker::new(size);
+        c.blobs = Some((Default::default(), Vec::new()));
+        c
+    }
+
+    /// The blob records found (with [`Checker::tracking_blobs`]), in
+    /// stream order.
+    pub fn blob_records(&self) -> &[BlobRecord] {
+        self.blobs.as_ref().map_or(&[], |b| &b.1)
+    }
+
     /// A checker for a stream of exactly `size` bytes (the Data.fs size:
     /// transactions are checked against it as fstest checks them against
     /// the file size).
@@ -125,7 +162,7 @@ impl Checker {
             size,
             pos: 0,
             want: Want::Magic,
-            buf: [0; DATA_HEADER_LEN as usize],
+            buf: [0; BUF_LEN],
             have: 0,
             skip: 0,
             last_tid: [0; 8],
@@ -137,6 +174,7 @@ impl Checker {
             transactions: 0,
             backpointers: 0,
             problem: None,
+            blobs: None,
         };
         if size < FILE_HEADER_LEN {
             c.fail(
@@ -211,6 +249,12 @@ impl Checker {
     /// (including a stream that ended before `size` bytes, or inside a
     /// record).
     pub fn finish(self) -> Result<(Summary, Index), Problem> {
+        self.finish_with_blobs().map(|(s, i, _)| (s, i))
+    }
+
+    /// [`Checker::finish`], also returning the blob records found (none
+    /// unless [`Checker::tracking_blobs`]).
+    pub fn finish_with_blobs(self) -> Result<(Summary, Index, Vec<BlobRecord>), Problem> {
         if let Some(p) = self.problem {
             return Err(p);
         }
@@ -238,6 +282,7 @@ impl Checker {
                 backpointers: self.backpointers,
             },
             self.index,
+            self.blobs.map(|b| b.1).unwrap_or_default(),
         ))
     }
 
@@ -248,6 +293,7 @@ impl Checker {
             Want::TxnHeader => TXN_HEADER_LEN as usize,
             Want::DataHeader => DATA_HEADER_LEN as usize,
             Want::Backpointer { .. } | Want::RedundantLen => LEN_SIZE as usize,
+            Want::Pickle { n, .. } => n,
         }
     }
 
@@ -277,6 +323,15 @@ impl Checker {
             Want::TxnHeader => self.txn_header(TxnHeader::decode(at, b)),
             Want::DataHeader => self.data_header(DataHeader::decode(at, b)),
             Want::Backpointer { rec, oid } => self.backpointer(rec, oid, at, be64(b)),
+            Want::Pickle { rec, oid, rest, .. } => {
+                if is_blob_pickle(b) {
+                    self.blob_found(rec, oid);
+                }
+                self.skip = rest;
+                if rest == 0 {
+                    self.next_in_txn();
+                }
+            }
             Want::RedundantLen => self.redundant_len(at, be64(b)),
         }
     }
@@ -372,6 +427,7 @@ impl Checker {
             tlen: h.tlen,
             end,
             undone,
+            tid: u64::from_be_bytes(h.tid),
         });
         self.tindex.clear();
         // fstest does not look into an undone transaction, and ZODB does not
@@ -459,8 +515,26 @@ impl Checker {
                 rec: at,
                 oid: d.oid,
             };
+        } else if self.blobs.is_some() {
+            let n = usize::try_from(d.plen).unwrap_or(PREFIX).min(PREFIX);
+            self.want = Want::Pickle {
+                rec: at,
+                oid: d.oid,
+                n,
+                rest: d.plen - n as u64,
+            };
         } else {
             self.skip = d.plen;
+        }
+    }
+
+    /// The record at `rec` (of `oid`, in the current transaction) is a
+    /// blob record.
+    fn blob_found(&mut self, rec: u64, oid: u64) {
+        let tid = self.txn.map_or(0, |t| t.tid);
+        if let Some((positions, found)) = self.blobs.as_mut() {
+            positions.insert(rec);
+            found.push(BlobRecord { oid, tid });
         }
     }
 
@@ -489,6 +563,9 @@ impl Checker {
                         oid_hex(oid)
                     ),
                 );
+            }
+            if self.blobs.as_ref().is_some_and(|(p, _)| p.contains(&back)) {
+                self.blob_found(rec, oid);
             }
         }
         self.next_in_txn();

@@ -327,6 +327,46 @@ pub(super) fn chain_has_manifests(chain: &Chain) -> bool {
         .any(|f| Path::new(&chain.path_of(&manifest_name(&f.name))).exists())
 }
 
+/// `-V --deep`: the union of the chain's manifests must list exactly the
+/// blob records the chain's bytes hold (`records`, from the structural
+/// check), `gone` lines included.
+pub(super) fn compare_records(chain: &Chain, mut records: Vec<BlobRecord>) -> Result<()> {
+    let (_, entries, _) = chain_blobs(chain)?;
+    records.sort();
+    records.dedup();
+    let listed: Vec<BlobRecord> = entries
+        .iter()
+        .map(|e| BlobRecord {
+            oid: e.oid,
+            tid: e.tid,
+        })
+        .collect();
+    if listed == records {
+        return Ok(());
+    }
+    let listed_set: HashSet<&BlobRecord> = listed.iter().collect();
+    let found_set: HashSet<&BlobRecord> = records.iter().collect();
+    let unlisted = records.iter().filter(|r| !listed_set.contains(r)).count();
+    let extra = listed.iter().filter(|r| !found_set.contains(r)).count();
+    let first = records
+        .iter()
+        .find(|r| !listed_set.contains(r))
+        .map(|r| format!("first unlisted: {:016x} {:016x}", r.oid, r.tid))
+        .or_else(|| {
+            listed
+                .iter()
+                .find(|r| !found_set.contains(r))
+                .map(|r| format!("first not in the data: {:016x} {:016x}", r.oid, r.tid))
+        })
+        .unwrap_or_default();
+    Err(Error::Verification(format!(
+        "the blob manifests of the chain ending with {} do not match its data: {unlisted} blob \
+         record(s) of the data are in no manifest, {extra} manifest line(s) name no blob record \
+         ({first}). Make a new full backup with --blob-dir (-F)",
+        chain.last().path
+    )))
+}
+
 /// `-V`: checks every manifest of `chain` and every object it names.
 pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Result<()> {
     let (_, entries, manifests) = chain_blobs(chain)?;

@@ -74,8 +74,13 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             .iter()
             .zip(chain.files())
             .all(|(e, f)| e.base_name() == f.name);
-    let mut deep = (opts.deep && !opts.quick && same_files)
-        .then(|| Deep::new(entries.iter().fold(0u64, |n, e| n.saturating_add(e.len()))));
+    let with_blobs = super::blobs::chain_has_manifests(&chain);
+    let mut deep = (opts.deep && !opts.quick && same_files).then(|| {
+        Deep::new(
+            entries.iter().fold(0u64, |n, e| n.saturating_add(e.len())),
+            with_blobs,
+        )
+    });
     for entry in &entries {
         let file = ChainFile {
             path: chain.path_of(entry.base_name()),
@@ -123,7 +128,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         )));
     }
     // A chain backed up with --blob-dir: its blobs are part of the backup.
-    if super::blobs::chain_has_manifests(&chain) {
+    if with_blobs {
         super::blobs::verify(&opts.repository, &chain, opts.quick, ctx)?;
     }
     if !opts.deep {
@@ -133,7 +138,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     let deep = match deep {
         Some(d) => d,
         None => {
-            let mut d = Deep::new(size);
+            let mut d = Deep::new(size, with_blobs);
             for file in chain.files() {
                 d.start_file(&file.path);
                 files
@@ -143,14 +148,18 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             d
         }
     };
-    let (summary, index) = deep.finish()?;
+    let (summary, index, blob_records) = deep.finish()?;
     ctx.report.event(&Event::StructureChecked {
         size: summary.size,
         transactions: summary.transactions,
         records: summary.records,
         backpointers: summary.backpointers,
     });
-    compare_index(&chain, &summary, &index, ctx)
+    compare_index(&chain, &summary, &index, ctx)?;
+    if with_blobs {
+        super::blobs::compare_records(&chain, blob_records)?;
+    }
+    Ok(())
 }
 
 /// Uncompressed size and (unless `quick`) md5 of a chain file; its bytes
@@ -217,9 +226,13 @@ struct Deep {
 }
 
 impl Deep {
-    fn new(size: u64) -> Self {
+    fn new(size: u64, blobs: bool) -> Self {
         Deep {
-            checker: Checker::new(size),
+            checker: if blobs {
+                Checker::tracking_blobs(size)
+            } else {
+                Checker::new(size)
+            },
             files: Vec::new(),
             boundary: None,
         }
@@ -258,7 +271,7 @@ impl Deep {
 
     /// The summary and rebuilt index, or the first problem as an error
     /// naming the backup file and the offsets.
-    fn finish(self) -> Result<(Summary, Index)> {
+    fn finish(self) -> Result<(Summary, Index, Vec<crate::fs::BlobRecord>)> {
         let Deep {
             checker,
             files,
@@ -266,7 +279,7 @@ impl Deep {
         } = self;
         match boundary {
             Some(p) => Err(located(&files, &p)),
-            None => checker.finish().map_err(|p| located(&files, &p)),
+            None => checker.finish_with_blobs().map_err(|p| located(&files, &p)),
         }
     }
 }
