@@ -377,6 +377,7 @@ fn the_json_list_has_every_field_of_every_restore_point_and_a_summary() {
             "stored_size": stored,
             "end": state_at(stamp).len(),
             "index": true,
+            "blobs": null,
         });
         assert_eq!(v, &expected);
     }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::ops::list::RepositoryList;
+use crate::ops::list::{Blobs, RepositoryList};
 use crate::ops::retention::RetentionOutcome;
 
 /// `s` as a JSON string, quotes included.
@@ -52,11 +52,18 @@ pub fn list_text(list: &RepositoryList) -> String {
         .chain(["Data.fs end".len()])
         .max()
         .unwrap_or(0);
+    // The blobs column appears once any backup was made with --blob-dir.
+    let with_blobs = points().any(|p| p.blobs != Blobs::None);
     if !list.chains.is_empty() {
         let _ = writeln!(
             out,
-            "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  index",
-            "stamp", "kind", "gzip", "stored bytes", "Data.fs end"
+            "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  index{}",
+            "stamp",
+            "kind",
+            "gzip",
+            "stored bytes",
+            "Data.fs end",
+            if with_blobs { "  blobs" } else { "" }
         );
     }
     for chain in &list.chains {
@@ -70,15 +77,22 @@ pub fn list_text(list: &RepositoryList) -> String {
         );
         for p in &chain.points {
             let yes_no = |b: bool| if b { "yes" } else { "no" };
+            let index = yes_no(p.index);
+            let index = match p.blobs {
+                _ if !with_blobs => index.to_string(),
+                Blobs::None => format!("{index:<5}  no"),
+                Blobs::Listed { gone: 0 } => format!("{index:<5}  yes"),
+                Blobs::Listed { gone } => format!("{index:<5}  {gone} missing"),
+                Blobs::Unreadable => format!("{index:<5}  damaged"),
+            };
             let _ = writeln!(
                 out,
-                "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  {}",
+                "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  {index}",
                 p.stamp,
                 p.kind.as_str(),
                 yes_no(p.gzip),
                 p.stored_size,
                 end(p.end),
-                yes_no(p.index)
             );
         }
         for note in &chain.notes {
@@ -109,7 +123,8 @@ pub fn list_json(list: &RepositoryList) -> String {
             let _ = writeln!(
                 out,
                 "{{\"message_type\":\"restore_point\",\"chain\":{},\"stamp\":{},\"kind\":{},\
-                 \"gzip\":{},\"file\":{},\"stored_size\":{},\"end\":{},\"index\":{}}}",
+                 \"gzip\":{},\"file\":{},\"stored_size\":{},\"end\":{},\"index\":{},\
+                 \"blobs\":{}}}",
                 json_str(&chain.stamp),
                 json_str(&p.stamp),
                 json_str(p.kind.as_str()),
@@ -117,7 +132,12 @@ pub fn list_json(list: &RepositoryList) -> String {
                 json_str(&p.path),
                 p.stored_size,
                 p.end.map_or_else(|| "null".to_string(), |e| e.to_string()),
-                p.index
+                p.index,
+                match p.blobs {
+                    Blobs::None => "null".to_string(),
+                    Blobs::Listed { gone } => format!("{{\"missing\":{gone}}}"),
+                    Blobs::Unreadable => "\"damaged\"".to_string(),
+                }
             );
         }
         for note in &chain.notes {
@@ -240,6 +260,7 @@ mod tests {
             stored_size: size,
             end,
             index,
+            blobs: Blobs::None,
         };
         RepositoryList {
             chains: vec![ChainInfo {
@@ -287,6 +308,20 @@ mod tests {
             list_text(&RepositoryList::default()),
             "0 chains, 0 restore points, 0 bytes stored\n"
         );
+    }
+
+    #[test]
+    fn a_blobs_column_appears_once_a_backup_has_a_manifest() {
+        let mut list = sample();
+        list.chains[0].points[0].blobs = Blobs::Listed { gone: 0 };
+        list.chains[0].points[1].blobs = Blobs::Listed { gone: 2 };
+        let text = list_text(&list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("index  blobs"), "{}", lines[0]);
+        assert!(lines[2].ends_with("yes    yes"), "{}", lines[2]);
+        assert!(lines[3].ends_with("no     2 missing"), "{}", lines[3]);
+        let json = list_json(&list);
+        assert!(json.contains("\"blobs\":{\"missing\":2}"), "{json}");
     }
 
     #[test]

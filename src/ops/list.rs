@@ -59,6 +59,23 @@ pub struct RestorePoint {
     pub end: Option<u64>,
     /// Whether `<stamp>.index` is present.
     pub index: bool,
+    /// Its blob manifest `<stamp>.blobs` (backups with `--blob-dir`).
+    pub blobs: Blobs,
+}
+
+/// The blob manifest of a restore point, as far as its first line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blobs {
+    /// No `<stamp>.blobs`: backed up without `--blob-dir` (or by ZODB's
+    /// repozo).
+    None,
+    /// A manifest, recording this many blob files as missing.
+    Listed {
+        /// Revisions recorded as `gone`.
+        gone: u64,
+    },
+    /// A `<stamp>.blobs` whose first line is not a manifest header.
+    Unreadable,
 }
 
 /// Something about a chain that recover or `-V` would trip over.
@@ -197,6 +214,14 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
             let stamp = repo::stamp_of(name).to_string();
             points.push(RestorePoint {
                 index: listing.has_meta(&format!("{stamp}.index")),
+                blobs: if listing.has_meta(&format!("{stamp}.blobs")) {
+                    match crate::blob::Manifest::peek_gone(&repo.path(&format!("{stamp}.blobs"))) {
+                        Some(gone) => Blobs::Listed { gone },
+                        None => Blobs::Unreadable,
+                    }
+                } else {
+                    Blobs::None
+                },
                 stamp,
                 name: name.clone(),
                 path,
