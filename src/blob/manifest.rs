@@ -216,10 +216,25 @@ fn parse_header(h: &str) -> Option<(Manifest, u64)> {
         end: 0,
         entries: Vec::new(),
     };
-    let mut seen = 0;
+    // One bit per field: each must appear exactly once (a repeated one
+    // must not stand in for a missing one).
+    let mut seen = 0u8;
     let mut gone = 0;
     for word in h.split(' ').filter(|w| !w.is_empty()) {
         let (k, v) = word.split_once('=')?;
+        let bit = match k {
+            "layout" => 1,
+            "data" => 2,
+            "kind" => 4,
+            "start" => 8,
+            "end" => 16,
+            "gone" => 32,
+            _ => continue, // a later minor version may add fields
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
         match k {
             "layout" => m.layout = Layout::from_name(v)?,
             "data" => m.data = v.to_string(),
@@ -232,12 +247,10 @@ fn parse_header(h: &str) -> Option<(Manifest, u64)> {
             }
             "start" => m.start = v.parse().ok()?,
             "end" => m.end = v.parse().ok()?,
-            "gone" => gone = v.parse().ok()?,
-            _ => continue, // a later minor version may add fields
+            _ => gone = v.parse().ok()?,
         }
-        seen += 1;
     }
-    (seen == 6 && m.start <= m.end).then_some((m, gone))
+    (seen == 63 && m.start <= m.end).then_some((m, gone))
 }
 
 fn parse_entry(line: &str) -> Option<Entry> {
