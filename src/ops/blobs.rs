@@ -109,16 +109,25 @@ pub(super) fn manifest_name(data: &str) -> String {
     repo::with_ext(data, ".blobs")
 }
 
-/// The ranges of `chain`'s data files that have no manifest in `listing`.
+/// The ranges of `chain`'s data files that have no manifest in `listing`,
+/// or one that is not whole ([`Manifest::looks_whole`]: empty, cut short
+/// or garbage), which a restore would refuse: the backup writes it again.
 pub(super) fn unmanifested(chain: &mut Chain, listing: &Listing) -> Result<Vec<Range>> {
-    let names: HashSet<String> = chain.files().iter().map(|f| f.name.clone()).collect();
+    let names: HashSet<String> = chain
+        .files()
+        .iter()
+        .filter(|f| {
+            let name = manifest_name(&f.name);
+            !listing.has_meta(&name) || !Manifest::looks_whole(&chain.path_of(&name))
+        })
+        .map(|f| f.name.clone())
+        .collect();
     let Some(entries) = chain.entries()? else {
         return Ok(Vec::new());
     };
     Ok(entries
         .iter()
         .filter(|e| names.contains(e.base_name()))
-        .filter(|e| !listing.has_meta(&manifest_name(e.base_name())))
         .map(|e| Range {
             data: e.base_name().to_string(),
             kind: if repo::is_full(e.base_name()) {
@@ -442,6 +451,20 @@ impl StagedTree {
     pub fn build(repo_dir: &str, chain: &Chain, target: &str, ctx: Ctx) -> Result<StagedTree> {
         let (layout, entries, _) = chain_blobs(chain)?;
         let target = PathBuf::from(target.trim_end_matches('/'));
+        // Something else under that name (a file given by mistake) would
+        // be renamed aside and replaced by the tree.
+        match std::fs::metadata(&target) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::Source(format!(
+                    "--blob-dir {} exists and is not a directory: give the blob directory to \
+                     restore into (it is created if missing); nothing was restored",
+                    target.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&target, e)),
+        }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
