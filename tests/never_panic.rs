@@ -1020,3 +1020,381 @@ fn check_getopt(args: &[String], shortopts: &str, longopts: &[&str]) -> Result<(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Blobs: manifests, Blob class pickles, blob records of a Data.fs
+// ---------------------------------------------------------------------------
+
+use repozo::blob::{Entry as BlobEntry, Hash, Kind, Layout as BlobLayout, Manifest};
+use repozo::fs::{blob_records, is_blob_pickle};
+
+fn blob_entry() -> impl Strategy<Value = BlobEntry> {
+    (
+        prop_oneof![0..4u64, any::<u64>()],
+        prop_oneof![0..4u64, any::<u64>()],
+        prop::option::weighted(0.8, (edgy_u64(1 << 20), any::<[u8; 32]>())),
+    )
+        .prop_map(|(oid, tid, content)| BlobEntry {
+            oid,
+            tid,
+            content: content.map(|(size, h)| (size, Hash(h))),
+        })
+}
+
+fn manifest() -> impl Strategy<Value = Manifest> {
+    (
+        any::<bool>(),
+        "[0-9A-Za-z._=-]{0,30}",
+        any::<bool>(),
+        edgy_u64(1 << 30),
+        edgy_u64(1 << 30),
+        prop::collection::vec(blob_entry(), 0..12),
+    )
+        .prop_map(|(lawn, data, full, a, b, entries)| Manifest {
+            layout: if lawn {
+                BlobLayout::Lawn
+            } else {
+                BlobLayout::Bushy
+            },
+            data,
+            kind: if full { Kind::Full } else { Kind::Incremental },
+            start: a.min(b),
+            end: a.max(b),
+            entries,
+        })
+}
+
+/// `m` as [`Manifest::parse`] returns it: entries sorted, one per revision.
+fn normalized(m: &Manifest) -> Manifest {
+    let mut m = m.clone();
+    m.entries.sort();
+    m.entries.dedup_by_key(|e| (e.oid, e.tid));
+    m
+}
+
+/// What every answer of [`Manifest::parse`] must satisfy: a manifest whose
+/// entries are strictly sorted, that writes and reads back unchanged, or
+/// an error naming the file and a line.
+fn check_manifest(bytes: &[u8]) -> Option<Manifest> {
+    match Manifest::parse(bytes, "x.blobs") {
+        Ok(m) => {
+            assert!(
+                m.entries
+                    .windows(2)
+                    .all(|w| (w[0].oid, w[0].tid) < (w[1].oid, w[1].tid)),
+                "entries not strictly sorted: {:?}",
+                m.entries
+            );
+            assert!(m.start <= m.end, "start {} > end {}", m.start, m.end);
+            let again = Manifest::parse(&m.to_bytes()[..], "y.blobs")
+                .unwrap_or_else(|e| panic!("a parsed manifest does not read back: {e}"));
+            assert_eq!(again, m, "a parsed manifest reads back changed");
+            Some(m)
+        }
+        Err(e @ Error::Manifest { .. }) => {
+            let text = e.to_string();
+            assert!(text.starts_with("x.blobs: line "), "{text}");
+            None
+        }
+        Err(other) => panic!("not a clean manifest error: {other:?}"),
+    }
+}
+
+/// Replaces the `# end` line of `bytes` (if any) by a correct one for the
+/// lines above it, so that a mutation reaches the entry parser.
+fn reseal(bytes: &[u8]) -> Vec<u8> {
+    let mut body = bytes.to_vec();
+    if let Some(at) = body
+        .windows(7)
+        .rposition(|w| w == b"\n# end ")
+        .map(|i| i + 1)
+    {
+        body.truncate(at);
+    }
+    if !body.is_empty() && !body.ends_with(b"\n") {
+        body.push(b'\n');
+    }
+    let lines = body.iter().filter(|&&c| c == b'\n').count();
+    let hash = Hash::of(&body);
+    body.extend(format!("# end {} {hash}\n", lines.saturating_sub(1)).bytes());
+    body
+}
+
+#[derive(Debug, Clone)]
+enum ManifestEdit {
+    Flips(Vec<(Pick, u8)>),
+    Truncate(Pick),
+    Append(Vec<u8>),
+    DropLine(Pick),
+    RepeatLine(Pick),
+    SwapLines(Pick, Pick),
+    ReplaceLine(Pick, String),
+}
+
+fn manifest_edit() -> impl Strategy<Value = ManifestEdit> {
+    let line = prop_oneof![
+        "[0-9a-f]{16} [0-9a-f]{16} [0-9+-]{0,21} [0-9a-f]{62,66}",
+        "[0-9a-f+]{15,17} [0-9a-f]{16} - gone",
+        "# repozo-blobs 1( [a-z]{0,6}=[0-9a-z-]{0,8}){0,8}",
+        any::<String>(),
+    ];
+    prop_oneof![
+        flips().prop_map(ManifestEdit::Flips),
+        any::<Pick>().prop_map(ManifestEdit::Truncate),
+        prop::collection::vec(any::<u8>(), 1..80).prop_map(ManifestEdit::Append),
+        any::<Pick>().prop_map(ManifestEdit::DropLine),
+        any::<Pick>().prop_map(ManifestEdit::RepeatLine),
+        (any::<Pick>(), any::<Pick>()).prop_map(|(a, b)| ManifestEdit::SwapLines(a, b)),
+        (any::<Pick>(), line).prop_map(|(a, l)| ManifestEdit::ReplaceLine(a, l)),
+    ]
+}
+
+fn edit_manifest(bytes: &[u8], edit: &ManifestEdit) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = bytes
+        .split_inclusive(|&c| c == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    let n = lines.len();
+    match edit {
+        _ if n == 0 => return bytes.to_vec(),
+        ManifestEdit::Flips(f) => {
+            let mut out = bytes.to_vec();
+            apply_flips(&mut out, f);
+            return out;
+        }
+        ManifestEdit::Truncate(at) => return bytes[..at.index(bytes.len() + 1)].to_vec(),
+        ManifestEdit::Append(tail) => return [bytes, tail].concat(),
+        ManifestEdit::DropLine(at) => {
+            lines.remove(at.index(n));
+        }
+        ManifestEdit::RepeatLine(at) => {
+            let i = at.index(n);
+            lines.insert(i, lines[i].clone());
+        }
+        ManifestEdit::SwapLines(a, b) => lines.swap(a.index(n), b.index(n)),
+        ManifestEdit::ReplaceLine(at, l) => lines[at.index(n)] = format!("{l}\n").into_bytes(),
+    }
+    lines.concat()
+}
+
+/// What every answer of [`blob_records`] must satisfy: records whose tids
+/// are those of transactions in the file, or a format error naming the
+/// file and a byte offset.
+fn check_blob_records(data: &[u8], start: u64, end: u64) -> Option<Vec<(u64, u64)>> {
+    let mut file = tempfile::tempfile().expect("tempfile");
+    std::io::Write::write_all(&mut file, data).unwrap();
+    match blob_records(&file, "Data.fs", start, end) {
+        Ok(recs) => {
+            assert!(
+                recs.len() as u64 <= end.saturating_sub(start) / 42,
+                "{} records in {} bytes",
+                recs.len(),
+                end.saturating_sub(start)
+            );
+            Some(recs.iter().map(|r| (r.oid, r.tid)).collect())
+        }
+        Err(Error::Format(f)) => {
+            assert_eq!(f.path, "Data.fs");
+            assert!(!f.what.is_empty());
+            let limit = end.max(data.len() as u64);
+            assert!(f.pos <= limit, "error offset {} past {limit}", f.pos);
+            let text = Error::Format(f.clone()).to_string();
+            assert!(
+                text.starts_with(&format!("Data.fs: byte {}: ", f.pos)),
+                "{text}"
+            );
+            None
+        }
+        Err(other) => panic!("not a clean format error: {other:?}"),
+    }
+}
+
+/// A range of a file: its whole length, transaction boundaries, or any
+/// two offsets.
+#[derive(Debug, Clone)]
+enum Span {
+    Whole,
+    Boundaries(Pick, Pick),
+    Any(u64, u64),
+}
+
+fn span() -> impl Strategy<Value = Span> {
+    prop_oneof![
+        2 => Just(Span::Whole),
+        2 => (any::<Pick>(), any::<Pick>()).prop_map(|(a, b)| Span::Boundaries(a, b)),
+        1 => (edgy_u64(4096), edgy_u64(4096)).prop_map(|(a, b)| Span::Any(a, b)),
+    ]
+}
+
+impl Span {
+    fn resolve(&self, len: usize, boundaries: &[u64]) -> (u64, u64) {
+        match self {
+            Span::Whole => (4, len as u64),
+            Span::Boundaries(a, b) => {
+                let a = boundaries[a.index(boundaries.len())];
+                let b = boundaries[b.index(boundaries.len())];
+                (a.min(b), a.max(b))
+            }
+            Span::Any(a, b) => (*a, *b),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(synth::cases(256)))]
+
+    #[test]
+    fn arbitrary_bytes_as_a_blob_manifest_give_sorted_entries_or_an_error_naming_the_line(
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..600),
+            prop::collection::vec(any::<u8>(), 0..600)
+                .prop_map(|b| reseal(&[&b"# repozo-blobs 1 "[..], &b].concat())),
+        ],
+    ) {
+        check_manifest(&bytes);
+    }
+
+    #[test]
+    fn a_written_blob_manifest_reads_back_sorted_and_unchanged(m in manifest()) {
+        let back = check_manifest(&m.to_bytes()).expect("a written manifest reads back");
+        prop_assert_eq!(back, normalized(&m));
+    }
+
+    #[test]
+    fn a_changed_blob_manifest_is_an_error_unless_resealed_then_never_a_panic(
+        m in manifest(),
+        edits in prop::collection::vec(manifest_edit(), 1..4),
+        resealed in any::<bool>(),
+    ) {
+        let original = m.to_bytes();
+        let mut bytes = original.clone();
+        for edit in &edits {
+            bytes = edit_manifest(&bytes, edit);
+        }
+        if resealed {
+            check_manifest(&reseal(&bytes));
+        } else {
+            let got = check_manifest(&bytes);
+            if bytes != original {
+                prop_assert!(got.is_none(), "a changed manifest was accepted: {:?}", got);
+            }
+        }
+    }
+
+    #[test]
+    fn is_blob_pickle_never_panics_and_needs_the_blob_class_named(
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            (any::<Pick>(), flips()).prop_map(|(form, f)| {
+                let mut b = BLOB_PICKLES[form.index(BLOB_PICKLES.len())].to_vec();
+                apply_flips(&mut b, &f);
+                b
+            }),
+            (any::<Pick>(), any::<Pick>()).prop_map(|(form, cut)| {
+                let b = BLOB_PICKLES[form.index(BLOB_PICKLES.len())];
+                b[..cut.index(b.len() + 1)].to_vec()
+            }),
+        ],
+        zlib in prop_oneof![
+            Just(None),
+            Just(Some(Vec::new())),
+            flips().prop_map(Some),
+        ],
+    ) {
+        let plain = is_blob_pickle(&bytes);
+        if plain {
+            let has = |n: &[u8]| bytes.windows(n.len()).any(|w| w == n);
+            prop_assert!(has(b"ZODB.blob") && has(b"Blob"), "{:?}", bytes);
+        }
+        if let Some(z) = zlib {
+            use std::io::Write;
+            let mut enc = flate2::write::ZlibEncoder::new(
+                b".z".to_vec(),
+                flate2::Compression::default(),
+            );
+            enc.write_all(&bytes).unwrap();
+            let mut packed = enc.finish().unwrap();
+            if z.is_empty() {
+                prop_assert_eq!(is_blob_pickle(&packed), plain);
+            } else {
+                apply_flips(&mut packed[2..], &z);
+                is_blob_pickle(&packed);
+            }
+            let mut raw = b".z".to_vec();
+            raw.extend(&bytes);
+            is_blob_pickle(&raw);
+        }
+    }
+
+    #[test]
+    fn blob_records_of_a_synthetic_data_fs_are_those_zodb_would_report(
+        txns in prop::collection::vec(blob_txn(), 0..10),
+        a in any::<Pick>(),
+        b in any::<Pick>(),
+    ) {
+        let fs = build_blob_fs(&txns);
+        let n = fs.boundaries.len();
+        let (a, b) = (a.index(n), b.index(n));
+        let (a, b) = (a.min(b), a.max(b));
+        let got = check_blob_records(&fs.bytes, fs.boundaries[a], fs.boundaries[b])
+            .expect("a well-formed file reads");
+        prop_assert_eq!(got, fs.blobs_between(a, b));
+    }
+
+    #[test]
+    fn blob_records_of_a_damaged_synthetic_data_fs_never_panic_and_errors_name_the_offset(
+        txns in prop::collection::vec(blob_txn(), 1..10),
+        mutation in mutation(),
+        span in span(),
+    ) {
+        let fs = build_blob_fs(&txns);
+        let data = mutation.apply(&fs.bytes);
+        let (start, end) = span.resolve(data.len(), &fs.boundaries);
+        check_blob_records(&data, start, end);
+    }
+
+    #[test]
+    fn blob_records_of_a_damaged_fixture_never_panic_and_errors_name_the_offset(
+        name in select(FIXTURES.to_vec()),
+        mutation in prop_oneof![
+            flips().prop_map(Mutation::Flips),
+            (any::<Pick>(), edgy_u64(20_000)).prop_map(|(at, v)| Mutation::Overwrite(at, v)),
+            any::<Pick>().prop_map(Mutation::Truncate),
+        ],
+        span in span(),
+    ) {
+        let data = mutation.apply(fixture(name));
+        let (start, end) = span.resolve(data.len(), &layout_of(name).boundaries);
+        check_blob_records(&data, start, end);
+    }
+}
+
+#[test]
+fn every_fixture_reads_as_a_list_of_blob_records_from_end_to_end() {
+    for name in FIXTURES {
+        let data = fixture(name);
+        let b = &layout_of(name).boundaries;
+        for (i, &start) in b.iter().enumerate() {
+            for &end in &b[i..] {
+                check_blob_records(data, start, end)
+                    .unwrap_or_else(|| panic!("{name} [{start}, {end}) does not read"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_blob_manifest_header_with_a_field_repeated_or_missing_is_refused() {
+    let good = "layout=bushy data=x.fs kind=full start=0 end=5 gone=0";
+    let sealed = |header: &str| reseal(format!("# repozo-blobs 1 {header}\n").as_bytes());
+    assert!(check_manifest(&sealed(good)).is_some(), "{good}");
+    assert!(check_manifest(&sealed(&format!("{good} future=1"))).is_some());
+    for bad in [
+        "layout=bushy layout=lawn data=x.fs kind=full start=0 end=5",
+        "layout=bushy data=x.fs kind=full start=0 end=5 gone=0 end=6",
+        "layout=bushy data=x.fs kind=full start=0 end=5",
+        "layout=bushy data=x.fs kind=full start=6 end=5 gone=0",
+    ] {
+        assert!(check_manifest(&sealed(bad)).is_none(), "accepted: {bad}");
+    }
+}

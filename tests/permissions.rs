@@ -775,3 +775,345 @@ fn a_backup_whose_chain_dat_is_unreadable_fails_naming_the_dat_and_starts_no_new
         assert_permission_denied(&o, &dat);
     }
 }
+
+// ---- 7. blobs (--blob-dir) ----------------------------------------------
+
+/// `tests/py/blobtool.py ARGS` (real ZODB) in `dir`, as the test process;
+/// panics unless it exits 0.
+fn blobtool(dir: &Path, args: &[&str]) -> Output {
+    let script = common::py::repo_root().join("tests/py/blobtool.py");
+    let mut c = common::py::python_script(&script);
+    c.current_dir(dir).args(args);
+    let o = run(c);
+    assert!(o.status.success(), "blobtool.py {args:?}:\n{}", show(&o));
+    o
+}
+
+/// Gives `path` and everything under it to the test user.
+fn give_tree(path: &Path) {
+    give(path);
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for e in fs::read_dir(path).unwrap() {
+            give_tree(&e.unwrap().path());
+        }
+    }
+}
+
+/// Every file under `dir`, relative to the site (`dir/...`), sorted.
+fn files_under(site: &Path, dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(site, &p));
+        } else {
+            out.push(p.strip_prefix(site).unwrap().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    out
+}
+
+const BLOB_BACKUP: [&str; 6] = ["-B", "-f", "Data.fs", "-r", "repo", "--blob-dir=blobs"];
+
+impl Site {
+    /// A site whose `Data.fs` and bushy `blobs/` are written by ZODB
+    /// (journal step 0 in `journal.json`), all of it the test user's.
+    fn with_blobs() -> Self {
+        let s = Site::new();
+        fs::remove_file(s.path("Data.fs")).unwrap();
+        blobtool(
+            s.dir.path(),
+            &[
+                "init",
+                "Data.fs",
+                "blobs",
+                "--seed",
+                "7",
+                "--journal",
+                "journal.json",
+            ],
+        );
+        give_tree(s.dir.path());
+        s
+    }
+
+    /// One ZODB transaction creating new blobs (the next journal step).
+    fn create_blobs(&self, seed: &str) {
+        blobtool(
+            self.dir.path(),
+            &[
+                "step",
+                "Data.fs",
+                "blobs",
+                "--seed",
+                seed,
+                "--journal",
+                "journal.json",
+                "--action",
+                "create",
+            ],
+        );
+        give_tree(self.dir.path());
+    }
+
+    /// The `*.blob` files of the blob directory (`blobs/...`).
+    fn blob_files(&self) -> Vec<String> {
+        let mut v = files_under(self.dir.path(), &self.path("blobs"));
+        v.retain(|f| f.ends_with(".blob"));
+        v
+    }
+
+    fn manifests(&self) -> Vec<String> {
+        let mut v = common::listing(&self.path("repo"));
+        v.retain(|n| n.ends_with(".blobs"));
+        v
+    }
+
+    /// The stored blob objects (`repo/blobs/objects/...`).
+    fn objects(&self) -> Vec<String> {
+        files_under(self.dir.path(), &self.path("repo/blobs/objects"))
+    }
+
+    /// No half-written object: every object hashes to its name, and
+    /// `blobs/incoming` holds nothing.
+    fn assert_store_clean(&self, what: &str) {
+        for obj in self.objects() {
+            let bytes = fs::read(self.path(&obj)).unwrap();
+            let name = Path::new(&obj).file_name().unwrap().to_str().unwrap();
+            assert_eq!(
+                repozo::blob::Hash::of(&bytes).to_string(),
+                name,
+                "{what}: {obj} does not hold the content its name says"
+            );
+        }
+        let incoming = files_under(self.dir.path(), &self.path("repo/blobs/incoming"));
+        assert!(
+            incoming.is_empty(),
+            "{what}: left in blobs/incoming: {incoming:?}"
+        );
+    }
+
+    /// `-R -o out.fs --blob-dir=out-blobs` as the test user, then ZODB
+    /// checks that the pair holds journal step `step`.
+    fn restore_and_check(&self, step: usize) {
+        ok(run(self.ours(&[
+            "-R",
+            "-r",
+            "repo",
+            "-o",
+            "out.fs",
+            "--blob-dir=out-blobs",
+        ])));
+        blobtool(
+            self.dir.path(),
+            &[
+                "check",
+                "out.fs",
+                "out-blobs",
+                "--journal",
+                "journal.json",
+                "--step",
+                &step.to_string(),
+            ],
+        );
+        fs::remove_dir_all(self.path("out-blobs")).unwrap();
+        fs::remove_file(self.path("out.fs")).unwrap();
+        let _ = fs::remove_file(self.path("out.fs.index"));
+    }
+}
+
+/// `-B --blob-dir` with `unreadable` (mode 000) fails naming it, warns
+/// that the Data.fs side is recorded without the blobs, writes no manifest
+/// and leaves no object half-written; with the mode restored, the next
+/// `-B --blob-dir` writes the missing manifest and the restore is one ZODB
+/// reads as journal step `step`.
+fn unreadable_blob_fails_then_next_backup_repairs(s: &Site, unreadable: &str, step: usize) {
+    let manifests = s.manifests();
+    let objects = s.objects();
+    let o = {
+        let _guard = Unreadable::new(&s.path(unreadable));
+        run(s.ours(&BLOB_BACKUP))
+    };
+    assert_permission_denied(&o, unreadable);
+    assert!(
+        stderr(&o).contains("the Data.fs backup is recorded, but the blobs of"),
+        "no warning that the blobs are not backed up:\n{}",
+        show(&o)
+    );
+    assert_eq!(
+        s.manifests(),
+        manifests,
+        "a manifest was written:\n{}",
+        show(&o)
+    );
+    assert_eq!(
+        s.objects(),
+        objects,
+        "objects were added by a failed backup"
+    );
+    s.assert_store_clean("after the failed backup");
+    ok(run(s.ours(&BLOB_BACKUP)));
+    assert_eq!(
+        s.manifests().len(),
+        manifests.len() + 1,
+        "the next backup did not write the missing manifest: {:?}",
+        s.manifests()
+    );
+    s.assert_store_clean("after the repairing backup");
+    ok(run(s.ours(&["-V", "-r", "repo"])));
+    s.restore_and_check(step);
+}
+
+#[test]
+fn a_full_blob_backup_with_an_unreadable_blob_file_fails_naming_it_and_the_next_one_repairs_it() {
+    let s = Site::with_blobs();
+    let files = s.blob_files();
+    assert!(files.len() >= 5, "blobtool init wrote {files:?}");
+    // The last one, so that others are copied to blobs/incoming first.
+    unreadable_blob_fails_then_next_backup_repairs(&s, files.last().unwrap(), 0);
+}
+
+#[test]
+fn an_incremental_blob_backup_with_an_unreadable_blob_file_fails_naming_it_and_the_next_one_repairs_it()
+ {
+    let s = Site::with_blobs();
+    ok(run(s.ours(&BLOB_BACKUP)));
+    let before = s.blob_files();
+    s.create_blobs("3");
+    let new: Vec<String> = s
+        .blob_files()
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert!(!new.is_empty(), "the step created no blob file");
+    unreadable_blob_fails_then_next_backup_repairs(&s, new.last().unwrap(), 1);
+}
+
+#[test]
+fn a_blob_backup_with_an_unreadable_oid_directory_fails_naming_it_and_the_next_one_repairs_it() {
+    let s = Site::with_blobs();
+    let file = s.blob_files().pop().unwrap();
+    let dir = Path::new(&file)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let manifests = s.manifests();
+    let o = {
+        let _guard = Unreadable::new(&s.path(&dir));
+        run(s.ours(&BLOB_BACKUP))
+    };
+    let path = denied_path(&o);
+    assert!(
+        path.starts_with(&dir),
+        "the message names {path:?}, not {dir} or a file in it:\n{}",
+        show(&o)
+    );
+    assert_eq!(s.manifests(), manifests);
+    s.assert_store_clean("after the failed backup");
+    ok(run(s.ours(&BLOB_BACKUP)));
+    assert_eq!(s.manifests().len(), manifests.len() + 1);
+    s.restore_and_check(0);
+}
+
+#[test]
+fn a_blob_directory_the_user_cannot_list_or_enter_fails_naming_it_before_writing_anything() {
+    let s = Site::with_blobs();
+    for backed_up in [false, true] {
+        if backed_up {
+            ok(run(s.ours(&BLOB_BACKUP)));
+            s.create_blobs("5");
+        }
+        // 000: neither; 300: enter, not list; 600: list, not enter.
+        for mode in [0o000, 0o300, 0o600] {
+            let before = snapshot(&s.path("repo"));
+            let o = {
+                chmod(&s.path("blobs"), mode);
+                let o = run(s.ours(&BLOB_BACKUP));
+                chmod(&s.path("blobs"), 0o755);
+                o
+            };
+            assert_permission_denied(&o, "blobs");
+            assert_unchanged(&before, &snapshot(&s.path("repo")), &BLOB_BACKUP);
+        }
+    }
+    ok(run(s.ours(&BLOB_BACKUP)));
+    s.restore_and_check(1);
+}
+
+#[test]
+fn a_blob_restore_into_a_directory_whose_parent_the_user_cannot_write_changes_nothing() {
+    let s = Site::with_blobs();
+    ok(run(s.ours(&BLOB_BACKUP)));
+    fs::create_dir(s.path("locked")).unwrap();
+    for dir in ["locked", "locked/blobs", "locked/blobs/0x01"] {
+        fs::create_dir_all(s.path(dir)).unwrap();
+        give(&s.path(dir));
+    }
+    s.write("locked/blobs/.layout", b"lawn");
+    s.write(
+        "locked/blobs/0x01/0x02.blob",
+        b"the previous blob, to be kept",
+    );
+    s.write(
+        "locked/out.fs",
+        b"FS21 the previous recovered database, to be kept",
+    );
+    s.write(
+        "out.fs",
+        b"FS21 the previous recovered database, to be kept",
+    );
+    s.write("out.fs.index", b"the previous index, to be kept");
+    let _ro = Unwritable::new(&s.path("locked"));
+    for out in ["out.fs", "locked/out.fs"] {
+        for extra in [&[][..], &["-w"]] {
+            let args = [
+                &["-R", "-r", "repo", "-o", out, "--blob-dir=locked/blobs"][..],
+                extra,
+            ]
+            .concat();
+            let before = s.snapshot();
+            let o = run(s.ours(&args));
+            let path = denied_path(&o);
+            assert!(
+                path.starts_with("locked/"),
+                "repozo {args:?}: the message names {path:?}, not a path in locked/:\n{}",
+                show(&o)
+            );
+            assert_unchanged(&before, &s.snapshot(), &args);
+        }
+    }
+}
+
+#[test]
+fn verify_reports_an_unreadable_blob_object_as_permission_denied_not_missing() {
+    let s = Site::with_blobs();
+    ok(run(s.ours(&BLOB_BACKUP)));
+    ok(run(s.ours(&["-V", "-r", "repo"])));
+    let object = s.objects().pop().unwrap();
+    let dir = Path::new(&object)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    for args in [&["-V", "-r", "repo"][..], &["-V", "-Q", "-r", "repo"]] {
+        let o = s.run_with_unreadable(&object, args);
+        assert_not_called_missing(&o);
+        assert_permission_denied(&o, &object);
+        // A directory of objects the user cannot enter.
+        let o = s.run_with_unreadable(&dir, args);
+        assert_not_called_missing(&o);
+        let path = denied_path(&o);
+        assert!(
+            path.starts_with(&dir),
+            "{args:?} names {path:?}:\n{}",
+            show(&o)
+        );
+    }
+}

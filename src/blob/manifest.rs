@@ -125,6 +125,48 @@ impl Manifest {
             .ok()
     }
 
+    /// Whether the manifest at `path` can be read, starts with a header
+    /// and ends with an `# end` line — from its first and last lines
+    /// alone (cheap, unlike [`Manifest::read`]). False for an empty, cut
+    /// or garbage file: the next backup writes it again.
+    pub fn looks_whole(path: &str) -> bool {
+        use std::io::{Seek, SeekFrom};
+        let Ok(file) = crate::io::open_regular(path) else {
+            return false;
+        };
+        let mut r = BufReader::new(file);
+        let mut line = Vec::new();
+        if (&mut r)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .is_err()
+        {
+            return false;
+        }
+        let header = std::str::from_utf8(&line)
+            .ok()
+            .filter(|l| l.ends_with('\n'))
+            .and_then(|l| l.trim_end().strip_prefix(MAGIC.trim_end()))
+            .and_then(parse_header);
+        if header.is_none() {
+            return false;
+        }
+        let mut file = r.into_inner();
+        let Ok(len) = file.seek(SeekFrom::End(0)) else {
+            return false;
+        };
+        let from = len.saturating_sub(MAX_LINE);
+        let mut tail = Vec::new();
+        if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut tail).is_err() {
+            return false;
+        }
+        let Some(body) = tail.strip_suffix(b"\n") else {
+            return false;
+        };
+        let last = body.rsplit(|&c| c == b'\n').next().unwrap_or(body);
+        last.starts_with(b"# end ")
+    }
+
     /// Reads and checks the manifest at `path`. Errors name the file and
     /// line and say what to do.
     pub fn read(path: &str) -> Result<Manifest> {
@@ -216,10 +258,25 @@ fn parse_header(h: &str) -> Option<(Manifest, u64)> {
         end: 0,
         entries: Vec::new(),
     };
-    let mut seen = 0;
+    // One bit per field: each must appear exactly once (a repeated one
+    // must not stand in for a missing one).
+    let mut seen = 0u8;
     let mut gone = 0;
     for word in h.split(' ').filter(|w| !w.is_empty()) {
         let (k, v) = word.split_once('=')?;
+        let bit = match k {
+            "layout" => 1,
+            "data" => 2,
+            "kind" => 4,
+            "start" => 8,
+            "end" => 16,
+            "gone" => 32,
+            _ => continue, // a later minor version may add fields
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
         match k {
             "layout" => m.layout = Layout::from_name(v)?,
             "data" => m.data = v.to_string(),
@@ -232,12 +289,10 @@ fn parse_header(h: &str) -> Option<(Manifest, u64)> {
             }
             "start" => m.start = v.parse().ok()?,
             "end" => m.end = v.parse().ok()?,
-            "gone" => gone = v.parse().ok()?,
-            _ => continue, // a later minor version may add fields
+            _ => gone = v.parse().ok()?,
         }
-        seen += 1;
     }
-    (seen == 6 && m.start <= m.end).then_some((m, gone))
+    (seen == 63 && m.start <= m.end).then_some((m, gone))
 }
 
 fn parse_entry(line: &str) -> Option<Entry> {
@@ -292,6 +347,25 @@ mod tests {
         let path = dir.path().join("m.blobs");
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(Manifest::peek_gone(path.to_str().unwrap()), Some(1));
+    }
+
+    #[test]
+    fn only_a_manifest_with_header_and_end_line_looks_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.blobs");
+        let path = path.to_str().unwrap();
+        let bytes = sample().to_bytes();
+        std::fs::write(path, &bytes).unwrap();
+        assert!(Manifest::looks_whole(path));
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(path, &bytes[..cut]).unwrap();
+            assert!(!Manifest::looks_whole(path), "cut at {cut}");
+        }
+        std::fs::write(path, b"garbage\n# end 0 00\n").unwrap();
+        assert!(!Manifest::looks_whole(path));
+        assert!(!Manifest::looks_whole(
+            dir.path().join("none").to_str().unwrap()
+        ));
     }
 
     #[test]

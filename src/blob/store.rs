@@ -240,19 +240,40 @@ impl Writer<'_> {
         let incoming = self.store.incoming();
         syncfs(&incoming)?;
         let mut dirs = HashSet::new();
-        for (tmp, hash) in self.pending.drain(..) {
-            let dest = self.store.object_path(&hash);
-            let dir = dest.parent().expect("objects/xx").to_path_buf();
-            if dirs.insert(dir.clone()) {
-                std::fs::create_dir_all(&dir).at(&dir)?;
+        let pending = std::mem::take(&mut self.pending);
+        for (i, (tmp, hash)) in pending.iter().enumerate() {
+            if let Err(e) = self.store_one(tmp, hash, &mut dirs) {
+                // What is not renamed yet is removed by `drop`.
+                self.pending = pending[i..].to_vec();
+                return Err(e);
             }
-            let perms = std::fs::Permissions::from_mode(0o444);
-            std::fs::set_permissions(&tmp, perms).at(&tmp)?;
-            std::fs::rename(&tmp, &dest).at(&dest)?;
-            crate::failpoint::hit("backup:blob-stored");
         }
         self.pending_bytes = 0;
         syncfs(&incoming)
+    }
+
+    fn store_one(&self, tmp: &Path, hash: &Hash, dirs: &mut HashSet<PathBuf>) -> Result<()> {
+        let dest = self.store.object_path(hash);
+        let dir = dest.parent().expect("objects/xx").to_path_buf();
+        if dirs.insert(dir.clone()) {
+            std::fs::create_dir_all(&dir).at(&dir)?;
+        }
+        let perms = std::fs::Permissions::from_mode(0o444);
+        std::fs::set_permissions(tmp, perms).at(tmp)?;
+        std::fs::rename(tmp, &dest).at(&dest)?;
+        crate::failpoint::hit("backup:blob-stored");
+        Ok(())
+    }
+}
+
+impl Drop for Writer<'_> {
+    /// Removes the objects put but not committed, so that a backup that
+    /// fails (an unreadable blob file) or is interrupted leaves nothing in
+    /// `incoming/`.
+    fn drop(&mut self) {
+        for (tmp, _) in self.pending.drain(..) {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }
 

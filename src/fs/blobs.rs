@@ -59,6 +59,15 @@ pub fn blob_records(file: &File, shown: &str, start: u64, end: u64) -> Result<Ve
         }
         .into()
     };
+    // A range past the end of the file would otherwise be read at offsets
+    // the system refuses (EINVAL past i64::MAX): say what is wrong.
+    let size = file.metadata().at(shown)?.len();
+    if end > size {
+        return Err(corrupt(
+            size,
+            &format!("the file ends before the backed-up range does (at byte {end})"),
+        ));
+    }
     let mut found = Vec::new();
     let mut pos = start.max(FILE_HEADER_LEN);
     while pos < end {

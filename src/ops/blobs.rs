@@ -60,6 +60,11 @@ impl BlobDir {
                  Data.fs (blob-dir in zope.conf or the ZEO configuration); nothing was written"
             )));
         }
+        // Listed (ZODB's layout detection does) and entered (every blob
+        // file is opened through it): found out here, the error names the
+        // directory, not a file in it, and comes before the Data.fs step.
+        std::fs::read_dir(&path).at(&path)?;
+        std::fs::metadata(path.join(".")).at(&path)?;
         let layout = Layout::of_dir(&path)?;
         let trimmed = dir.trim_end_matches('/');
         Ok(BlobDir {
@@ -104,16 +109,25 @@ pub(super) fn manifest_name(data: &str) -> String {
     repo::with_ext(data, ".blobs")
 }
 
-/// The ranges of `chain`'s data files that have no manifest in `listing`.
+/// The ranges of `chain`'s data files that have no manifest in `listing`,
+/// or one that is not whole ([`Manifest::looks_whole`]: empty, cut short
+/// or garbage), which a restore would refuse: the backup writes it again.
 pub(super) fn unmanifested(chain: &mut Chain, listing: &Listing) -> Result<Vec<Range>> {
-    let names: HashSet<String> = chain.files().iter().map(|f| f.name.clone()).collect();
+    let names: HashSet<String> = chain
+        .files()
+        .iter()
+        .filter(|f| {
+            let name = manifest_name(&f.name);
+            !listing.has_meta(&name) || !Manifest::looks_whole(&chain.path_of(&name))
+        })
+        .map(|f| f.name.clone())
+        .collect();
     let Some(entries) = chain.entries()? else {
         return Ok(Vec::new());
     };
     Ok(entries
         .iter()
         .filter(|e| names.contains(e.base_name()))
-        .filter(|e| !listing.has_meta(&manifest_name(e.base_name())))
         .map(|e| Range {
             data: e.base_name().to_string(),
             kind: if repo::is_full(e.base_name()) {
@@ -375,6 +389,7 @@ pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Re
     let mut problems = Vec::new();
     let (mut objects, mut bytes) = (0u64, 0u64);
     let meter = Meter::new(ctx.report, Phase::Blobs, None);
+    let mut buf = vec![0u8; 1 << 20];
     for e in &entries {
         crate::interrupt::check()?;
         let Some((size, hash)) = e.content else {
@@ -390,16 +405,27 @@ pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Re
         objects += 1;
         bytes += size;
         let path = store.object_path(&hash);
-        match store.size_of(&hash)? {
-            None => problems.push(format!("{} is missing", path.display())),
-            Some(s) if s != size => problems.push(format!(
+        // Opened even with -Q: an object that cannot be read cannot be
+        // restored (as -Q opens each data file of the chain).
+        let mut file = match crate::io::open_regular(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                problems.push(format!("{} is missing", path.display()));
+                continue;
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let s = file.metadata().at(&path)?.len();
+        if s != size {
+            problems.push(format!(
                 "{} is {s} bytes, should be {size} bytes",
                 path.display()
-            )),
-            Some(_) if !quick && !store.content_matches(&hash, size)? => {
-                problems.push(format!("{} does not match its hash", path.display()))
+            ));
+        } else if !quick {
+            let (got, n) = store::hash_copy(&mut file, None, &mut buf, &path, Path::new(""))?;
+            if got != hash || n != size {
+                problems.push(format!("{} does not match its hash", path.display()));
             }
-            Some(_) => {}
         }
         meter.add(size);
     }
@@ -465,6 +491,20 @@ impl StagedTree {
     pub fn build(repo_dir: &str, chain: &Chain, target: &str, ctx: Ctx) -> Result<StagedTree> {
         let (layout, entries, _) = chain_blobs(chain)?;
         let target = PathBuf::from(target.trim_end_matches('/'));
+        // Something else under that name (a file given by mistake) would
+        // be renamed aside and replaced by the tree.
+        match std::fs::metadata(&target) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::Source(format!(
+                    "--blob-dir {} exists and is not a directory: give the blob directory to \
+                     restore into (it is created if missing); nothing was restored",
+                    target.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&target, e)),
+        }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

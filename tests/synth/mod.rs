@@ -322,3 +322,173 @@ pub fn cases(default: u32) -> u32 {
         Err(_) => default,
     }
 }
+
+// ---------------------------------------------------------------------------
+// FileStorages with blob records
+// ---------------------------------------------------------------------------
+
+/// Class pickles ZODB writes for a `ZODB.blob.Blob` (protocols 1 to 4).
+pub const BLOB_PICKLES: [&[u8]; 4] = [
+    b"\x80\x03cZODB.blob\nBlob\nq\x00.",
+    b"cZODB.blob\nBlob\nq\x01.",
+    b"cZODB.blob\nBlob\np0\n.",
+    b"\x80\x04\x95\x15\x00\x00\x00\x00\x00\x00\x00\x8c\tZODB.blob\x94\x8c\x04Blob\x94\x93\x94.",
+];
+
+/// Class pickles that are not a Blob: a subclass, another class, and the
+/// `(class, args)` tuple form `is_blob_record` refuses.
+pub const OTHER_PICKLES: [&[u8]; 3] = [
+    b"\x80\x03cplone.namedfile.file\nNamedBlobFile\nq\x00.",
+    b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.",
+    b"\x80\x03cZODB.blob\nBlob\nq\x00N\x86q\x01.",
+];
+
+/// One data record of a [`BlobTxn`].
+#[derive(Debug, Clone)]
+pub enum BlobRec {
+    /// A class pickle (a Blob one or another), a state padded by `pad`
+    /// bytes (past the 256 bytes read when large), zlib'd as
+    /// zc.zlibstorage writes it when `zlib`.
+    Data {
+        blob: bool,
+        /// Which pickle of the list (modulo its length).
+        form: usize,
+        zlib: bool,
+        pad: u16,
+    },
+    /// A backpointer (undo) to an earlier record of the same object (which
+    /// one: modulo their number), or 0 (the object does not exist) when
+    /// `None` or there is none.
+    Back(Option<usize>),
+}
+
+#[derive(Debug, Clone)]
+pub struct BlobTxn {
+    pub status: u8,
+    pub records: Vec<(u64, BlobRec)>,
+}
+
+pub fn blob_txn() -> impl Strategy<Value = BlobTxn> {
+    let rec = prop_oneof![
+        3 => (any::<bool>(), any::<usize>(), any::<bool>(), prop_oneof![0..16u16, 200..400u16])
+            .prop_map(|(blob, form, zlib, pad)| BlobRec::Data { blob, form, zlib, pad }),
+        1 => prop::option::weighted(0.9, any::<usize>()).prop_map(BlobRec::Back),
+    ];
+    (
+        prop_oneof![6 => Just(b' '), 1 => Just(b'p'), 1 => Just(b'u')],
+        prop::collection::vec((0..4u64, rec), 0..4),
+    )
+        .prop_map(|(status, records)| BlobTxn { status, records })
+}
+
+/// A FileStorage built from [`BlobTxn`]s, and what ZODB's iterator with
+/// `is_blob_record` reports in it.
+#[derive(Debug, Clone)]
+pub struct BlobFs {
+    pub bytes: Vec<u8>,
+    /// 4, then the end of each transaction.
+    pub boundaries: Vec<u64>,
+    /// Per transaction, its blob records as (oid, tid) in file order
+    /// (none for an undone one).
+    pub blobs: Vec<Vec<(u64, u64)>>,
+}
+
+impl BlobFs {
+    /// The blob records of the transactions in `[boundaries[a], boundaries[b])`.
+    pub fn blobs_between(&self, a: usize, b: usize) -> Vec<(u64, u64)> {
+        self.blobs[a..b].concat()
+    }
+}
+
+/// The tid of the `i`-th (0-based) transaction of a [`BlobFs`].
+pub fn blob_tid(i: usize) -> u64 {
+    0x03d0_0000_0000_0000 + 0x1000 * (i as u64 + 1)
+}
+
+pub fn build_blob_fs(txns: &[BlobTxn]) -> BlobFs {
+    let mut out = b"FS30".to_vec();
+    let mut boundaries = vec![4u64];
+    let mut blobs = Vec::new();
+    // Every record written so far: (position, oid, whether it is a blob).
+    let mut written: Vec<(u64, u64, bool)> = Vec::new();
+    for (i, t) in txns.iter().enumerate() {
+        let tid = blob_tid(i);
+        let pos = out.len() as u64;
+        let mut body = Vec::new();
+        let mut found = Vec::new();
+        let mut mine = Vec::new();
+        for (oid, rec) in &t.records {
+            let at = pos + 23 + body.len() as u64;
+            let (payload, back, is_blob) = match rec {
+                BlobRec::Data {
+                    blob,
+                    form,
+                    zlib,
+                    pad,
+                } => {
+                    let class = if *blob {
+                        BLOB_PICKLES[form % BLOB_PICKLES.len()]
+                    } else {
+                        OTHER_PICKLES[form % OTHER_PICKLES.len()]
+                    };
+                    let mut p = class.to_vec();
+                    p.extend_from_slice(b"\x80\x03}q\x01(X\x01\x00\x00\x00xq\x02X");
+                    p.extend((u32::from(*pad)).to_le_bytes());
+                    p.extend(std::iter::repeat_n(b'x', usize::from(*pad)));
+                    p.extend_from_slice(b"q\x03u.");
+                    if *zlib {
+                        use std::io::Write;
+                        let mut z = flate2::write::ZlibEncoder::new(
+                            b".z".to_vec(),
+                            flate2::Compression::default(),
+                        );
+                        z.write_all(&p).unwrap();
+                        p = z.finish().unwrap();
+                    }
+                    (p, 0, *blob)
+                }
+                BlobRec::Back(pick) => {
+                    let same: Vec<&(u64, u64, bool)> =
+                        written.iter().filter(|w| w.1 == *oid).collect();
+                    match pick {
+                        Some(p) if !same.is_empty() => {
+                            let w = same[p % same.len()];
+                            (Vec::new(), w.0, w.2)
+                        }
+                        _ => (Vec::new(), 0, false),
+                    }
+                }
+            };
+            body.extend(oid.to_be_bytes());
+            body.extend(tid.to_be_bytes());
+            body.extend(0u64.to_be_bytes());
+            body.extend(pos.to_be_bytes());
+            body.extend(0u16.to_be_bytes());
+            body.extend((payload.len() as u64).to_be_bytes());
+            if payload.is_empty() {
+                body.extend(back.to_be_bytes());
+            } else {
+                body.extend(&payload);
+            }
+            mine.push((at, *oid, is_blob));
+            if is_blob {
+                found.push((*oid, tid));
+            }
+        }
+        written.extend(mine);
+        let tlen = 23 + body.len() as u64;
+        out.extend(tid.to_be_bytes());
+        out.extend(tlen.to_be_bytes());
+        out.push(t.status);
+        out.extend([0u8; 6]);
+        out.extend(body);
+        out.extend(tlen.to_be_bytes());
+        boundaries.push(out.len() as u64);
+        blobs.push(if t.status == b'u' { Vec::new() } else { found });
+    }
+    BlobFs {
+        bytes: out,
+        boundaries,
+        blobs,
+    }
+}
