@@ -540,6 +540,7 @@ fn open_hinted(
     std::fs::write(&path, data).unwrap();
     let file = File::open(&path).unwrap();
     let size = file.metadata().unwrap().len();
+    let hint = repozo::fs::Hint::loaded(hint.0, hint.1);
     let result = committed_with_hint(&path, &file, size, Some(hint), &Rendering::default());
     (dir, size, result)
 }

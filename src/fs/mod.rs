@@ -27,7 +27,7 @@ pub use record::{
     DATA_HEADER_LEN, DataHeader, FILE_HEADER_LEN, LEN_SIZE, MAGIC_21, MAGIC_30, PosReader,
     TXN_HEADER_LEN, TxnHeader,
 };
-pub use scan::{Committed, committed, committed_with_hint, scan_from};
+pub use scan::{Committed, Hint, committed, committed_with_hint, scan_from};
 
 /// A Data.fs that is not a FileStorage, or whose records are inconsistent.
 ///

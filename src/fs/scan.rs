@@ -36,9 +36,30 @@ pub fn committed(path: &Path, file: &File, size: u64, report: &dyn Report) -> Re
     committed_with_hint(path, file, size, None, report)
 }
 
+/// An index known to describe a Data.fs's first `pos` bytes, loaded only
+/// if it is used: an index takes 8 bytes per object in memory, and two at
+/// once (the hint and `Data.fs.index`) would double a backup's peak.
+pub struct Hint<'a> {
+    /// The position the index is valid at.
+    pub pos: u64,
+    /// Loads it; `None` if it cannot be read (then it is not used).
+    pub load: Box<dyn FnOnce() -> Option<Index> + 'a>,
+}
+
+impl<'a> Hint<'a> {
+    /// A hint whose index is already in memory.
+    pub fn loaded(pos: u64, index: Index) -> Hint<'a> {
+        Hint {
+            pos,
+            load: Box::new(move || Some(index)),
+        }
+    }
+}
+
 /// [`committed`], also considering `hint`: an index known to describe the
-/// file's first `hint.0` bytes (the `.index` of the backup an incremental
-/// continues, whose bytes were just checked by md5).
+/// file's first `hint.pos` bytes (the `.index` of the backup an incremental
+/// continues, whose bytes were just checked by md5). Only the index tried
+/// is in memory at a time.
 ///
 /// Of the hint and `<path>.index`, the one valid at the later position is
 /// tried first (`<path>.index` on a tie, as ZODB would use it), then the
@@ -50,7 +71,7 @@ pub fn committed_with_hint(
     path: &Path,
     file: &File,
     size: u64,
-    hint: Option<(u64, Index)>,
+    hint: Option<Hint>,
     report: &dyn Report,
 ) -> Result<Committed> {
     let shown = path.display().to_string();
@@ -67,12 +88,15 @@ pub fn committed_with_hint(
     let index_path = format!("{}.index", path.display());
     let companion_pos = index::peek_pos_file(&index_path);
     let hint_first = match (&hint, companion_pos) {
-        (Some((hpos, _)), Some(cpos)) => *hpos > cpos,
+        (Some(h), Some(cpos)) => h.pos > cpos,
         (Some(_), None) => true,
         (None, _) => false,
     };
+    let load = |hint: Option<Hint>| hint.and_then(|h| (h.load)().map(|ix| (h.pos, ix)));
     let mut hint = hint;
-    if hint_first && let Some(found) = try_start(&mut reader, &shown, size, hint.take(), report)? {
+    if hint_first
+        && let Some(found) = try_start(&mut reader, &shown, size, load(hint.take()), report)?
+    {
         return Ok(found);
     }
     if companion_pos.is_some()
@@ -84,7 +108,7 @@ pub fn committed_with_hint(
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         report.event(&Event::IgnoringIndex(abs.display().to_string()));
     }
-    if let Some(found) = try_start(&mut reader, &shown, size, hint, report)? {
+    if let Some(found) = try_start(&mut reader, &shown, size, load(hint), report)? {
         return Ok(found);
     }
     let mut index = Index::new();
@@ -405,7 +429,13 @@ mod tests {
         let size = data.len() as u64;
         let mut reader = PosReader::new(&file);
         assert!(!is_sane(&mut reader, size, size, &Index::new()));
-        let got = committed_with_hint(&path, &file, size, Some((size, Index::new())), &Silent);
+        let got = committed_with_hint(
+            &path,
+            &file,
+            size,
+            Some(Hint::loaded(size, Index::new())),
+            &Silent,
+        );
         assert_eq!(got.unwrap().pos, size);
     }
 }

@@ -465,13 +465,22 @@ fn incremental_backup(
 
 /// The `.index` of the chain's last backup, if it is valid exactly where
 /// the increment starts: the bytes before `start` were just checked by md5,
-/// so it describes them and only the new bytes need scanning.
-fn chain_index(chain: &Chain, start: u64) -> Option<(u64, index::Index)> {
+/// so it describes them and only the new bytes need scanning. Loaded only
+/// if the scan uses it.
+fn chain_index(chain: &Chain, start: u64) -> Option<fs::Hint<'static>> {
     let path = chain.index_path();
     if index::peek_pos_file(&path)? != start {
         return None;
     }
-    index::load_file(&path).ok()
+    Some(fs::Hint {
+        pos: start,
+        load: Box::new(move || {
+            index::load_file(&path)
+                .ok()
+                .filter(|(pos, _)| *pos == start)
+                .map(|(_, ix)| ix)
+        }),
+    })
 }
 
 /// Copies `[start, end)` of the source into a new data file `dest`,
