@@ -352,7 +352,7 @@ mod s3_only {
         b.delete("lock").unwrap();
         b.put_if_absent("lock", &foreign_lock("elsewhere", 4242, now() + 600))
             .unwrap();
-        std::thread::sleep(Duration::from_millis(1600));
+        std::thread::sleep(Duration::from_millis(2500));
         let err = held.check().unwrap_err();
         assert!(matches!(err, Error::LockLost { .. }), "{err}");
         assert_eq!(err.exit_code(), repozo::error::EXIT_LOCKED);
