@@ -141,6 +141,66 @@ pub enum Error {
     #[error("{0}")]
     Source(String),
 
+    /// A request to an object store failed, or a repository URL is not
+    /// usable; `url` names the bucket and key (`s3://bucket/prefix/name`),
+    /// `message` what was asked and what the server answered.
+    #[error("{url}: {message}")]
+    Remote {
+        /// `s3://bucket/key` (or the repository URL).
+        url: String,
+        /// The request and the server's message.
+        message: String,
+    },
+    /// A compare-and-swap write found the object changed since it was read
+    /// (or gone): another process wrote the repository meanwhile.
+    #[error(
+        "{0} was changed by another process since this run read it; nothing was committed. \
+         Check that no other backup writes this repository without the lock, then run again"
+    )]
+    Changed(String),
+    /// Another process holds an object-store repository's lock (exit code
+    /// [`EXIT_LOCKED`]).
+    #[error(
+        "repository {repo} is locked by {owner} (waited {waited} s); try again when it has \
+         finished. A lock whose owner died is taken over once it expires, or at once from \
+         the same host"
+    )]
+    LockedBy {
+        /// The repository URL.
+        repo: String,
+        /// Who holds it: user@host, pid, since when, lease end.
+        owner: String,
+        /// Seconds waited.
+        waited: u64,
+    },
+    /// This run's object-store lock lease was lost (it could not be
+    /// renewed in time, or another process took it over); the run stops
+    /// before its commit point (exit code [`EXIT_LOCKED`]).
+    #[error(
+        "lost the lock of repository {repo}: {why}; stopped before committing anything, \
+         run it again"
+    )]
+    LockLost {
+        /// The repository URL.
+        repo: String,
+        /// What happened.
+        why: String,
+    },
+    /// An object store that does not honour conditional writes
+    /// (`If-None-Match: *`, `If-Match`), found by the probe on first use.
+    #[error(
+        "{url}: the server does not honour conditional writes ({why}), so a lock and the \
+         create-only and compare-and-swap writes that keep a repository consistent cannot \
+         work; refused. Use a server that honours them, such as AWS S3 (since 2024), a \
+         recent MinIO, or moto"
+    )]
+    NoConditionalWrites {
+        /// The repository URL.
+        url: String,
+        /// Which check failed.
+        why: String,
+    },
+
     /// A blob manifest (`<stamp>.blobs`) that cannot be read as one.
     #[error(
         "{path}: line {line}: {what}; the blob manifest is damaged: a new full backup with \
@@ -192,12 +252,16 @@ pub enum Error {
 
 impl Error {
     /// The process exit code for this error: 1, as repozo uses for every
-    /// error, except [`Error::Locked`] and [`Error::InUse`] ([`EXIT_LOCKED`]),
+    /// error, except [`Error::Locked`], [`Error::LockedBy`],
+    /// [`Error::LockLost`] and [`Error::InUse`] ([`EXIT_LOCKED`]),
     /// [`Error::NoRepository`] ([`EXIT_NO_REPOSITORY`]) and
     /// [`Error::Interrupted`] ([`EXIT_INTERRUPTED`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Locked { .. } | Error::InUse { .. } => EXIT_LOCKED,
+            Error::Locked { .. }
+            | Error::LockedBy { .. }
+            | Error::LockLost { .. }
+            | Error::InUse { .. } => EXIT_LOCKED,
             Error::NoRepository(_) => EXIT_NO_REPOSITORY,
             Error::Interrupted => EXIT_INTERRUPTED,
             Error::BlobsMissing { .. } | Error::BlobsNotRestored { .. } => EXIT_BLOBS_MISSING,

@@ -33,6 +33,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod blob;
 pub mod cli;
 pub mod clock;

@@ -1,0 +1,284 @@
+//! Where a repository's files live: a local directory ([`local`]) or an
+//! object store speaking the S3 API ([`s3`], cargo feature `s3`).
+//!
+//! [`Backend`] is the narrow, synchronous interface the operations need.
+//! Names are the repository's file names (`2026-01-02-03-04-05.fsz`,
+//! `….dat`, `….index`, `….blobs`) and, for the blob store, paths under it
+//! (`blobs/objects/ab/<hash>`), always with `/` separators; the S3 backend
+//! stores each under `<prefix>/<name>`, so a prefix synced down to a
+//! directory is a repository ZODB's repozo reads.
+//!
+//! What replaces temporary file + fsync + rename:
+//!
+//! * small files ([`Backend::put_if_absent`]): created only if absent
+//!   (local: temporary file, fsync, `link`, directory fsync; S3:
+//!   `If-None-Match: *`);
+//! * data files ([`Backend::create`]): a streaming [`Upload`] that appears
+//!   under its name only at [`Upload::commit`] (local: [`AtomicFile`]; S3:
+//!   a multipart upload, aborted when dropped uncommitted);
+//! * the `.dat` ([`Backend::read_versioned`] + [`Backend::replace`]): a
+//!   compare-and-swap rewrite, which on S3 is the backup's commit point.
+//!
+//! [`Backend::lock`] excludes other writers (local: `flock` on the
+//! directory; S3: a leased lock object), and every writing operation should
+//! call [`Held::check`] just before its commit point.
+//!
+//! [`AtomicFile`]: crate::io::AtomicFile
+
+pub mod local;
+#[cfg(feature = "s3")]
+pub mod s3;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+pub use local::Local;
+
+/// One stored object (file): its name relative to the repository and its
+/// size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// The name, relative to the repository (`/`-separated).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What [`Backend::put_if_absent`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The object was created with the given bytes.
+    Created,
+    /// An object of that name existed; it was left as it was.
+    AlreadyExists,
+}
+
+/// The version of an object as read by [`Backend::read_versioned`], to be
+/// handed back to [`Backend::replace`]. Opaque: an S3 ETag (and version id),
+/// or a local file's identity and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub(crate) tag: String,
+    pub(crate) extra: Option<String>,
+}
+
+/// A streaming writer of a new object, returned by [`Backend::create`]. The
+/// object appears under its name only at [`Upload::commit`]; dropped
+/// uncommitted (or after a failed write), nothing appears and whatever was
+/// uploaded is discarded.
+///
+/// `write` errors are `io::Error`s carrying the message; the same failure
+/// is returned again, as the crate's [`Error`], by `commit`.
+pub trait Upload: Write + Send {
+    /// Completes the object; returns its size. Fails with
+    /// [`Error::Interrupted`] after a SIGINT or SIGTERM, leaving nothing.
+    fn commit(self: Box<Self>) -> Result<u64>;
+}
+
+/// A held repository lock, released when dropped.
+pub trait Held: Send + std::fmt::Debug {
+    /// `Ok` while the lock is still this process's. A leased lock (S3)
+    /// that could not be renewed in time, or that another process took
+    /// over, fails with [`Error::LockLost`]: the caller must stop before
+    /// its commit point.
+    fn check(&self) -> Result<()>;
+}
+
+/// A repository's storage: the few operations repozo needs, synchronous.
+///
+/// Implementations are `Send + Sync`; reads may run from several threads.
+pub trait Backend: Send + Sync {
+    /// The repository as the user wrote it, for messages: `/path/repo` or
+    /// `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+
+    /// `name` as shown in messages: `/path/repo/name` or
+    /// `s3://bucket/prefix/name`.
+    fn url(&self, name: &str) -> String;
+
+    /// The objects whose names start with `prefix`, sorted by name. `prefix`
+    /// is `""` (the repository itself) or ends in `/` (`blobs/objects/`).
+    /// Not `recursive`: only the objects directly in it (the repository's
+    /// files; no directory, nothing under `blobs/`). `recursive`: every
+    /// object below it. A missing local directory (or empty S3 prefix)
+    /// lists nothing, except that a missing local repository is
+    /// [`Error::NoRepository`].
+    fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<Entry>>;
+
+    /// The size of `name`, or `None` if there is no such object.
+    fn size(&self, name: &str) -> Result<Option<u64>>;
+
+    /// Whether `name` exists.
+    fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.size(name)?.is_some())
+    }
+
+    /// Reads `name` as a stream, with bounded memory whatever its size
+    /// (S3: one GET whose body is read as it arrives).
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// Reads all of `name` (for small objects: `.dat`, manifests).
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let mut data = Vec::new();
+        self.open(name)?
+            .read_to_end(&mut data)
+            .map_err(|e| Error::Remote {
+                url: self.url(name),
+                message: format!("reading failed: {e}"),
+            })?;
+        Ok(data)
+    }
+
+    /// Reads `len` bytes of `name` from offset `start`; fewer only where
+    /// the object ends first.
+    fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>>;
+
+    /// Creates `name` holding `data` unless an object of that name exists,
+    /// atomically: of two concurrent callers exactly one gets
+    /// [`Put::Created`]. Durable when it returns.
+    fn put_if_absent(&self, name: &str, data: &[u8]) -> Result<Put>;
+
+    /// Starts a new object `name` written as a stream. Fails with
+    /// [`Error::WouldOverwrite`] if `name` exists now; the caller holds the
+    /// lock, which keeps other writers from creating it meanwhile.
+    fn create(&self, name: &str) -> Result<Box<dyn Upload>>;
+
+    /// Reads all of `name` with its current [`Version`]; `None` if absent.
+    fn read_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, Version)>>;
+
+    /// Replaces `name` with `data` if its version is still `expected`
+    /// (compare-and-swap); returns the new version. Fails with
+    /// [`Error::Changed`] if it changed or vanished since it was read, and
+    /// with [`Error::LockLost`] if this backend's lock was lost. Atomic:
+    /// readers see the old or the new content, never a mix.
+    fn replace(&self, name: &str, data: &[u8], expected: &Version) -> Result<Version>;
+
+    /// Removes `name`; an absent object is not an error.
+    fn delete(&self, name: &str) -> Result<()>;
+
+    /// Takes the repository lock, waiting up to `wait` for another holder;
+    /// fails with [`Error::Locked`] (local) or [`Error::LockedBy`] (S3,
+    /// naming the owner) when the wait runs out, both exit code 11.
+    fn lock(&self, wait: Duration) -> Result<Box<dyn Held>>;
+
+    /// Checks that the storage honours create-only and compare-and-swap
+    /// writes, refusing it with [`Error::NoConditionalWrites`] otherwise.
+    /// The S3 backend runs it once, on its first write or lock; calling it
+    /// again does nothing. A local directory always passes.
+    fn probe(&self) -> Result<()>;
+}
+
+/// Whether a `-r` argument names an object-store repository (`s3://…`).
+pub fn is_remote(spec: &str) -> bool {
+    spec.starts_with("s3://")
+}
+
+/// Opens the repository `spec`: a local directory path, or
+/// `s3://BUCKET/PREFIX` (endpoint, region and credentials from the `AWS_*`
+/// environment variables; needs the cargo feature `s3`). Nothing is
+/// checked or contacted yet.
+pub fn open(spec: &str) -> Result<Box<dyn Backend>> {
+    if is_remote(spec) {
+        #[cfg(feature = "s3")]
+        {
+            return Ok(Box::new(s3::S3::from_url(spec, &[])?));
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            return Err(Error::Remote {
+                url: spec.to_string(),
+                message: "this repozo was built without S3 support; build it with \
+                          `cargo build --release --features s3`"
+                    .into(),
+            });
+        }
+    }
+    Ok(Box::new(Local::new(spec)))
+}
+
+/// Splits `s3://bucket/prefix` into bucket and prefix (without leading or
+/// trailing `/`; possibly empty).
+pub fn parse_s3_url(url: &str) -> Result<(String, String)> {
+    let bad = |why: &str| Error::Remote {
+        url: url.to_string(),
+        message: format!("not a repository URL: {why}; use s3://BUCKET/PREFIX"),
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("it does not start with s3://"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(bad("the bucket name is empty"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|s| s == "." || s == "..")
+        || (!prefix.is_empty() && prefix.split('/').any(str::is_empty))
+    {
+        return Err(bad("the prefix has an empty, '.' or '..' component"));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// A random version-4 UUID (lock owners, probe names), from the system's
+/// random source.
+#[cfg(any(feature = "s3", test))]
+pub(crate) fn uuid() -> String {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // No /dev/urandom: time and pid still make clashes unlikely.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b[..8].copy_from_slice(&(t as u64).to_le_bytes());
+        b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::io::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_url_splits_into_bucket_and_prefix() {
+        assert_eq!(
+            parse_s3_url("s3://b/x/y/").unwrap(),
+            ("b".into(), "x/y".into())
+        );
+        assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), "".into()));
+        assert!(parse_s3_url("s3:///x").is_err());
+        assert!(parse_s3_url("s3://b/x//y").is_err());
+        assert!(parse_s3_url("s3://b/../y").is_err());
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_differ() {
+        let (a, b) = (uuid(), uuid());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+
+    #[cfg(not(feature = "s3"))]
+    #[test]
+    fn an_s3_repository_without_the_feature_says_how_to_build_it() {
+        let err = open("s3://b/p").err().unwrap();
+        assert!(err.to_string().contains("--features s3"), "{err}");
+    }
+}

@@ -1,0 +1,233 @@
+//! A real S3 server for the tests: `moto_server` from the tests' venv
+//! (`moto[server]` in tests/py/requirements.txt, installed by
+//! scripts/setup-venv.sh on first use), on a free loopback port, with a
+//! bucket [`BUCKET`] created.
+//!
+//! Nothing is ever skipped: if the venv, moto or the server cannot be
+//! had, the test panics saying why.
+//!
+//! The server runs under a tiny bash watchdog that holds our end of a
+//! pipe: when the test process ends, however it ends, the pipe closes and
+//! the watchdog kills the server by its recorded pid. [`S3Server::start`]
+//! gives a server of one's own, killed when dropped; [`S3Server::shared`]
+//! one for the whole test process.
+//!
+//! Tests in this process configure the backend with [`S3Server::config`]
+//! (so no process-wide variable is set under running threads); commands
+//! they start get [`S3Server::env`], the `AWS_*` variables.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The bucket every server is started with.
+pub const BUCKET: &str = "repozo-test";
+
+/// Credentials moto accepts (any are accepted; the client needs some, or
+/// it looks for instance metadata).
+pub const KEY_ID: &str = "testing";
+/// See [`KEY_ID`].
+pub const SECRET: &str = "testing";
+
+/// A running moto server.
+pub struct S3Server {
+    watchdog: Child,
+    /// Our end of the watchdog's stdin: closing it stops the server.
+    _lifeline: Option<ChildStdin>,
+    /// moto_server's pid.
+    pub pid: u32,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The server's output.
+    pub log: PathBuf,
+}
+
+impl S3Server {
+    /// Starts a server of one's own (a few seconds: moto is Python);
+    /// panics if it cannot.
+    pub fn start() -> S3Server {
+        let venv = super::common::py::venv_dir();
+        // Provisions the venv (moto included) if needed; panics loudly if
+        // that fails.
+        let _ = super::common::py::venv_python();
+        let moto = venv.join("bin").join("moto_server");
+        assert!(
+            moto.is_file(),
+            "\n==== S3 TEST SERVER MISSING ====\n{} does not exist, although the venv is set up: \
+             tests/py/requirements.txt must list moto[server]. These tests are NOT skipped.\n",
+            moto.display()
+        );
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(&moto) {
+                Ok(s) => {
+                    s.create_bucket(BUCKET);
+                    return s;
+                }
+                Err(why) => last = why,
+            }
+        }
+        panic!(
+            "\n==== S3 TEST SERVER DID NOT START ====\n{} failed three times; last: {last}\n\
+             These tests need a real S3 server and are NOT skipped.\n",
+            moto.display()
+        );
+    }
+
+    /// The server shared by all tests of this process, started on first
+    /// use; it stops when the process ends.
+    pub fn shared() -> &'static S3Server {
+        static SHARED: OnceLock<S3Server> = OnceLock::new();
+        SHARED.get_or_init(S3Server::start)
+    }
+
+    fn try_start(moto: &std::path::Path) -> Result<S3Server, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?
+            .port();
+        let log =
+            std::env::temp_dir().join(format!("repozo-moto-{}-{port}.log", std::process::id()));
+        let mut watchdog = Command::new("bash")
+            .arg("-c")
+            .arg(
+                r#""$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null & m=$!
+                echo "$m"
+                read -r _ || true
+                kill -9 "$m" 2>/dev/null; rm -f "$2""#,
+            )
+            .arg(moto)
+            .arg(port.to_string())
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run bash: {e}"))?;
+        let lifeline = watchdog.stdin.take();
+        let mut line = String::new();
+        BufReader::new(watchdog.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the server's pid: {e}"))?;
+        let pid: u32 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("the watchdog printed {line:?}, not a pid"))?;
+        let server = S3Server {
+            watchdog,
+            _lifeline: lifeline,
+            pid,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let start = Instant::now();
+        loop {
+            if http(port, "GET / HTTP/1.1").is_ok_and(|r| r.starts_with("HTTP/1.")) {
+                return Ok(server);
+            }
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+                return Err(format!(
+                    "moto_server exited; its output:\n{}",
+                    std::fs::read_to_string(&server.log).unwrap_or_default()
+                ));
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "moto_server did not answer on port {port} within 60 s; its output:\n{}",
+                    std::fs::read_to_string(&server.log).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("endpoint has a port")
+    }
+
+    /// Creates a bucket (moto takes unsigned requests); panics on failure.
+    pub fn create_bucket(&self, name: &str) {
+        let resp = http(self.port(), &format!("PUT /{name} HTTP/1.1"))
+            .unwrap_or_else(|e| panic!("creating bucket {name} on {}: {e}", self.endpoint));
+        assert!(
+            resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+            "creating bucket {name} on {}: {resp}",
+            self.endpoint
+        );
+    }
+
+    /// The multipart uploads begun and neither completed nor aborted under
+    /// `prefix` of [`BUCKET`], as moto lists them (the XML, `<Upload>`
+    /// elements; moto answers unsigned requests).
+    pub fn pending_uploads(&self, prefix: &str) -> String {
+        http(
+            self.port(),
+            &format!("GET /{BUCKET}?uploads&prefix={prefix} HTTP/1.1"),
+        )
+        .unwrap_or_else(|e| panic!("listing multipart uploads on {}: {e}", self.endpoint))
+    }
+
+    /// `s3://BUCKET/prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{BUCKET}/{prefix}")
+    }
+
+    /// The `AWS_*` variables that point a child process at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The same settings as `object_store` configuration keys, for
+    /// `repozo::backend::s3::S3::from_url`.
+    pub fn config(&self) -> Vec<(String, String)> {
+        self.env()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        // SAFETY: a signal to the pid we started.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+        }
+        drop(self._lifeline.take());
+        let _ = self.watchdog.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Sends a request line with no body to 127.0.0.1:`port`; returns the
+/// whole response.
+fn http(port: u16, request_line: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{request_line}\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp)
+}
