@@ -434,10 +434,10 @@ class Bench:
 
         m = self.meta
         print('Blob benchmark: %d blob files, %.2f GB (grown: +%d files); Data.fs %.0f MB; '
-              'median of %d runs, warm page cache, ours = target/release/repozo.'
+              'median of %d runs, warm page cache, ours = %s.'
               % (m['base']['files'], m['base']['bytes'] / 2 ** 30,
                  m['grown']['files'] - m['base']['files'],
-                 m['base']['datafs_bytes'] / MB, self.args.runs))
+                 m['base']['datafs_bytes'] / MB, self.args.runs, self.args.ours))
         print()
         print('| scenario | ours (s) | baseline | baseline (s) | ours / baseline |')
         print('|---|---:|---|---:|---:|')
