@@ -19,8 +19,10 @@ use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -143,10 +145,8 @@ impl Store {
         }
         Ok(Writer {
             store: self,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            next: 0,
-            buf: vec![0; BUF],
+            pending: Mutex::new(Pending::default()),
+            next: AtomicU64::new(0),
         })
     }
 
@@ -192,24 +192,38 @@ impl Store {
 /// [`Writer::commit`] (or when a batch fills up).
 pub struct Writer<'s> {
     store: &'s Store,
-    pending: Vec<(PathBuf, Hash)>,
-    pending_bytes: u64,
-    next: u64,
-    buf: Vec<u8>,
+    pending: Mutex<Pending>,
+    next: AtomicU64,
+}
+
+/// Objects put and not yet committed.
+#[derive(Default)]
+struct Pending {
+    objects: Vec<(PathBuf, Hash)>,
+    bytes: u64,
 }
 
 impl Writer<'_> {
     /// Copies `src` (named `shown` in errors) into the store unless an
     /// object with its content exists; returns its hash, its size, and
-    /// whether it is new to the store.
-    pub fn put(&mut self, src: &mut File, shown: &Path) -> Result<(Hash, u64, bool)> {
+    /// whether it is new to the store. `buf` is the copy buffer. Safe to
+    /// call from several threads at once (blob files are many and small:
+    /// creating files, not copying bytes, bounds a backup, and creates on
+    /// two threads overlap).
+    pub fn put(&self, src: &mut File, shown: &Path, buf: &mut [u8]) -> Result<(Hash, u64, bool)> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .store
             .incoming()
-            .join(format!("{}-{}", std::process::id(), self.next));
-        self.next += 1;
-        let mut out = File::create(&tmp).at(&tmp)?;
-        let copied = hash_copy(src, Some(&mut out), &mut self.buf, shown, &tmp);
+            .join(format!("{}-{n}", std::process::id()));
+        // Created read-only, as objects are kept: no chmod per object.
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&tmp)
+            .at(&tmp)?;
+        let copied = hash_copy(src, Some(&mut out), buf, shown, &tmp);
         let (hash, size) = match copied {
             Ok(v) => v,
             Err(e) => {
@@ -219,36 +233,48 @@ impl Writer<'_> {
         };
         drop(out);
         let stored = self.store.size_of(&hash)? == Some(size)
-            || self.pending.iter().any(|(_, h)| *h == hash);
+            || self.lock().objects.iter().any(|(_, h)| *h == hash);
         if stored {
             std::fs::remove_file(&tmp).at(&tmp)?;
         } else {
-            self.pending.push((tmp, hash));
-            self.pending_bytes += size;
-            if self.pending.len() >= BATCH_OBJECTS || self.pending_bytes >= BATCH_BYTES {
+            let full = {
+                let mut p = self.lock();
+                p.objects.push((tmp, hash));
+                p.bytes += size;
+                p.objects.len() >= BATCH_OBJECTS || p.bytes >= BATCH_BYTES
+            };
+            if full {
                 self.commit()?;
             }
         }
         Ok((hash, size, !stored))
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A panic elsewhere cannot leave the list inconsistent: use it.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Makes every object put so far durable under its name.
-    pub fn commit(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+    pub fn commit(&self) -> Result<()> {
+        let mut p = self.lock();
+        if p.objects.is_empty() {
             return Ok(());
         }
         let incoming = self.store.incoming();
         syncfs(&incoming)?;
         let mut dirs = HashSet::new();
-        let pending = std::mem::take(&mut self.pending);
-        for (i, (tmp, hash)) in pending.iter().enumerate() {
+        let objects = std::mem::take(&mut p.objects);
+        for (i, (tmp, hash)) in objects.iter().enumerate() {
             if let Err(e) = self.store_one(tmp, hash, &mut dirs) {
                 // What is not renamed yet is removed by `drop`.
-                self.pending = pending[i..].to_vec();
+                p.objects = objects[i..].to_vec();
                 return Err(e);
             }
         }
-        self.pending_bytes = 0;
+        p.bytes = 0;
         syncfs(&incoming)
     }
 
@@ -258,8 +284,6 @@ impl Writer<'_> {
         if dirs.insert(dir.clone()) {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }
-        let perms = std::fs::Permissions::from_mode(0o444);
-        std::fs::set_permissions(tmp, perms).at(tmp)?;
         std::fs::rename(tmp, &dest).at(&dest)?;
         crate::failpoint::hit("backup:blob-stored");
         Ok(())
@@ -271,7 +295,7 @@ impl Drop for Writer<'_> {
     /// fails (an unreadable blob file) or is interrupted leaves nothing in
     /// `incoming/`.
     fn drop(&mut self) {
-        for (tmp, _) in self.pending.drain(..) {
+        for (tmp, _) in self.lock().objects.drain(..) {
             let _ = std::fs::remove_file(&tmp);
         }
     }
@@ -327,12 +351,13 @@ mod tests {
         let b = dir.path().join("b");
         std::fs::write(&a, b"same").unwrap();
         std::fs::write(&b, b"other").unwrap();
-        let mut w = store.writer().unwrap();
-        let (ha, na, new) = w.put(&mut File::open(&a).unwrap(), &a).unwrap();
+        let w = store.writer().unwrap();
+        let mut buf = vec![0; 16];
+        let (ha, na, new) = w.put(&mut File::open(&a).unwrap(), &a, &mut buf).unwrap();
         assert!(new);
-        let (ha2, _, new) = w.put(&mut File::open(&a).unwrap(), &a).unwrap();
+        let (ha2, _, new) = w.put(&mut File::open(&a).unwrap(), &a, &mut buf).unwrap();
         assert!(!new);
-        let (hb, _, _) = w.put(&mut File::open(&b).unwrap(), &b).unwrap();
+        let (hb, _, _) = w.put(&mut File::open(&b).unwrap(), &b, &mut buf).unwrap();
         w.commit().unwrap();
         assert_eq!(ha, ha2);
         assert_eq!(ha, Hash::of(b"same"));

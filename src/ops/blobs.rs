@@ -27,6 +27,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use super::Ctx;
 use super::meter::Meter;
@@ -173,7 +174,7 @@ pub(super) fn backup(
     } else {
         HashMap::new()
     };
-    let mut writer = store.writer()?;
+    let writer = store.writer()?;
     let meter = Meter::new(ctx.report, Phase::Blobs, None);
     let mut manifests = Vec::new();
     let mut missing: Vec<String> = Vec::new();
@@ -184,32 +185,19 @@ pub(super) fn backup(
         let (mut stored, mut bytes, mut reused) = (0u64, 0u64, 0u64);
         let mut entries = Vec::with_capacity(records.len());
         let mut gone = 0u64;
-        for rec in &records {
-            crate::interrupt::check()?;
-            if let Some(&(size, hash)) = known.get(&(rec.oid, rec.tid))
-                && store.size_of(&hash)? == Some(size)
-            {
-                reused += 1;
-                entries.push(Entry {
-                    oid: rec.oid,
-                    tid: rec.tid,
-                    content: Some((size, hash)),
-                });
-                continue;
-            }
-            let content = match blobs.open_file(rec)? {
-                Some((mut file, path)) => {
-                    let (hash, size, new) = writer.put(&mut file, &path)?;
-                    meter.add(size);
-                    if new {
-                        stored += 1;
-                        bytes += size;
-                    } else {
-                        reused += 1;
-                    }
+        let got = fetch_all(&writer, blobs, &store, &known, &records, &meter)?;
+        for (rec, got) in records.iter().zip(got) {
+            let content = match got {
+                Got::Known(size, hash) | Got::Stored(size, hash, false) => {
+                    reused += 1;
                     Some((size, hash))
                 }
-                None => {
+                Got::Stored(size, hash, true) => {
+                    stored += 1;
+                    bytes += size;
+                    Some((size, hash))
+                }
+                Got::Missing => {
                     let path = blobs.dir.join(blobs.layout.file(rec.oid, rec.tid));
                     let path = path.display().to_string();
                     ctx.report.event(&Event::BlobMissing { path: path.clone() });
@@ -264,6 +252,96 @@ pub(super) fn backup(
             manifest,
         }),
     }
+}
+
+/// What became of one blob record in a backup.
+enum Got {
+    /// Already stored under this (size, hash): not read.
+    Known(u64, Hash),
+    /// Read and stored (or found stored: `false`).
+    Stored(u64, Hash, bool),
+    /// Neither in the blob directory nor in `.old`.
+    Missing,
+}
+
+/// Stores the file of every record (on up to four threads: creating
+/// files, not copying bytes, bounds a blob backup, and creates overlap),
+/// in the order of `records`. Progress is reported from this thread.
+fn fetch_all(
+    writer: &store::Writer<'_>,
+    blobs: &BlobDir,
+    store: &Store,
+    known: &HashMap<(u64, u64), (u64, Hash)>,
+    records: &[BlobRecord],
+    meter: &Meter,
+) -> Result<Vec<Got>> {
+    let n = records.len();
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |k| k.get())
+        .clamp(2, 4)
+        .min(n.max(1));
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<Got>> = (0..n).map(|_| None).collect();
+    let fetch_one = |rec: &BlobRecord, buf: &mut [u8]| -> Result<Got> {
+        crate::interrupt::check()?;
+        if let Some(&(size, hash)) = known.get(&(rec.oid, rec.tid))
+            && store.size_of(&hash)? == Some(size)
+        {
+            return Ok(Got::Known(size, hash));
+        }
+        Ok(match blobs.open_file(rec)? {
+            Some((mut file, path)) => {
+                let (hash, size, new) = writer.put(&mut file, &path, buf)?;
+                Got::Stored(size, hash, new)
+            }
+            None => Got::Missing,
+        })
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Got>)>();
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, fetch_one) = (&next, &fetch_one);
+            std::thread::Builder::new()
+                .spawn_scoped(scope, move || {
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        let got = fetch_one(&records[i], &mut buf);
+                        let failed = got.is_err();
+                        if tx.send((i, got)).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .map_err(Error::Thread)?;
+        }
+        drop(tx);
+        let mut first_error = None;
+        for (i, got) in rx {
+            match got {
+                Ok(got) => {
+                    if let Got::Stored(size, ..) = got {
+                        meter.add(size);
+                    }
+                    out[i] = Some(got);
+                }
+                Err(e) => {
+                    // Stop the others at their next record.
+                    next.store(n, AtomicOrdering::Relaxed);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })?;
+    Ok(out
+        .into_iter()
+        .map(|g| g.expect("every record was fetched"))
+        .collect())
 }
 
 /// `blobs/STATE`: rewritten on every blob backup, so the `blobs`
