@@ -50,15 +50,7 @@ pub struct BlobRecord {
 pub fn blob_records(file: &File, shown: &str, start: u64, end: u64) -> Result<Vec<BlobRecord>> {
     let mut reader = PosReader::new(file);
     let mut back = PosReader::new(file);
-    let corrupt = |pos: u64, what: &str| -> crate::Error {
-        FormatError {
-            path: shown.to_string(),
-            pos,
-            what: what.to_string(),
-            hint: HINT_CORRUPT,
-        }
-        .into()
-    };
+    let corrupt = |pos: u64, what: &str| bad(shown, pos, what);
     // A range past the end of the file would otherwise be read at offsets
     // the system refuses (EINVAL past i64::MAX): say what is wrong.
     let size = file.metadata().at(shown)?.len();
@@ -71,12 +63,13 @@ pub fn blob_records(file: &File, shown: &str, start: u64, end: u64) -> Result<Ve
     let mut found = Vec::new();
     let mut pos = start.max(FILE_HEADER_LEN);
     while pos < end {
-        let b = reader
-            .read_at(pos, TXN_HEADER_LEN as usize)
-            .at_byte(shown, pos)?;
-        if b.len() < TXN_HEADER_LEN as usize {
-            return Err(corrupt(pos, "transaction header cut short"));
-        }
+        let b = read_exact_at(
+            &mut reader,
+            shown,
+            pos,
+            TXN_HEADER_LEN,
+            "transaction header",
+        )?;
         let h = TxnHeader::decode(pos, b);
         let tend = pos
             .checked_add(h.tlen)
@@ -89,12 +82,8 @@ pub fn blob_records(file: &File, shown: &str, start: u64, end: u64) -> Result<Ve
         if h.status != b'u' {
             let mut p = pos + h.header_len();
             while p < tend {
-                let b = reader
-                    .read_at(p, DATA_HEADER_LEN as usize)
-                    .at_byte(shown, p)?;
-                if b.len() < DATA_HEADER_LEN as usize {
-                    return Err(corrupt(p, "data record header cut short"));
-                }
+                let b =
+                    read_exact_at(&mut reader, shown, p, DATA_HEADER_LEN, "data record header")?;
                 let d = DataHeader::decode(p, b);
                 let rec_end = p
                     .checked_add(d.record_len())
@@ -121,25 +110,14 @@ fn is_blob_data(r: &mut PosReader, shown: &str, d: &DataHeader, end: u64) -> Res
             let data = r.read_at(data_at, n).at_byte(shown, data_at)?;
             return Ok(is_blob_pickle(data));
         }
-        let b = r
-            .read_at(data_at, LEN_SIZE as usize)
-            .at_byte(shown, data_at)?;
-        if b.len() < LEN_SIZE as usize {
-            return Err(bad(shown, data_at, "backpointer cut short"));
-        }
-        let back = be64(b);
+        let back = be64(read_exact_at(r, shown, data_at, LEN_SIZE, "backpointer")?);
         if back == 0 {
             return Ok(false); // the object does not exist in this revision
         }
         if back < FILE_HEADER_LEN || back.saturating_add(DATA_HEADER_LEN) > end {
             return Err(bad(shown, d.pos, "backpointer outside the file"));
         }
-        let b = r
-            .read_at(back, DATA_HEADER_LEN as usize)
-            .at_byte(shown, back)?;
-        if b.len() < DATA_HEADER_LEN as usize {
-            return Err(bad(shown, back, "data record header cut short"));
-        }
+        let b = read_exact_at(r, shown, back, DATA_HEADER_LEN, "data record header")?;
         let target = DataHeader::decode(back, b);
         if target.oid != d.oid {
             return Err(bad(
@@ -151,6 +129,21 @@ fn is_blob_data(r: &mut PosReader, shown: &str, d: &DataHeader, end: u64) -> Res
         d = target;
     }
     Err(bad(shown, d.pos, "backpointers form a loop"))
+}
+
+/// `n` bytes at `pos`, or a format error saying `what` is cut short.
+fn read_exact_at<'r>(
+    r: &'r mut PosReader,
+    shown: &str,
+    pos: u64,
+    n: u64,
+    what: &str,
+) -> Result<&'r [u8]> {
+    let b = r.read_at(pos, n as usize).at_byte(shown, pos)?;
+    if (b.len() as u64) < n {
+        return Err(bad(shown, pos, &format!("{what} cut short")));
+    }
+    Ok(b)
 }
 
 fn bad(shown: &str, pos: u64, what: &str) -> crate::Error {

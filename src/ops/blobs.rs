@@ -709,6 +709,18 @@ impl Drop for StagedTree {
     }
 }
 
+/// Exit 3 ([`Error::BlobsNotRestored`]) when a restore left out blob
+/// files the manifests record as missing.
+pub(super) fn all_restored(gone: &[String]) -> Result<()> {
+    match gone.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::BlobsNotRestored {
+            count: gone.len(),
+            first: first.clone(),
+        }),
+    }
+}
+
 /// Removes a tree whose files may be read-only.
 fn remove_tree(path: &Path) -> Result<()> {
     std::fs::remove_dir_all(path).at(path)

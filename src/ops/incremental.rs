@@ -214,13 +214,7 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
     };
     let outcome = update_data(&mut chain, output, plan, inc, ctx)?;
     if let Some(sync) = blobs {
-        let gone = sync.finish(ctx)?;
-        if let Some(first) = gone.first() {
-            return Err(Error::BlobsNotRestored {
-                count: gone.len(),
-                first: first.clone(),
-            });
-        }
+        super::blobs::all_restored(&sync.finish(ctx)?)?;
     }
     Ok(outcome)
 }

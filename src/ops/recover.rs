@@ -205,13 +205,7 @@ pub(super) fn write_output(
         }
     }
     if let Some(tree) = staged {
-        let gone = tree.finish(ctx)?;
-        if let Some(first) = gone.first() {
-            return Err(Error::BlobsNotRestored {
-                count: gone.len(),
-                first: first.clone(),
-            });
-        }
+        super::blobs::all_restored(&tree.finish(ctx)?)?;
     }
     Ok(())
 }
