@@ -350,7 +350,7 @@ fn paused(mut c: Command, step: &str) -> (std::process::Child, impl std::io::Buf
 }
 
 fn finish(mut child: std::process::Child, mut err: impl std::io::BufRead) -> Output {
-    use std::io::{Read, Write};
+    use std::io::Write;
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
