@@ -321,3 +321,29 @@ fn the_man_page_renders_with_groff_and_documents_the_options() {
         assert!(text.contains(opt), "the man page lacks {opt}: {text}");
     }
 }
+
+/// Without the cargo feature `s3`, an `s3://` repository is refused by
+/// every mode, saying how to build a repozo that has it.
+#[cfg(not(feature = "s3"))]
+#[test]
+fn an_s3_repository_in_a_build_without_s3_support_exits_1_saying_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Data.fs"), b"FS21").unwrap();
+    for args in [
+        &["-B", "-r", "s3://bucket/prefix", "-f", "Data.fs"][..],
+        &["-R", "-r", "s3://bucket/prefix", "-o", "out.fs"],
+        &["-V", "-r", "s3://bucket/prefix"],
+        &["--list", "-r", "s3://bucket/prefix"],
+    ] {
+        let mut c = ours();
+        c.current_dir(dir.path()).args(args);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--features s3") && stderr(&o).contains("s3://bucket/prefix"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!dir.path().join("s3:").exists(), "{args:?} wrote locally");
+    }
+}

@@ -34,17 +34,36 @@ pub struct DataFile<'a> {
 #[derive(Default)]
 pub struct DataFiles {
     pool: std::cell::OnceCell<Rc<DecodePool>>,
+    /// The object store the files are in (opened by the base name of
+    /// their path); `None`: local files, opened by path.
+    remote: Option<std::sync::Arc<dyn crate::backend::Backend>>,
 }
 
 impl DataFiles {
-    /// An opener with no pool yet.
+    /// An opener of local files, with no pool yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An opener of the files of `repo` (a directory or an object store).
+    pub fn of(repo: &crate::repo::Repository) -> Self {
+        DataFiles {
+            pool: Default::default(),
+            remote: repo.remote().cloned(),
+        }
     }
 
     /// Opens `file` for reading its uncompressed bytes: gunzipped (all
     /// members, as Python's gzip reads them) if it is gzip, raw otherwise.
     pub fn open(&self, file: DataFile) -> Result<Box<dyn Read>> {
+        if let Some(remote) = &self.remote {
+            let r = remote.open(crate::repo::base_name(file.path))?;
+            return Ok(if file.gzip {
+                Box::new(GzipReader::from_reader(r, self.pool()?))
+            } else {
+                Box::new(BufReader::with_capacity(CHUNK, r))
+            });
+        }
         let f = super::open_regular(file.path).at(file.path)?;
         Ok(if file.gzip {
             let pool = match self.pool.get() {
@@ -57,6 +76,17 @@ impl DataFiles {
             Box::new(GzipReader::with_pool(f, pool))
         } else {
             Box::new(BufReader::with_capacity(CHUNK, f))
+        })
+    }
+
+    /// The shared decompression pool, started on first use.
+    fn pool(&self) -> Result<Rc<DecodePool>> {
+        Ok(match self.pool.get() {
+            Some(p) => Rc::clone(p),
+            None => {
+                let p = Rc::new(DecodePool::new().map_err(Error::Thread)?);
+                Rc::clone(self.pool.get_or_init(|| p))
+            }
         })
     }
 

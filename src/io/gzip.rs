@@ -302,7 +302,7 @@ impl DecodePool {
 /// of every member are checked; damage is an `InvalidData` error naming the
 /// member's offset.
 pub struct GzipReader {
-    file: std::io::BufReader<std::fs::File>,
+    file: std::io::BufReader<Box<dyn std::io::Read>>,
     /// Offset in the file of the next member to dispatch.
     offset: u64,
     pool: std::rc::Rc<DecodePool>,
@@ -316,7 +316,21 @@ pub struct GzipReader {
     current_pos: usize,
     /// Set once a member without our size field is met: its offset.
     fallback_at: Option<u64>,
-    fallback: Option<flate2::read::MultiGzDecoder<std::io::BufReader<std::fs::File>>>,
+    /// The bytes of the file from `fallback_at` that were read already
+    /// (the member's header, perhaps its body): the stream starts with
+    /// them, then continues with `file`.
+    fallback_head: Vec<u8>,
+    #[allow(clippy::type_complexity)]
+    fallback: Option<
+        flate2::read::MultiGzDecoder<
+            std::io::BufReader<
+                std::io::Chain<
+                    std::io::Cursor<Vec<u8>>,
+                    std::io::BufReader<Box<dyn std::io::Read>>,
+                >,
+            >,
+        >,
+    >,
     at_eof: bool,
 }
 
@@ -329,9 +343,16 @@ impl GzipReader {
 
     /// Opens `file` (positioned at its start) for decompression on `pool`.
     pub fn with_pool(file: std::fs::File, pool: std::rc::Rc<DecodePool>) -> Self {
+        Self::from_reader(Box::new(file), pool)
+    }
+
+    /// Decompresses the stream `input` (a file or an object store's
+    /// response body, read from its start) on `pool`; it is read once,
+    /// front to back, never sought.
+    pub fn from_reader(input: Box<dyn std::io::Read>, pool: std::rc::Rc<DecodePool>) -> Self {
         let first = pool.seq.get();
         GzipReader {
-            file: std::io::BufReader::with_capacity(1 << 16, file),
+            file: std::io::BufReader::with_capacity(1 << 16, input),
             offset: 0,
             pool,
             ready: BTreeMap::new(),
@@ -340,6 +361,7 @@ impl GzipReader {
             current: Vec::new(),
             current_pos: 0,
             fallback_at: None,
+            fallback_head: Vec::new(),
             fallback: None,
             at_eof: false,
         }
@@ -365,6 +387,7 @@ impl GzipReader {
             // Not one of ours (or truncated, or larger than ours): stream
             // from here on.
             self.fallback_at = Some(self.offset);
+            self.fallback_head = head[..got].to_vec();
             return Ok(false);
         }
         let Some(body_len) = total.checked_sub(HEADER_LEN).filter(|&n| n >= TRAILER_LEN) else {
@@ -378,6 +401,9 @@ impl GzipReader {
         isize.copy_from_slice(&member[body_len - 4..]);
         if u32::from_le_bytes(isize) as usize > MAX_MEMBER_ISIZE {
             self.fallback_at = Some(self.offset);
+            let mut consumed = head.to_vec();
+            consumed.extend_from_slice(&member);
+            self.fallback_head = consumed;
             return Ok(false);
         }
         let seq = self.pool.take_seq();
@@ -428,14 +454,18 @@ impl std::io::Read for GzipReader {
             if self.next_member()? {
                 continue;
             }
-            let Some(at) = self.fallback_at else {
+            if self.fallback_at.is_none() {
                 return Ok(0);
-            };
-            use std::io::Seek;
-            let mut file = self.file.get_ref().try_clone()?;
-            file.seek(std::io::SeekFrom::Start(at))?;
+            }
+            // The rest of the input, from the member that is not ours: the
+            // bytes of it already read, then what follows them.
+            let rest = std::mem::replace(
+                &mut self.file,
+                std::io::BufReader::new(Box::new(std::io::empty())),
+            );
+            let head = std::io::Cursor::new(std::mem::take(&mut self.fallback_head));
             self.fallback = Some(flate2::read::MultiGzDecoder::new(
-                std::io::BufReader::with_capacity(super::CHUNK, file),
+                std::io::BufReader::with_capacity(super::CHUNK, std::io::Read::chain(head, rest)),
             ));
         }
     }

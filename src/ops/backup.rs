@@ -13,9 +13,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
 use crate::index;
-use crate::io::{AtomicFile, CHUNK, DataFiles, ParallelGzip, Staged, append_synced};
-use crate::lock::{self, RepoLock};
-use crate::repo::{self, Chain, DatEntry, Listing, Repository};
+use crate::io::{CHUNK, ParallelGzip, Staged};
+use crate::lock;
+use crate::repo::{self, Chain, DatEntry, DataOut, Listing, RepoGuard, Repository};
 use crate::report::{Event, FullReason, Phase};
 
 /// Options of a backup (`-B`).
@@ -76,11 +76,19 @@ pub enum BackupOutcome {
 /// incremental one of the bytes committed since, or nothing if there are
 /// none. Only committed transactions are copied (up to ZODB's `getSize()`).
 pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
-    let _lock = RepoLock::acquire(
-        &opts.repository,
-        opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
-    )?;
-    backup_locked(opts, ctx)
+    let repo = open_for_backup(opts)?;
+    let held = repo.lock(opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT))?;
+    backup_locked(&repo, &held, opts, ctx)
+}
+
+/// The repository of a backup; blobs in an object store are refused
+/// before anything is done.
+fn open_for_backup(opts: &BackupOptions) -> Result<Repository> {
+    let repo = Repository::open(&opts.repository)?;
+    if opts.blob_dir.is_some() {
+        repo.refuse_remote("--blob-dir")?;
+    }
+    Ok(repo)
 }
 
 /// [`backup()`], then, only if it succeeded and still under the same
@@ -93,26 +101,28 @@ pub fn backup_and_retain(
     retention: &Retention,
     ctx: Ctx,
 ) -> Result<(BackupOutcome, Result<RetentionOutcome>)> {
-    let _lock = RepoLock::acquire(
-        &opts.repository,
-        opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
-    )?;
-    let outcome = backup_locked(opts, ctx)?;
-    let repo = Repository::new(&opts.repository);
+    let repo = open_for_backup(opts)?;
+    repo.refuse_remote("Retention rules (--keep-…)")?;
+    let held = repo.lock(opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT))?;
+    let outcome = backup_locked(&repo, &held, opts, ctx)?;
     Ok((outcome, retention::retain_locked(&repo, retention, ctx)))
 }
 
-fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
+fn backup_locked(
+    repo: &Repository,
+    held: &RepoGuard,
+    opts: &BackupOptions,
+    ctx: Ctx,
+) -> Result<BackupOutcome> {
     // A wrong --blob-dir is found before anything is written.
     let blob_dir = opts.blob_dir.as_deref().map(BlobDir::open).transpose()?;
-    let repo = Repository::new(&opts.repository);
     failpoint::hit("backup:locked");
     let mut listing = repo.list()?;
     repo.remove_leftovers(&listing, ctx.report);
     let (outcome, src, mut ranges) =
-        backup_data(&repo, &mut listing, opts, blob_dir.is_some(), ctx)?;
+        backup_data(repo, held, &mut listing, opts, blob_dir.is_some(), ctx)?;
     let Some(blob_dir) = blob_dir else {
-        return finish(&repo, &listing, outcome, opts, ctx);
+        return finish(repo, &listing, outcome, opts, ctx);
     };
     match &outcome {
         BackupOutcome::Full { dest, end, .. } => ranges.push(blobs::Range {
@@ -137,7 +147,7 @@ fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
             None => Source::open(&opts.file)?,
         };
         let done = blobs::backup(
-            &repo, &listing, &src.file, &src.path, &blob_dir, &ranges, ctx,
+            repo, &listing, &src.file, &src.path, &blob_dir, &ranges, ctx,
         );
         if let Err(e) = done {
             if !matches!(e, Error::BlobsMissing { .. }) {
@@ -149,7 +159,7 @@ fn backup_locked(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
             return Err(e);
         }
     }
-    finish(&repo, &listing, outcome, opts, ctx)
+    finish(repo, &listing, outcome, opts, ctx)
 }
 
 /// `-k` after a full backup (and its blobs) is complete.
@@ -164,7 +174,10 @@ fn finish(
         let mut listing = listing.clone();
         listing.push(repo::base_name(dest).to_string());
         delete_old_backups(repo, &listing, ctx)?;
-        blobs::collect_garbage(repo, ctx)?;
+        if !repo.is_remote() {
+            // Blobs are not backed up to object stores (yet): no store.
+            blobs::collect_garbage(repo, ctx)?;
+        }
     }
     Ok(outcome)
 }
@@ -175,6 +188,7 @@ fn finish(
 /// manifest.
 fn backup_data(
     repo: &Repository,
+    held: &RepoGuard,
     listing: &mut Listing,
     opts: &BackupOptions,
     with_blobs: bool,
@@ -194,7 +208,7 @@ fn backup_data(
             ctx.report.event(&Event::DoingFull(FullReason::Requested));
             let (stamp, dest) = new_dest(repo, listing, true, opts.gzip, ctx)?;
             let src = Source::open(&opts.file)?;
-            let outcome = full_backup(repo, &src, (stamp, dest), opts, ctx)?;
+            let outcome = full_backup(repo, held, &src, (stamp, dest), opts, ctx)?;
             return Ok((outcome, Some(src), Vec::new()));
         }
     };
@@ -202,10 +216,10 @@ fn backup_data(
     let full = |reason: FullReason, src: Source, listing: &mut Listing| {
         ctx.report.event(&Event::DoingFull(reason));
         let dest = new_dest(repo, listing, true, opts.gzip, ctx)?;
-        let outcome = full_backup(repo, &src, dest, opts, ctx)?;
+        let outcome = full_backup(repo, held, &src, dest, opts, ctx)?;
         Ok((outcome, Some(src), Vec::new()))
     };
-    if let Err(problem) = chain.reconcile(ctx.report)? {
+    if let Err(problem) = chain.reconcile(ctx.report, held)? {
         ctx.report.event(&Event::StartingNewChain(problem));
         return full(FullReason::Changed, src, listing);
     }
@@ -234,7 +248,7 @@ fn backup_data(
         Decision::Incremental(start) => {
             ctx.report.event(&Event::DoingIncremental { start });
             let ranges = repair(&mut chain)?;
-            let outcome = incremental_backup(repo, listing, &chain, &src, start, opts, ctx)?;
+            let outcome = incremental_backup(repo, held, listing, &chain, &src, start, opts, ctx)?;
             let ranges = match outcome {
                 // A full backup after all: the old chain is not continued.
                 BackupOutcome::Full { .. } => Vec::new(),
@@ -289,7 +303,7 @@ fn decide_thorough(chain: &mut Chain, src: &Source, ctx: Ctx) -> Result<Decision
     let (repo, source) = std::thread::scope(|scope| {
         let repo = std::thread::Builder::new()
             .spawn_scoped(scope, || {
-                DataFiles::new().concat(chain.data_files(), None, "")
+                chain.reader().concat(chain.data_files(), None, "")
             })
             .map_err(Error::Thread)?;
         let meter = Meter::new(ctx.report, Phase::Compare, Some(src.size));
@@ -368,7 +382,7 @@ fn new_dest(
         (false, true) => ".deltafsz",
     };
     let dest = repo.path(&format!("{stamp}{ext}"));
-    if Path::new(&dest).exists() {
+    if repo.exists(&format!("{stamp}{ext}"))? {
         return Err(Error::WouldOverwrite(dest));
     }
     Ok((stamp, dest))
@@ -376,6 +390,7 @@ fn new_dest(
 
 fn full_backup(
     repo: &Repository,
+    held: &RepoGuard,
     src: &Source,
     (stamp, dest): (String, String),
     opts: &BackupOptions,
@@ -390,18 +405,15 @@ fn full_backup(
         bytes: end,
         dest: dest.clone(),
     });
-    let md5 = write_data(src, 0, end, &dest, opts.gzip, ctx)?;
+    let md5 = write_data(repo, src, 0, end, &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start: 0,
         end,
         md5,
     };
-    let mut dat_file = AtomicFile::create(repo.path(&format!("{stamp}.dat")))?;
-    dat_file
-        .write_all(entry.to_line().as_bytes())
-        .at(repo.path(&format!("{stamp}.dat")))?;
-    dat_file.commit_even_if_interrupted()?;
+    held.check()?;
+    repo.write_whole(&format!("{stamp}.dat"), entry.to_line().as_bytes())?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
@@ -412,8 +424,10 @@ fn full_backup(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn incremental_backup(
     repo: &Repository,
+    held: &RepoGuard,
     listing: &mut Listing,
     chain: &Chain,
     src: &Source,
@@ -437,21 +451,21 @@ fn incremental_backup(
         // the chain cannot be continued, so start a new one.
         ctx.report.event(&Event::DoingFull(FullReason::Changed));
         let dest = new_dest(repo, listing, true, opts.gzip, ctx)?;
-        return full_backup(repo, src, dest, opts, ctx);
+        return full_backup(repo, held, src, dest, opts, ctx);
     }
     ctx.report.event(&Event::WritingIndex);
     ctx.report.event(&Event::WritingIncremental {
         bytes: end - start,
         dest: dest.clone(),
     });
-    let md5 = write_data(src, start, end, &dest, opts.gzip, ctx)?;
+    let md5 = write_data(repo, src, start, end, &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start,
         end,
         md5,
     };
-    append_synced(chain.dat_path(), &entry.to_line())?;
+    repo.append_line(&chain.dat_name(), &entry.to_line(), held)?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
@@ -469,13 +483,32 @@ fn incremental_backup(
 /// if the scan uses it.
 fn chain_index(chain: &Chain, start: u64) -> Option<fs::Hint<'static>> {
     let path = chain.index_path();
-    if index::peek_pos_file(&path)? != start {
+    let Some(remote) = chain.repo().remote().cloned() else {
+        if index::peek_pos_file(&path)? != start {
+            return None;
+        }
+        return Some(fs::Hint {
+            pos: start,
+            load: Box::new(move || {
+                index::load_file(&path)
+                    .ok()
+                    .filter(|(pos, _)| *pos == start)
+                    .map(|(_, ix)| ix)
+            }),
+        });
+    };
+    // In an object store: its first bytes say where it is valid, and it is
+    // streamed only if the scan uses it.
+    let name = chain.index_name();
+    let head = remote.read_range(&name, 0, 64).ok()?;
+    if index::peek_pos(&head)? != start {
         return None;
     }
     Some(fs::Hint {
         pos: start,
         load: Box::new(move || {
-            index::load_file(&path)
+            let r = remote.open(&name).ok()?;
+            index::load_from(&mut std::io::BufReader::with_capacity(CHUNK, r), &path)
                 .ok()
                 .filter(|(pos, _)| *pos == start)
                 .map(|(_, ix)| ix)
@@ -486,6 +519,7 @@ fn chain_index(chain: &Chain, start: u64) -> Option<fs::Hint<'static>> {
 /// Copies `[start, end)` of the source into a new data file `dest`,
 /// gzipped (as parallel members) if `gzip`.
 fn write_data(
+    repo: &Repository,
     src: &Source,
     start: u64,
     end: u64,
@@ -494,23 +528,45 @@ fn write_data(
     ctx: Ctx,
 ) -> Result<String> {
     let meter = Meter::new(ctx.report, Phase::Copy, Some(end - start));
-    let mut out = AtomicFile::create(dest)?;
-    let md5 = if gzip {
-        let mut staged = Staged::new(&mut out);
-        let mut gz = ParallelGzip::new(&mut staged).map_err(Error::Thread)?;
-        let md5 = src.copy_range(start, end, &mut |c| {
-            meter.add(c.len() as u64);
-            gz.write_chunk(c).at(dest)
-        })?;
-        gz.finish().at(dest)?;
-        staged.finish().at(dest)?;
-        md5
-    } else {
-        out.try_direct();
-        src.copy_range(start, end, &mut |c| {
-            meter.add(c.len() as u64);
-            out.write_all(c).at(dest)
-        })?
+    let mut out = repo.create_data(repo::base_name(dest))?;
+    let md5 = match &mut out {
+        DataOut::Local(out) if gzip => {
+            let mut staged = Staged::new(out);
+            let mut gz = ParallelGzip::new(&mut staged).map_err(Error::Thread)?;
+            let md5 = src.copy_range(start, end, &mut |c| {
+                meter.add(c.len() as u64);
+                gz.write_chunk(c).at(dest)
+            })?;
+            gz.finish().at(dest)?;
+            staged.finish().at(dest)?;
+            md5
+        }
+        DataOut::Local(out) => {
+            out.try_direct();
+            src.copy_range(start, end, &mut |c| {
+                meter.add(c.len() as u64);
+                out.write_all(c).at(dest)
+            })?
+        }
+        // An upload: its parts go up while the next bytes are read.
+        DataOut::Remote(up) if gzip => {
+            let mut gz = ParallelGzip::new(up).map_err(Error::Thread)?;
+            let md5 = src.copy_range(start, end, &mut |c| {
+                meter.add(c.len() as u64);
+                gz.write_chunk(c).at(dest)
+            })?;
+            gz.finish().at(dest)?;
+            md5
+        }
+        DataOut::Remote(up) => {
+            let mut w = BufWriter::with_capacity(CHUNK, up);
+            let md5 = src.copy_range(start, end, &mut |c| {
+                meter.add(c.len() as u64);
+                w.write_all(c).at(dest)
+            })?;
+            w.flush().at(dest)?;
+            md5
+        }
     };
     failpoint::hit("backup:data-copied");
     src.check_not_replaced()?;
@@ -521,7 +577,11 @@ fn write_data(
 
 fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> Result<()> {
     let path = repo.path(&format!("{stamp}.index"));
-    let mut out = AtomicFile::create(&path)?;
+    if repo.is_remote() {
+        // A create-only put (the index is in memory anyway).
+        return repo.write_whole(&format!("{stamp}.index"), &index::save(pos, ix));
+    }
+    let mut out = crate::io::AtomicFile::create(&path)?;
     {
         let mut w = BufWriter::with_capacity(CHUNK, &mut out);
         index::write_to(&mut w, pos, ix).at(&path)?;
@@ -542,10 +602,9 @@ fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<
     for name in names.iter().filter(|n| *n != keep) {
         ctx.report.event(&Event::RemovingOld(name.clone()));
         for ext in [".blobs", ".dat", ".index"] {
-            let _ = std::fs::remove_file(repo.path(&repo::with_ext(name, ext)));
+            let _ = repo.remove(&repo::with_ext(name, ext));
         }
-        let path = repo.path(name);
-        std::fs::remove_file(&path).at(&path)?;
+        repo.remove(name)?;
         failpoint::hit("backup:removed-one-old");
     }
     let kept = repo::stamp_of(keep);
@@ -555,7 +614,7 @@ fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<
             && stamp < kept
             && !names.iter().any(|n| repo::stamp_of(n) == stamp)
         {
-            let _ = std::fs::remove_file(repo.path(meta));
+            let _ = repo.remove(meta);
         }
     }
     Ok(())

@@ -39,7 +39,7 @@ use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs::{LEN_SIZE, TXN_HEADER_LEN};
-use crate::io::{AtomicFile, CHUNK, DataFile, DataFiles, open_regular};
+use crate::io::{AtomicFile, CHUNK, DataFile, open_regular};
 use crate::lock::StorageLock;
 use crate::repo::{Chain, DatEntry, is_gzip_name};
 use crate::report::{Event, Phase};
@@ -191,6 +191,9 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
             "--incremental needs -o/--output: it brings an existing Data.fs up to date".into(),
         ));
     };
+    if opts.blob_dir.is_some() {
+        crate::repo::Repository::open(&opts.repository)?.refuse_remote("--blob-dir")?;
+    }
     let _lock = StorageLock::acquire(output)?;
     failpoint::hit("incremental:locked");
     let mut chain = select(opts, ctx)?;
@@ -376,7 +379,7 @@ fn plan(
                 path: &path,
                 gzip: is_gzip_name(&path),
             };
-            if !prefix_matches(&out, line.start, out.size - line.start, df)? {
+            if !prefix_matches(chain, &out, line.start, out.size - line.start, df)? {
                 return Ok(Err(FullReason::ForeignTail(line.start)));
             }
             pos = out.size;
@@ -394,8 +397,8 @@ fn plan(
 
 /// Whether OUT's `len` bytes at `at` are the first `len` uncompressed
 /// bytes of `file` (false if the file is shorter or cannot be read).
-fn prefix_matches(out: &Source, at: u64, len: u64, file: DataFile) -> Result<bool> {
-    let mut r = match DataFiles::new().open(file) {
+fn prefix_matches(chain: &Chain, out: &Source, at: u64, len: u64, file: DataFile) -> Result<bool> {
+    let mut r = match chain.reader().open(file) {
         Ok(r) => r,
         // A backup file that is gone proves nothing: the tail is foreign.
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -456,7 +459,7 @@ fn apply(
         file.sync_all().at(output)?;
         failpoint::hit("incremental:truncated");
     }
-    let files = DataFiles::new();
+    let files = chain.reader();
     let to_append = lines[k..].iter().map(DatEntry::len).sum();
     let meter = Meter::new(ctx.report, Phase::Recover, Some(to_append));
     let mut appended = 0u64;

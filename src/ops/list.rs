@@ -178,7 +178,7 @@ impl RepositoryList {
 /// error (`[Errno 2] No such file or directory: '<dir>'`); a `.dat` that
 /// cannot be read is a note on its chain, not an error.
 pub fn list(opts: &ListOptions) -> Result<RepositoryList> {
-    let repo = Repository::new(&opts.repository);
+    let repo = Repository::open(&opts.repository)?;
     let listing = repo.list()?;
     describe(&repo, &listing)
 }
@@ -203,7 +203,10 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
         let mut points = Vec::with_capacity(names.len());
         for name in names {
             let path = repo.path(name);
-            let stored_size = std::fs::metadata(&path).at(&path)?.len();
+            let stored_size = match listing.size_of(name) {
+                Some(size) => size,
+                None => std::fs::metadata(&path).at(&path)?.len(),
+            };
             let end = ends.get(name.as_str()).copied();
             if end.is_none() && entries.is_some() {
                 notes.push(ChainNote::Unlisted {
@@ -285,12 +288,10 @@ fn read_dat(
         return None;
     }
     let path = repo.path(dat);
-    let raw = match crate::io::read_regular(&path) {
+    let raw = match repo.read(dat) {
         Ok(raw) => raw,
         Err(e) => {
-            notes.push(ChainNote::DatUnreadable {
-                why: crate::error::Error::io(&path, e).to_string(),
-            });
+            notes.push(ChainNote::DatUnreadable { why: e.to_string() });
             return None;
         }
     };

@@ -2,14 +2,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
-use std::path::Path;
 
 use super::Ctx;
 use super::blobs::StagedTree;
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, DataFiles, Md5Hasher};
+use crate::io::{AtomicFile, CHUNK, Md5Hasher};
 use crate::repo::{Chain, Repository};
 use crate::report::{Event, Phase};
 
@@ -51,6 +50,9 @@ pub struct RecoverOptions {
 /// `<output>.index` the same way. If anything fails, the existing output
 /// and its index are left exactly as they were and the `.part` is removed.
 pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Result<()> {
+    if opts.blob_dir.is_some() {
+        Repository::open(&opts.repository)?.refuse_remote("--blob-dir")?;
+    }
     let mut chain = select(opts, ctx)?;
     // repozo says where it recovers to before it reads the `.dat` for -w.
     ctx.report.event(&match &opts.output {
@@ -113,7 +115,7 @@ pub(super) fn select_dated(
     date: Option<&str>,
     ctx: Ctx,
 ) -> Result<(Chain, String)> {
-    let repo = Repository::new(repository);
+    let repo = Repository::open(repository)?;
     let date = date.filter(|d| !d.is_empty());
     if let Some(d) = date
         && !crate::clock::validate_date(d)
@@ -171,12 +173,12 @@ pub(super) fn write_output(
     failpoint::hit("recover:data-copied");
     let source_index = chain.index_path();
     let target_index = format!("{output}.index");
-    let index_copy = if Path::new(&source_index).exists() {
+    let index_copy = if chain.repo().exists(&chain.index_name())? {
         ctx.report.event(&Event::RestoringIndex {
             from: source_index.clone(),
             to: target_index.clone(),
         });
-        let mut from = crate::io::open_regular(&source_index).at(&source_index)?;
+        let mut from = chain.repo().open_read(&chain.index_name())?;
         let mut f = AtomicFile::create(&target_index)?;
         std::io::copy(&mut from, &mut f).at(&target_index)?;
         Some(f)
@@ -219,14 +221,16 @@ fn copy_chain_unhashed(
     ctx: Ctx,
 ) -> Result<()> {
     let meter = Meter::new(ctx.report, Phase::Recover, chain.expected_size());
-    let files = DataFiles::new();
+    let files = chain.reader();
     for file in chain.files() {
-        if file.gzip() {
-            files.copy(file.data_file(), &mut meter.tee(Some(&mut *out)), out_name)?;
-        } else {
-            let mut f = crate::io::open_regular(&file.path).at(&file.path)?;
-            out.copy_from_file(&mut f, &mut |n| meter.add(n))
-                .at(out_name)?;
+        match chain.repo().open_local(&file.name) {
+            Some(f) if !file.gzip() => {
+                out.copy_from_file(&mut f?, &mut |n| meter.add(n))
+                    .at(out_name)?;
+            }
+            _ => {
+                files.copy(file.data_file(), &mut meter.tee(Some(&mut *out)), out_name)?;
+            }
         }
     }
     Ok(())
@@ -236,14 +240,14 @@ fn copy_chain_unhashed(
 /// rename), or removes a stale `target` if the chain has none.
 pub(super) fn install_index(chain: &Chain, target: &str, ctx: Ctx) -> Result<()> {
     let source = chain.index_path();
-    if Path::new(&source).exists() {
+    if chain.repo().exists(&chain.index_name())? {
         ctx.report.event(&Event::RestoringIndex {
             from: source.clone(),
             to: target.to_string(),
         });
         // Streamed: an index is 8 bytes per object, tens of MB for a
         // large database, and need not sit in memory.
-        let mut from = crate::io::open_regular(&source).at(&source)?;
+        let mut from = chain.repo().open_read(&chain.index_name())?;
         let mut f = AtomicFile::create(target)?;
         std::io::copy(&mut from, &mut f).at(target)?;
         f.commit()
@@ -299,7 +303,7 @@ fn copy_chain(
 ) -> Result<()> {
     let meter = Meter::new(ctx.report, Phase::Recover, chain.expected_size());
     let out = &mut meter.tee(Some(out));
-    let files = DataFiles::new();
+    let files = chain.reader();
     let Some(truth) = truth else {
         let (size, md5) = files.concat(chain.data_files(), Some(out), out_name)?;
         ctx.report.event(&Event::Recovered { size, md5 });

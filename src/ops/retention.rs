@@ -412,6 +412,7 @@ impl RetentionOutcome {
 /// Applies `opts.retention` to `opts.repository` on its own: takes the
 /// repository lock (waiting as a backup waits), lists, plans, removes.
 pub fn retain(opts: &RetainOptions, ctx: Ctx) -> Result<RetentionOutcome> {
+    Repository::open(&opts.repository)?.refuse_remote("Retention rules (--keep-…)")?;
     let _lock = RepoLock::acquire(
         &opts.repository,
         opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),

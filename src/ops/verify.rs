@@ -66,7 +66,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         .collect();
     let total = entries.iter().try_fold(0u64, |s, e| s.checked_add(e.len()));
     let meter = Meter::new(ctx.report, Phase::Verify, total);
-    let files = DataFiles::new();
+    let files = chain.reader();
     // The structure is checked during the md5 pass when that pass reads
     // exactly the chain's files, in order (the usual case).
     let same_files = entries.len() == chain.files().len()
@@ -95,7 +95,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         if let Some(d) = deep.as_mut() {
             d.start_file(&file.path);
         }
-        let (size, sum) = measure(&files, &file, opts.quick, deep.as_mut(), &meter)?;
+        let (size, sum) = measure(&chain, &files, &file, opts.quick, deep.as_mut(), &meter)?;
         if size != entry.len() {
             return Err(Error::Verification(format!(
                 "{} is {size} bytes{note}, should be {} bytes",
@@ -169,6 +169,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
 /// other failure to open or read it keeps its OS error and path, and a
 /// gzip file whose contents are damaged says so.
 fn measure(
+    chain: &Chain,
     files: &DataFiles,
     file: &ChainFile,
     quick: bool,
@@ -177,16 +178,15 @@ fn measure(
 ) -> Result<(u64, Option<String>)> {
     // Opened even when only its size is wanted, as repozo does: a backup
     // file that cannot be read is not a verified backup.
-    match crate::io::open_regular(&file.path).and_then(|f| f.metadata()) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match chain.repo().size_readable(&file.name)? {
+        None => {
             return Err(Error::Verification(format!("{} is missing", file.path)));
         }
-        Err(e) => return Err(Error::io(&file.path, e)),
-        Ok(meta) if quick && !file.gzip() => {
-            meter.add(meta.len());
-            return Ok((meta.len(), None));
+        Some(len) if quick && !file.gzip() => {
+            meter.add(len);
+            return Ok((len, None));
         }
-        Ok(_) => {}
+        Some(_) => {}
     }
     if quick {
         // Sizes only: a gzipped file must still be decompressed to learn
@@ -318,13 +318,9 @@ fn located(files: &[(u64, String)], p: &Problem) -> Error {
 /// chain, byte for byte (reading the stored one as it is compared).
 fn compare_index(chain: &Chain, summary: &Summary, index: &Index, ctx: Ctx) -> Result<()> {
     let path = chain.index_path();
-    let file = match crate::io::open_regular(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ctx.report.event(&Event::NoIndexToCompare(path));
-            return Ok(());
-        }
-        Err(e) => return Err(Error::io(&path, e)),
+    let Some(file) = chain.repo().open_optional(&chain.index_name())? else {
+        ctx.report.event(&Event::NoIndexToCompare(path));
+        return Ok(());
     };
     let mut cmp = Compare {
         stored: std::io::BufReader::with_capacity(CHUNK, file),
@@ -342,7 +338,7 @@ fn compare_index(chain: &Chain, summary: &Summary, index: &Index, ctx: Ctx) -> R
         ctx.report.event(&Event::IndexMatches(path));
         return Ok(());
     };
-    let bytes = crate::io::read_regular(&path).at(&path)?;
+    let bytes = chain.repo().read(&chain.index_name())?;
     let detail = match index::load(&bytes, &path) {
         Err(e) => format!("it cannot be read as an index ({e})"),
         Ok((pos, _)) if pos != summary.size => format!(

@@ -6,12 +6,10 @@
 //! paths, the naming rules (which file is gzipped, where the `.dat` and the
 //! last `.index` are) and the `.dat` entries, read at most once.
 
-use std::io::Write;
-
-use super::dat::{self, DatEntry};
-use super::{Repository, is_full, is_gzip_name, with_ext};
-use crate::error::{Error, IoContext, Result};
-use crate::io::{AtomicFile, DataFile, DataFiles, append_synced};
+use super::dat::DatEntry;
+use super::{RepoGuard, Repository, base_name, is_full, is_gzip_name, with_ext};
+use crate::error::{Error, Result};
+use crate::io::{DataFile, DataFiles};
 use crate::report::{ChainProblem, Event, Report};
 
 /// What to do about a chain with a gap or an overlap.
@@ -83,6 +81,16 @@ impl Chain {
         })
     }
 
+    /// The chain's repository.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// An opener of the chain's files (local or in an object store).
+    pub fn reader(&self) -> DataFiles {
+        DataFiles::of(&self.repo)
+    }
+
     /// The path of `name` in the chain's repository (as `-r` was given).
     pub fn path_of(&self, name: &str) -> String {
         self.repo.path(name)
@@ -120,6 +128,16 @@ impl Chain {
         with_ext(&self.last().path, ".index")
     }
 
+    /// Name of the `.index` of the chain's state ([`Chain::index_path`]).
+    pub fn index_name(&self) -> String {
+        with_ext(&self.last().name, ".index")
+    }
+
+    /// Name of the chain's `.dat` ([`Chain::dat_path`]).
+    pub fn dat_name(&self) -> String {
+        base_name(&self.dat_path).to_string()
+    }
+
     /// Whether every file is uncompressed.
     pub fn all_plain(&self) -> bool {
         self.files.iter().all(|f| !f.gzip())
@@ -128,7 +146,17 @@ impl Chain {
     /// The `.dat` entries, read on first use; `None` if there is no `.dat`.
     pub fn entries(&mut self) -> Result<Option<&[DatEntry]>> {
         if self.entries.is_none() {
-            self.entries = Some(dat::read(&self.dat_path)?);
+            let raw = self.repo.read_optional(&self.dat_name())?;
+            self.entries = Some(match raw {
+                None => None,
+                Some(b) => Some(
+                    String::from_utf8_lossy(&b)
+                        .lines()
+                        .enumerate()
+                        .map(|(i, l)| DatEntry::parse(l, &self.dat_path, i + 1))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+            });
         }
         Ok(self.entries.as_ref().and_then(|e| e.as_deref()))
     }
@@ -165,7 +193,7 @@ impl Chain {
     pub fn size_hint(&mut self) -> Option<u64> {
         if self.all_plain() {
             return self.files.iter().try_fold(0u64, |sum, f| {
-                sum.checked_add(std::fs::metadata(&f.path).ok()?.len())
+                sum.checked_add(self.repo.size(&f.name).ok()??)
             });
         }
         self.expected_size()
@@ -180,23 +208,25 @@ impl Chain {
     /// now (their start is the previous entry's end; size and md5 come from
     /// the file) and a torn line is dropped. `Ok(Err(problem))` means the
     /// two disagree in some other way, and only a new full backup gives a
-    /// consistent chain. Call only while holding the repository lock.
-    pub fn reconcile(&mut self, report: &dyn Report) -> Result<Result<(), ChainProblem>> {
+    /// consistent chain. Call only while holding the repository lock,
+    /// `held`.
+    pub fn reconcile(
+        &mut self,
+        report: &dyn Report,
+        held: &RepoGuard,
+    ) -> Result<Result<(), ChainProblem>> {
         let dat_path = self.dat_path.clone();
-        let raw = match crate::io::read_regular(&dat_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(&dat_path, e)),
-        };
+        let dat_name = self.dat_name();
+        let raw = self.repo.read_optional(&dat_name)?.unwrap_or_default();
         let complete = match raw.iter().rposition(|&c| c == b'\n') {
             Some(i) => &raw[..=i],
             None => &raw[..0],
         };
         if complete.len() != raw.len() {
             report.event(&Event::DroppedTornDatLine(dat_path.clone()));
-            let mut f = AtomicFile::create(&dat_path)?;
-            f.write_all(complete).at(&dat_path)?;
-            f.commit()?;
+            crate::interrupt::check()?;
+            held.check()?;
+            self.repo.write_whole(&dat_name, complete)?;
         }
         let mut entries = Vec::new();
         for (i, line) in String::from_utf8_lossy(complete).lines().enumerate() {
@@ -220,7 +250,9 @@ impl Chain {
             if file.gzip() {
                 continue;
             }
-            let actual = std::fs::metadata(&file.path).at(&file.path)?.len();
+            let actual = self.repo.size(&file.name)?.ok_or_else(|| {
+                Error::io(&file.path, std::io::Error::from_raw_os_error(libc::ENOENT))
+            })?;
             if actual != entry.len() {
                 return Ok(Err(ChainProblem::SizeDisagrees {
                     dat: dat_path,
@@ -231,7 +263,7 @@ impl Chain {
             }
         }
         let mut end = entries.last().map_or(0, |e| e.end);
-        let files = DataFiles::new();
+        let files = self.reader();
         for file in &self.files[entries.len()..] {
             let (size, md5) = files.hash(file.data_file(), None, "")?;
             let Some(new_end) = end.checked_add(size) else {
@@ -245,7 +277,7 @@ impl Chain {
                 end: new_end,
                 md5,
             };
-            append_synced(&dat_path, &entry.to_line())?;
+            self.repo.append_line(&dat_name, &entry.to_line(), held)?;
             report.event(&Event::RecordedUnlistedFile {
                 file: file.path.clone(),
                 dat: dat_path.clone(),

@@ -10,20 +10,91 @@
 pub mod chain;
 pub mod dat;
 
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{self, Backend, Held, Put, Upload};
 use crate::clock::Stamp;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::io::AtomicFile;
+use crate::lock::RepoLock;
 use crate::report::{Event, Report};
 
 pub use chain::{Chain, ChainFile};
 pub use dat::DatEntry;
 
-/// A repository directory, named as the user gave it.
+/// A repository directory, named as the user gave it, or a prefix of an
+/// object store (`s3://bucket/prefix`, see [`Repository::open`]).
 ///
-/// The name is kept verbatim because repozo records `os.path.join(<-r as
-/// given>, name)` in `.dat` lines and prints paths that way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A directory's name is kept verbatim because repozo records
+/// `os.path.join(<-r as given>, name)` in `.dat` lines and prints paths
+/// that way; an object store's is `s3://bucket/prefix` and its files'
+/// paths `s3://bucket/prefix/<name>`.
+///
+/// This is where the operations meet the storage: a local directory is
+/// read and written here as it always was (the operations' own fast
+/// paths, `O_DIRECT`, `copy_file_range`, `flock`, stay theirs), an object
+/// store through its [`Backend`].
+#[derive(Clone)]
 pub struct Repository {
     dir: String,
+    remote: Option<Arc<dyn Backend>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("dir", &self.dir)
+            .field("remote", &self.remote.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for Repository {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir && self.remote.is_some() == other.remote.is_some()
+    }
+}
+
+impl Eq for Repository {}
+
+/// The repository lock, held until dropped ([`Repository::lock`]).
+#[derive(Debug)]
+pub enum RepoGuard {
+    /// `flock` on the directory.
+    Local(RepoLock),
+    /// The object store's leased lock.
+    Remote(Box<dyn Held>),
+}
+
+impl RepoGuard {
+    /// `Ok` while the lock is still ours; call just before a commit point.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            RepoGuard::Local(_) => Ok(()),
+            RepoGuard::Remote(held) => held.check(),
+        }
+    }
+}
+
+/// A new data file being written ([`Repository::create_data`]); it appears
+/// under its name only when committed.
+pub enum DataOut {
+    /// A local file: temporary file, fsync, rename.
+    Local(AtomicFile),
+    /// An object store upload (multipart when large).
+    Remote(Box<dyn Upload>),
+}
+
+impl DataOut {
+    /// Makes the file appear under its name.
+    pub fn commit(self) -> Result<()> {
+        match self {
+            DataOut::Local(f) => f.commit(),
+            DataOut::Remote(u) => u.commit().map(drop),
+        }
+    }
 }
 
 /// What a repository directory held when it was listed: each operation
@@ -37,6 +108,9 @@ pub struct Listing {
     /// `<stamp>.dat`, `<stamp>.index` and `<stamp>.blobs` names
     /// ([`is_meta_file`]), ascending.
     meta: Vec<String>,
+    /// The size of every file listed, when the listing gave it (an object
+    /// store's does; a directory's is not stat'ed).
+    sizes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Listing {
@@ -100,6 +174,11 @@ impl Listing {
         split_chains(&self.data)
     }
 
+    /// The size of `name` if the listing recorded it (object stores).
+    pub fn size_of(&self, name: &str) -> Option<u64> {
+        self.sizes.get(name).copied()
+    }
+
     /// Stamp of the newest data file, if any.
     pub fn newest_stamp(&self) -> Option<Stamp> {
         self.data.last().and_then(|n| Stamp::parse(n.get(..19)?))
@@ -116,12 +195,237 @@ impl Listing {
 impl Repository {
     /// The repository at `dir` (not checked for existence here).
     pub fn new(dir: impl Into<String>) -> Self {
-        Repository { dir: dir.into() }
+        Repository {
+            dir: dir.into(),
+            remote: None,
+        }
     }
 
-    /// The directory as given.
+    /// The repository `-r` names: `s3://bucket/prefix` (cargo feature
+    /// `s3`; without it this fails saying how to build it) or a directory.
+    /// Nothing is contacted yet.
+    pub fn open(spec: &str) -> Result<Self> {
+        if !backend::is_remote(spec) {
+            return Ok(Self::new(spec));
+        }
+        let remote: Arc<dyn Backend> = Arc::from(backend::open(spec)?);
+        Ok(Repository {
+            dir: remote.describe(),
+            remote: Some(remote),
+        })
+    }
+
+    /// The directory as given (or `s3://bucket/prefix`).
     pub fn dir(&self) -> &str {
         &self.dir
+    }
+
+    /// Whether the repository is in an object store.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Fails with a clear message if the repository is in an object store:
+    /// `what` (e.g. "--blob-dir") is not supported there yet.
+    pub fn refuse_remote(&self, what: &str) -> Result<()> {
+        if self.is_remote() {
+            return Err(Error::Source(format!(
+                "{what} is not supported with an S3 repository ({}) yet; use a local \
+                 repository directory for it",
+                self.dir
+            )));
+        }
+        Ok(())
+    }
+
+    /// The object store, if the repository is in one.
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn Backend>> {
+        self.remote.as_ref()
+    }
+
+    /// Takes the repository lock, waiting up to `wait` for another holder
+    /// (local: `flock` on the directory; object store: a leased lock
+    /// object). Both fail with exit code 11 when the wait runs out.
+    pub fn lock(&self, wait: Duration) -> Result<RepoGuard> {
+        match &self.remote {
+            None => RepoLock::acquire(&self.dir, wait).map(RepoGuard::Local),
+            Some(b) => b.lock(wait).map(RepoGuard::Remote),
+        }
+    }
+
+    /// The size of `name`, `None` if it does not exist.
+    pub fn size(&self, name: &str) -> Result<Option<u64>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                match std::fs::metadata(&path) {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Some(b) => b.size(name),
+        }
+    }
+
+    /// The size of `name` after opening it, as repozo's verify opens every
+    /// file (a local file that cannot be opened is an error); `None` if it
+    /// does not exist.
+    pub fn size_readable(&self, name: &str) -> Result<Option<u64>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                match crate::io::open_regular(&path).and_then(|f| f.metadata()) {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Some(b) => b.size(name),
+        }
+    }
+
+    /// Whether `name` exists (locally as `Path::exists` says).
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        match &self.remote {
+            None => Ok(std::path::Path::new(&self.path(name)).exists()),
+            Some(b) => b.exists(name),
+        }
+    }
+
+    /// Reads `name` as a stream.
+    pub fn open_read(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                Ok(Box::new(crate::io::open_regular(&path).at(&path)?))
+            }
+            Some(b) => b.open(name),
+        }
+    }
+
+    /// Reads `name` as a stream; `None` if it does not exist.
+    pub fn open_optional(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                match crate::io::open_regular(&path) {
+                    Ok(f) => Ok(Some(Box::new(f))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Some(b) => match b.size(name)? {
+                None => Ok(None),
+                Some(_) => b.open(name).map(Some),
+            },
+        }
+    }
+
+    /// `name` as a local file, for the local fast paths (`copy_file_range`);
+    /// `None` for an object store.
+    pub fn open_local(&self, name: &str) -> Option<Result<std::fs::File>> {
+        if self.remote.is_some() {
+            return None;
+        }
+        let path = self.path(name);
+        Some(crate::io::open_regular(&path).at(&path))
+    }
+
+    /// Reads all of `name`.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                crate::io::read_regular(&path).at(&path)
+            }
+            Some(b) => b.read(name),
+        }
+    }
+
+    /// Reads all of `name`; `None` if it does not exist.
+    pub fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                match crate::io::read_regular(&path) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Some(b) => Ok(b.read_versioned(name)?.map(|(data, _)| data)),
+        }
+    }
+
+    /// Starts the new data file `name` (local: [`AtomicFile`]; object
+    /// store: an upload, which fails if `name` exists).
+    pub fn create_data(&self, name: &str) -> Result<DataOut> {
+        match &self.remote {
+            None => AtomicFile::create(self.path(name)).map(DataOut::Local),
+            Some(b) => b.create(name).map(DataOut::Remote),
+        }
+    }
+
+    /// Writes the small file `name` (a `.dat`, an `.index`) holding `data`
+    /// whole, atomically, replacing any file of that name (local:
+    /// temporary file, fsync, rename even after a SIGINT; object store: a
+    /// create-only put, or a compare-and-swap over what is there).
+    pub fn write_whole(&self, name: &str, data: &[u8]) -> Result<()> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                let mut f = AtomicFile::create(&path)?;
+                f.write_all(data).at(&path)?;
+                f.commit_even_if_interrupted()
+            }
+            Some(b) => loop {
+                if b.put_if_absent(name, data)? == Put::Created {
+                    return Ok(());
+                }
+                if let Some((_, version)) = b.read_versioned(name)? {
+                    b.replace(name, data, &version)?;
+                    return Ok(());
+                }
+            },
+        }
+    }
+
+    /// Appends `line` to the `.dat` `name` (creating it) durably: locally
+    /// as repozo appends (`append_synced`); in an object store by reading
+    /// it and writing it back with compare-and-swap, the commit point of a
+    /// backup (`held` is checked just before).
+    pub fn append_line(&self, name: &str, line: &str, held: &RepoGuard) -> Result<()> {
+        match &self.remote {
+            None => crate::io::append_synced(&self.path(name), line),
+            Some(b) => {
+                let (mut data, version) = match b.read_versioned(name)? {
+                    Some(v) => v,
+                    None => {
+                        held.check()?;
+                        return match b.put_if_absent(name, line.as_bytes())? {
+                            Put::Created => Ok(()),
+                            Put::AlreadyExists => Err(Error::Changed(b.url(name))),
+                        };
+                    }
+                };
+                data.extend_from_slice(line.as_bytes());
+                held.check()?;
+                b.replace(name, &data, &version).map(drop)
+            }
+        }
+    }
+
+    /// Removes `name` (an absent one is not an error in an object store;
+    /// locally it is, as `remove_file` says).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                std::fs::remove_file(&path).at(&path)
+            }
+            Some(b) => b.delete(name),
+        }
     }
 
     /// `name` inside the repository, joined as Python's `os.path.join` does.
@@ -135,6 +439,14 @@ impl Repository {
     /// cannot be listed.
     pub fn list(&self) -> Result<Listing> {
         let mut listing = Listing::default();
+        if let Some(b) = &self.remote {
+            for entry in b.list("", false)? {
+                listing.sizes.insert(entry.name.clone(), entry.size);
+                listing.add(entry.name);
+            }
+            listing.sort();
+            return Ok(listing);
+        }
         let entries = match std::fs::read_dir(&self.dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(crate::Error::NoRepository(self.dir.clone()));
@@ -203,6 +515,10 @@ impl Repository {
     /// while holding the repository lock. repozo's own `tmp.tmp` is left
     /// alone.
     pub fn remove_leftovers(&self, listing: &Listing, report: &dyn Report) {
+        if self.remote.is_some() {
+            // An object store has no temporary files of ours.
+            return;
+        }
         for name in &listing.leftovers {
             let path = self.path(name);
             if std::fs::remove_file(&path).is_ok() {
