@@ -131,10 +131,7 @@ impl<'w> ParallelGzip<'w> {
     pub fn new(out: &'w mut dyn Write) -> std::io::Result<Self> {
         Ok(ParallelGzip {
             out,
-            pool: Pool::new(
-                || Compressor::new(level()),
-                |c, data: Vec<u8>| compress(c, &data),
-            )?,
+            pool: Pool::new(Compressors::new, |c, data: Vec<u8>| compress(c, &data))?,
             ready: BTreeMap::new(),
             next: 0,
             written: 0,
@@ -173,7 +170,7 @@ impl<'w> ParallelGzip<'w> {
             self.submit_pending()?;
         }
         if self.next == 0 {
-            let empty = compress(&mut Compressor::new(level()), &[]);
+            let empty = compress(&mut Compressors::new(), &[]);
             self.out.write_all(&empty)?;
         }
         while self.written < self.next {
@@ -194,14 +191,29 @@ impl<'w> ParallelGzip<'w> {
     }
 }
 
-fn level() -> CompressionLvl {
-    CompressionLvl::new(LEVEL).expect("LEVEL is within libdeflate's range")
+/// A worker's compressors: one at [`LEVEL`] for the members, one at level
+/// 1 to judge cheaply whether LZ77 pays ([`super::huffman::lz_pays`]).
+struct Compressors {
+    member: Compressor,
+    #[cfg_attr(feature = "isal", allow(dead_code))]
+    probe: Compressor,
+}
+
+impl Compressors {
+    fn new() -> Self {
+        let level = |l| CompressionLvl::new(l).expect("within libdeflate's range");
+        Compressors {
+            member: Compressor::new(level(LEVEL)),
+            probe: Compressor::new(level(1)),
+        }
+    }
 }
 
 /// One complete gzip member holding `data`, with its size in the header.
-fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(HEADER_LEN + c.deflate_compress_bound(data.len()) + TRAILER_LEN);
+fn compress(c: &mut Compressors, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + c.member.deflate_compress_bound(data.len()) + TRAILER_LEN,
+    );
     out.extend_from_slice(&HEADER);
     out.extend_from_slice(&[0; 4]); // the member's size, known at the end
     deflate_into(c, data, &mut out);
@@ -214,15 +226,15 @@ fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
 
 /// Appends the raw deflate of `data` to `out`: Huffman coding alone where
 /// LZ77 gains little (default build), else [`deflate`].
-fn deflate_into(c: &mut Compressor, data: &[u8], out: &mut Vec<u8>) {
+fn deflate_into(c: &mut Compressors, data: &[u8], out: &mut Vec<u8>) {
     #[cfg(not(feature = "isal"))]
-    if !super::huffman::lz_pays(c, data) {
+    if !super::huffman::lz_pays(&mut c.probe, data) {
         super::huffman::encode_into(data, out);
         return;
     }
     let at = out.len();
-    out.resize(at + c.deflate_compress_bound(data.len()), 0);
-    let n = deflate(c, data, &mut out[at..]);
+    out.resize(at + c.member.deflate_compress_bound(data.len()), 0);
+    let n = deflate(&mut c.member, data, &mut out[at..]);
     out.truncate(at + n);
 }
 
