@@ -19,12 +19,17 @@ use libdeflater::{CompressionLvl, Compressor};
 use repozo::io::huffman;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some(path) = args.first() else {
         eprintln!("usage: gzlevels FILE [MEMBER_MIB] [LEVELS]");
         std::process::exit(2);
     };
-    let member: usize = args.get(1).map_or(1.0, |s| s.parse::<f64>().expect("MEMBER_MIB")) as usize;
+    let member: usize = args
+        .get(1)
+        .map_or(1.0, |s| s.parse::<f64>().expect("MEMBER_MIB")) as usize;
     let member = member.max(1) << 20;
     let levels: Vec<String> = args
         .get(2)
@@ -61,7 +66,14 @@ fn main() {
     for (i, chunk) in data.chunks(member).enumerate() {
         let s = huffman::sample(&mut probe, chunk);
         let pays = s.lz_pays();
-        print!("{i},{},{},{},{},{}", chunk.len(), pays as u8, s.bytes, s.lz, s.huffman);
+        print!(
+            "{i},{},{},{},{},{}",
+            chunk.len(),
+            pays as u8,
+            s.bytes,
+            s.lz,
+            s.huffman
+        );
         buf.clear();
         let t = cpu_seconds();
         huffman::encode_into(chunk, &mut buf);
@@ -80,7 +92,8 @@ fn main() {
         println!();
     }
     let mb = data.len() as f64 / 1e6;
-    let names = std::iter::once("huffman".to_string()).chain(levels.iter().map(|l| format!("level {l}")));
+    let names =
+        std::iter::once("huffman".to_string()).chain(levels.iter().map(|l| format!("level {l}")));
     for (name, (size, secs)) in names.zip(&total) {
         eprintln!(
             "{name:>9}: {:8.1} MB ({:.4} of input), {:6.1} MB/s a core",
@@ -130,7 +143,11 @@ impl Coder {
                 buf.reserve(data.len() + data.len() / 100 + 1024);
                 loop {
                     let status = z
-                        .compress_vec(&data[z.total_in() as usize..], buf, flate2::FlushCompress::Finish)
+                        .compress_vec(
+                            &data[z.total_in() as usize..],
+                            buf,
+                            flate2::FlushCompress::Finish,
+                        )
                         .expect("zlib-rs");
                     if status == flate2::Status::StreamEnd {
                         return buf.len();

@@ -236,9 +236,8 @@ impl Compressors {
 
 /// One complete gzip member holding `data`, with its size in the header.
 fn compress(c: &mut Compressors, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        HEADER_LEN + c.member.deflate_compress_bound(data.len()) + TRAILER_LEN,
-    );
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + c.member.deflate_compress_bound(data.len()) + TRAILER_LEN);
     out.extend_from_slice(&HEADER);
     out.extend_from_slice(&[0; 4]); // the member's size, known at the end
     deflate_into(c, data, &mut out);

@@ -42,9 +42,10 @@ pub const SAMPLES: usize = 4;
 /// the member. Measured with `benches/gzlevels.rs` on the benchmark's
 /// profiles: cms and bulk samples gain 25% and more, and keep LZ77; hex
 /// text gains 2-12%: at 0.05, 295 of its 513 members are Huffman-coded
-/// (output 0.956 of ZODB's repozo's, 97 MB/s a core), at 0.10, 440 (0.983,
-/// 200 MB/s).
-pub const LZ_MIN_GAIN: f64 = 0.10;
+/// (output 0.956 of ZODB's repozo's, 97 MB/s a core), at 0.08, 379 (0.971,
+/// 136 MB/s), at 0.10, 440 (0.983, 200 MB/s). (tests/interop.rs wants a
+/// member of zodbtool's buckets, which gains 9.6%, to keep LZ77.)
+pub const LZ_MIN_GAIN: f64 = 0.08;
 
 /// What the sample of a member taught: its size, and its size coded by
 /// the level-1 probe and by Huffman coding alone (estimated).
