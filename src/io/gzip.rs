@@ -5,10 +5,11 @@
 //! so ZODB's repozo), `gunzip` and zlib all read a file of several members
 //! as the concatenation of their contents. Cutting the input into
 //! [`CHUNK`](super::CHUNK)-sized members costs a few bytes per MiB and lets
-//! every core compress. Each member is coded by libdeflate at [`LEVEL`]
-//! (ISA-L's level 1 with feature `isal`), or, where a sample shows LZ77
-//! gaining little, by Huffman coding alone ([`super::huffman`]), several
-//! times faster.
+//! every core compress. Each member is coded by libdeflate at [`LEVEL`], or
+//! [`DENSE_LEVEL`] where a sample shows it compressing very well (ISA-L's
+//! level 1 with feature `isal`), or, where the sample shows LZ77 gaining
+//! little, by Huffman coding alone ([`super::huffman`]), several times
+//! faster.
 //!
 //! Each member we write carries its own compressed size in a gzip extra
 //! field (subfield `RZ`, 4 bytes little-endian; RFC 1952 §2.3.1.1, the idea
@@ -24,9 +25,31 @@ use std::thread::JoinHandle;
 
 use libdeflater::{CompressionLvl, Compressor, Decompressor, crc32};
 
-/// libdeflate level used for `-z` (1–12). See the README's benchmark for
-/// speed and size against repozo's zlib level 9.
-pub const LEVEL: i32 = 1;
+/// libdeflate levels used for `-z`, per member, by what the level-1 probe
+/// of [`super::huffman::sample`] found: [`DENSE_LEVEL`] where it shrank the
+/// sample below [`DENSE_RATIO`] of its size, [`LEVEL`] elsewhere (unless
+/// LZ77 does not pay at all, see [`super::huffman::LZ_MIN_GAIN`]).
+///
+/// Chosen with `benches/gzlevels.rs` on the benchmark's 512 MB profiles:
+/// raw deflate of 1 MiB members against ZODB's repozo (zlib level 9, one
+/// stream), and MB/s of CPU time on one core of the Xeon measured:
+///
+/// | level | cms | bulk | hex (LZ77 where it pays 5%) |
+/// |---|---:|---:|---:|
+/// | 1 | 1.083, 107 MB/s | 1.072, 327 MB/s | 0.978 |
+/// | 4 | 1.032, 66 MB/s | 1.038, 194 MB/s | 0.975 |
+/// | 5 | 1.018, 56 MB/s | 1.028, 171 MB/s | 0.956 |
+/// | 6 | 1.011, 46 MB/s | 0.996, 118 MB/s | 0.956 |
+///
+/// Text (cms: sample ratio 0.38 to 0.56) gains little from level 6 and
+/// pays 20% of speed for it; a million small pickles (bulk: 0.16 to 0.19)
+/// need level 6's deeper lazy matching to stay within 1.03 and still get
+/// it at 118 MB/s.
+pub const LEVEL: i32 = 5;
+/// libdeflate level for members that compress very well; see [`LEVEL`].
+pub const DENSE_LEVEL: i32 = 6;
+/// Sample ratio (probe output / input) below which [`DENSE_LEVEL`] is used.
+pub const DENSE_RATIO: f64 = 0.3;
 
 /// Uncompressed bytes per member (the last one may hold fewer).
 const MEMBER: usize = super::CHUNK;
@@ -131,10 +154,7 @@ impl<'w> ParallelGzip<'w> {
     pub fn new(out: &'w mut dyn Write) -> std::io::Result<Self> {
         Ok(ParallelGzip {
             out,
-            pool: Pool::new(
-                || Compressor::new(level()),
-                |c, data: Vec<u8>| compress(c, &data),
-            )?,
+            pool: Pool::new(Compressors::new, |c, data: Vec<u8>| compress(c, &data))?,
             ready: BTreeMap::new(),
             next: 0,
             written: 0,
@@ -173,7 +193,7 @@ impl<'w> ParallelGzip<'w> {
             self.submit_pending()?;
         }
         if self.next == 0 {
-            let empty = compress(&mut Compressor::new(level()), &[]);
+            let empty = compress(&mut Compressors::new(), &[]);
             self.out.write_all(&empty)?;
         }
         while self.written < self.next {
@@ -194,14 +214,30 @@ impl<'w> ParallelGzip<'w> {
     }
 }
 
-fn level() -> CompressionLvl {
-    CompressionLvl::new(LEVEL).expect("LEVEL is within libdeflate's range")
+/// A worker's compressors: at [`LEVEL`] and [`DENSE_LEVEL`] for the
+/// members, at level 1 to judge them cheaply ([`super::huffman::sample`]).
+#[cfg_attr(feature = "isal", allow(dead_code))]
+struct Compressors {
+    member: Compressor,
+    dense: Compressor,
+    probe: Compressor,
+}
+
+impl Compressors {
+    fn new() -> Self {
+        let level = |l| CompressionLvl::new(l).expect("within libdeflate's range");
+        Compressors {
+            member: Compressor::new(level(LEVEL)),
+            dense: Compressor::new(level(DENSE_LEVEL)),
+            probe: Compressor::new(level(1)),
+        }
+    }
 }
 
 /// One complete gzip member holding `data`, with its size in the header.
-fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
+fn compress(c: &mut Compressors, data: &[u8]) -> Vec<u8> {
     let mut out =
-        Vec::with_capacity(HEADER_LEN + c.deflate_compress_bound(data.len()) + TRAILER_LEN);
+        Vec::with_capacity(HEADER_LEN + c.member.deflate_compress_bound(data.len()) + TRAILER_LEN);
     out.extend_from_slice(&HEADER);
     out.extend_from_slice(&[0; 4]); // the member's size, known at the end
     deflate_into(c, data, &mut out);
@@ -213,21 +249,32 @@ fn compress(c: &mut Compressor, data: &[u8]) -> Vec<u8> {
 }
 
 /// Appends the raw deflate of `data` to `out`: Huffman coding alone where
-/// LZ77 gains little (default build), else [`deflate`].
-fn deflate_into(c: &mut Compressor, data: &[u8], out: &mut Vec<u8>) {
+/// LZ77 gains little (default build), else [`deflate`] at the level its
+/// sample asks for (see [`LEVEL`]).
+fn deflate_into(c: &mut Compressors, data: &[u8], out: &mut Vec<u8>) {
     #[cfg(not(feature = "isal"))]
-    if !super::huffman::lz_pays(c, data) {
-        super::huffman::encode_into(data, out);
-        return;
-    }
+    let compressor = {
+        let sample = super::huffman::sample(&mut c.probe, data);
+        if !sample.lz_pays() {
+            super::huffman::encode_into(data, out);
+            return;
+        }
+        if sample.lz_ratio() < DENSE_RATIO {
+            &mut c.dense
+        } else {
+            &mut c.member
+        }
+    };
+    #[cfg(feature = "isal")]
+    let compressor = &mut c.member;
     let at = out.len();
-    out.resize(at + c.deflate_compress_bound(data.len()), 0);
-    let n = deflate(c, data, &mut out[at..]);
+    out.resize(at + compressor.deflate_compress_bound(data.len()), 0);
+    let n = deflate(compressor, data, &mut out[at..]);
     out.truncate(at + n);
 }
 
 /// Raw deflate of `data` into `out` (sized by libdeflate's bound); returns
-/// the compressed length. libdeflate at [`LEVEL`], or with feature `isal`
+/// the compressed length. libdeflate at `c`'s level, or with feature `isal`
 /// ISA-L's level 1.
 fn deflate(c: &mut Compressor, data: &[u8], out: &mut [u8]) -> usize {
     #[cfg(feature = "isal")]
