@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
@@ -422,8 +422,11 @@ pub(super) fn chain_has_manifests(chain: &Chain) -> bool {
 /// `-V --deep`: the union of the chain's manifests must list exactly the
 /// blob records the chain's bytes hold (`records`, from the structural
 /// check), `gone` lines included.
-pub(super) fn compare_records(chain: &Chain, mut records: Vec<BlobRecord>) -> Result<()> {
-    let (_, entries, _) = chain_blobs(chain)?;
+pub(super) fn compare_records(
+    chain: &Chain,
+    entries: &[Entry],
+    mut records: Vec<BlobRecord>,
+) -> Result<()> {
     records.sort();
     records.dedup();
     let listed: Vec<BlobRecord> = entries
@@ -459,8 +462,9 @@ pub(super) fn compare_records(chain: &Chain, mut records: Vec<BlobRecord>) -> Re
     )))
 }
 
-/// `-V`: checks every manifest of `chain` and every object it names.
-pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Result<()> {
+/// `-V`: checks every manifest of `chain` and every object it names;
+/// returns the union of the manifests (for [`compare_records`]).
+pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Result<Vec<Entry>> {
     let (_, entries, manifests) = chain_blobs(chain)?;
     let store = Store::new(repo_dir);
     let mut seen = HashSet::new();
@@ -521,7 +525,7 @@ pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Re
         bytes,
         quick,
     });
-    Ok(())
+    Ok(entries)
 }
 
 /// Removes the store's objects that no readable manifest of the
@@ -634,16 +638,7 @@ impl StagedTree {
                 let d = self.new.join(&dir);
                 std::fs::create_dir_all(&d).at(&d)?;
             }
-            let dest = self.new.join(&rel);
-            let mut src = store.open(&hash)?;
-            let mut out = File::create(&dest).at(&dest)?;
-            let src_path = store.object_path(&hash);
-            let (got, n) = store::hash_copy(&mut src, Some(&mut out), &mut buf, &src_path, &dest)?;
-            if got != hash || n != size {
-                return Err(damaged_object(&src_path, e));
-            }
-            drop(out);
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o444)).at(&dest)?;
+            let n = restore_file(&store, e, (size, hash), &self.new.join(&rel), &mut buf)?;
             self.files += 1;
             self.bytes += n;
             meter.add(n);
@@ -807,16 +802,7 @@ impl TreeSync {
             std::fs::create_dir_all(&dir).at(&dir)?;
             let tmp = dest.with_extension("blob.repozo-tmp");
             let _ = std::fs::remove_file(&tmp);
-            let src_path = store.object_path(&hash);
-            let mut src = store.open(&hash)?;
-            let mut out = File::create(&tmp).at(&tmp)?;
-            let (got, n) = store::hash_copy(&mut src, Some(&mut out), &mut buf, &src_path, &tmp)?;
-            drop(out);
-            if got != hash || n != size {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(damaged_object(&src_path, e));
-            }
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444)).at(&tmp)?;
+            let n = restore_file(&store, e, (size, hash), &tmp, &mut buf)?;
             std::fs::rename(&tmp, &dest).at(&dest)?;
             sync.copied += 1;
             sync.bytes += n;
@@ -876,6 +862,34 @@ fn blob_files(root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// Writes stored object `content` of revision `e` to the new read-only
+/// file `dest`, checking it against its hash; returns its size. A
+/// damaged object leaves no `dest`.
+fn restore_file(
+    store: &Store,
+    e: &Entry,
+    (size, hash): (u64, Hash),
+    dest: &Path,
+    buf: &mut [u8],
+) -> Result<u64> {
+    let src_path = store.object_path(&hash);
+    let mut src = store.open(&hash)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(dest)
+        .at(dest)?;
+    let copied = store::hash_copy(&mut src, Some(&mut out), buf, &src_path, dest);
+    match copied {
+        Ok((got, n)) if got == hash && n == size => Ok(n),
+        failed => {
+            let _ = std::fs::remove_file(dest);
+            Err(failed.err().unwrap_or_else(|| damaged_object(&src_path, e)))
+        }
+    }
 }
 
 /// The error for a stored object whose content no longer matches its hash.

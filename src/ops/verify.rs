@@ -128,9 +128,11 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         )));
     }
     // A chain backed up with --blob-dir: its blobs are part of the backup.
-    if with_blobs {
-        super::blobs::verify(&opts.repository, &chain, opts.quick, ctx)?;
-    }
+    let blobs = if with_blobs {
+        super::blobs::verify(&opts.repository, &chain, opts.quick, ctx)?
+    } else {
+        Vec::new()
+    };
     if !opts.deep {
         return Ok(());
     }
@@ -157,7 +159,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     });
     compare_index(&chain, &summary, &index, ctx)?;
     if with_blobs {
-        super::blobs::compare_records(&chain, blob_records)?;
+        super::blobs::compare_records(&chain, &blobs, blob_records)?;
     }
     Ok(())
 }
