@@ -267,6 +267,19 @@ mod tests {
         assert!(parse_s3_url("s3://b/../y").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_repository_url_parses_or_is_an_error_never_a_panic(
+            tail in "[a-z0-9./%\\-]{0,40}|\\PC{0,40}"
+        ) {
+            let url = format!("s3://{tail}");
+            if let Ok((bucket, prefix)) = parse_s3_url(&url) {
+                proptest::prop_assert!(!bucket.is_empty());
+                proptest::prop_assert!(!prefix.split('/').any(|p| p == ".."));
+            }
+        }
+    }
+
     #[test]
     fn uuids_are_version_4_and_differ() {
         let (a, b) = (uuid(), uuid());
