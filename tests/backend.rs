@@ -78,6 +78,7 @@ on_both!(
     a_20_mib_streamed_upload_reads_back_byte_identical_whole_and_by_range,
     a_compare_and_swap_with_a_stale_version_fails_and_changes_nothing,
     listing_gives_the_top_level_files_or_everything_below_a_prefix,
+    open_optional_reads_an_object_and_gives_none_for_a_missing_one,
     delete_removes_an_object_and_deleting_a_missing_one_is_no_error,
     the_lock_excludes_a_second_holder_until_it_is_dropped,
     the_probe_of_conditional_writes_passes,
@@ -215,6 +216,18 @@ fn listing_gives_the_top_level_files_or_everything_below_a_prefix(b: &dyn Backen
     );
     assert_eq!(b.list("", true).unwrap().len(), 5);
     assert!(b.list("nothing/", true).unwrap().is_empty());
+}
+
+fn open_optional_reads_an_object_and_gives_none_for_a_missing_one(b: &dyn Backend) {
+    b.put_if_absent("blobs/objects/ab/x", b"content").unwrap();
+    let mut got = Vec::new();
+    b.open_optional("blobs/objects/ab/x")
+        .unwrap()
+        .expect("the object exists")
+        .read_to_end(&mut got)
+        .unwrap();
+    assert_eq!(got, b"content");
+    assert!(b.open_optional("blobs/objects/ab/y").unwrap().is_none());
 }
 
 fn delete_removes_an_object_and_deleting_a_missing_one_is_no_error(b: &dyn Backend) {

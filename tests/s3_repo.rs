@@ -404,23 +404,3 @@ fn two_backups_to_one_prefix_are_serialised_by_the_lock_and_a_third_gives_up_nam
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
     assert!(read(site.path("out.fs")) == site.committed());
 }
-
-#[test]
-fn blobs_and_retention_rules_with_an_s3_repository_are_refused_with_a_clear_message() {
-    let site = Site::new("refused", 2, 50);
-    let url = site.url();
-    std::fs::create_dir(site.path("blobs")).unwrap();
-    for args in [
-        vec!["-B", "-r", &url, "-f", "Data.fs", "--blob-dir", "blobs"],
-        vec!["-B", "-r", &url, "-f", "Data.fs", "--keep=2"],
-    ] {
-        let o = run(site.ours(&args));
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(
-            stderr(&o).contains("not supported with an S3 repository"),
-            "{args:?}: {}",
-            stderr(&o)
-        );
-    }
-    assert!(site.objects().is_empty(), "something was written");
-}

@@ -119,6 +119,15 @@ pub trait Backend: Send + Sync {
     /// (S3: one GET whose body is read as it arrives).
     fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
 
+    /// [`Backend::open`], or `None` if there is no such object (S3: one
+    /// request, not a HEAD and a GET).
+    fn open_optional(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        match self.size(name)? {
+            None => Ok(None),
+            Some(_) => self.open(name).map(Some),
+        }
+    }
+
     /// Reads all of `name` (for small objects: `.dat`, manifests).
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         let mut data = Vec::new();

@@ -576,6 +576,21 @@ impl Backend for S3 {
         }))
     }
 
+    fn open_optional(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        let path = self.key(name)?;
+        let got = match self.block(self.store.get(&path)) {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail(name, "GET", e)),
+        };
+        Ok(Some(Box::new(S3Reader {
+            rt: self.rt.clone(),
+            stream: got.into_stream(),
+            current: Bytes::new(),
+            url: self.url(name),
+        })))
+    }
+
     fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>> {
         if len == 0 {
             return Ok(Vec::new());

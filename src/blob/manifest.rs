@@ -25,7 +25,9 @@ use crate::error::{Error, IoContext, Result};
 /// First word of a manifest, with its format version.
 const MAGIC: &str = "# repozo-blobs 1 ";
 /// Longest line a manifest can hold: the header with a long data name.
-const MAX_LINE: u64 = 1024;
+/// [`Manifest::peek_gone_in`] and [`Manifest::looks_whole_parts`] need
+/// at most this many bytes of each end.
+pub const MAX_LINE: u64 = 1024;
 
 /// Whether a manifest covers a full backup or an increment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,13 +112,15 @@ impl Manifest {
     /// its first line alone (cheap: a full manifest can hold millions of
     /// lines). `None` if that line cannot be read as a header.
     pub fn peek_gone(path: &str) -> Option<u64> {
-        let file = crate::io::open_regular(path).ok()?;
-        let mut line = Vec::new();
-        BufReader::new(file)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut line)
-            .ok()?;
-        let header = std::str::from_utf8(&line).ok()?.trim_end();
+        let (head, _) = ends_of(path)?;
+        Manifest::peek_gone_in(&head)
+    }
+
+    /// [`Manifest::peek_gone`] from the manifest's first [`MAX_LINE`]
+    /// bytes (or all of it, if shorter).
+    pub fn peek_gone_in(head: &[u8]) -> Option<u64> {
+        let line = head.split_inclusive(|&c| c == b'\n').next()?;
+        let header = std::str::from_utf8(line).ok()?.trim_end();
         header
             .strip_prefix(MAGIC.trim_end())?
             .split(' ')
@@ -130,34 +134,21 @@ impl Manifest {
     /// alone (cheap, unlike [`Manifest::read`]). False for an empty, cut
     /// or garbage file: the next backup writes it again.
     pub fn looks_whole(path: &str) -> bool {
-        use std::io::{Seek, SeekFrom};
-        let Ok(file) = crate::io::open_regular(path) else {
+        ends_of(path).is_some_and(|(head, tail)| Manifest::looks_whole_parts(&head, &tail))
+    }
+
+    /// [`Manifest::looks_whole`] from the first and the last [`MAX_LINE`]
+    /// bytes of a manifest (each all of it, if shorter).
+    pub fn looks_whole_parts(head: &[u8], tail: &[u8]) -> bool {
+        let Some(line) = head.split_inclusive(|&c| c == b'\n').next() else {
             return false;
         };
-        let mut r = BufReader::new(file);
-        let mut line = Vec::new();
-        if (&mut r)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut line)
-            .is_err()
-        {
-            return false;
-        }
-        let header = std::str::from_utf8(&line)
+        let header = std::str::from_utf8(line)
             .ok()
             .filter(|l| l.ends_with('\n'))
             .and_then(|l| l.trim_end().strip_prefix(MAGIC.trim_end()))
             .and_then(parse_header);
         if header.is_none() {
-            return false;
-        }
-        let mut file = r.into_inner();
-        let Ok(len) = file.seek(SeekFrom::End(0)) else {
-            return false;
-        };
-        let from = len.saturating_sub(MAX_LINE);
-        let mut tail = Vec::new();
-        if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut tail).is_err() {
             return false;
         }
         let Some(body) = tail.strip_suffix(b"\n") else {
@@ -306,6 +297,19 @@ fn parse_entry(line: &str) -> Option<Entry> {
         (size, hash) => Some((size.parse().ok()?, Hash::from_hex(hash)?)),
     };
     w.next().is_none().then_some(Entry { oid, tid, content })
+}
+
+/// The first and the last [`MAX_LINE`] bytes of the file at `path`.
+fn ends_of(path: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    use std::os::unix::fs::FileExt;
+    let file = crate::io::open_regular(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let read = |from: u64| -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; (len - from).min(MAX_LINE) as usize];
+        file.read_exact_at(&mut buf, from).ok()?;
+        Some(buf)
+    };
+    Some((read(0)?, read(len.saturating_sub(MAX_LINE))?))
 }
 
 #[cfg(test)]

@@ -81,14 +81,9 @@ pub fn backup(opts: &BackupOptions, ctx: Ctx) -> Result<BackupOutcome> {
     backup_locked(&repo, &held, opts, ctx)
 }
 
-/// The repository of a backup; blobs in an object store are refused
-/// before anything is done.
+/// The repository of a backup.
 fn open_for_backup(opts: &BackupOptions) -> Result<Repository> {
-    let repo = Repository::open(&opts.repository)?;
-    if opts.blob_dir.is_some() {
-        repo.refuse_remote("--blob-dir")?;
-    }
-    Ok(repo)
+    Repository::open(&opts.repository)
 }
 
 /// [`backup()`], then, only if it succeeded and still under the same
@@ -102,7 +97,6 @@ pub fn backup_and_retain(
     ctx: Ctx,
 ) -> Result<(BackupOutcome, Result<RetentionOutcome>)> {
     let repo = open_for_backup(opts)?;
-    repo.refuse_remote("Retention rules (--keep-…)")?;
     let held = repo.lock(opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT))?;
     let outcome = backup_locked(&repo, &held, opts, ctx)?;
     Ok((outcome, retention::retain_locked(&repo, retention, ctx)))
@@ -174,10 +168,7 @@ fn finish(
         let mut listing = listing.clone();
         listing.push(repo::base_name(dest).to_string());
         delete_old_backups(repo, &listing, ctx)?;
-        if !repo.is_remote() {
-            // Blobs are not backed up to object stores (yet): no store.
-            blobs::collect_garbage(repo, ctx)?;
-        }
+        blobs::collect_garbage(repo, ctx)?;
     }
     Ok(outcome)
 }

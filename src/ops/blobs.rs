@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use super::Ctx;
 use super::meter::Meter;
+use crate::blob::manifest::MAX_LINE;
 use crate::blob::store::{self, syncfs};
 use crate::blob::{Entry, Hash, Kind, Layout, Manifest, Store};
 use crate::error::{Error, IoContext, Result};
@@ -119,7 +120,7 @@ pub(super) fn unmanifested(chain: &mut Chain, listing: &Listing) -> Result<Vec<R
         .iter()
         .filter(|f| {
             let name = manifest_name(&f.name);
-            !listing.has_meta(&name) || !Manifest::looks_whole(&chain.path_of(&name))
+            !listing.has_meta(&name) || !looks_whole(chain.repo(), &name)
         })
         .map(|f| f.name.clone())
         .collect();
@@ -147,8 +148,36 @@ pub(super) fn unmanifested(chain: &mut Chain, listing: &Listing) -> Result<Vec<R
 pub(super) fn chain_has_holes(chain: &Chain, listing: &Listing) -> bool {
     chain.files().iter().any(|f| {
         let name = manifest_name(&f.name);
-        listing.has_meta(&name) && Manifest::peek_gone(&chain.path_of(&name)).is_some_and(|n| n > 0)
+        listing.has_meta(&name) && peek_gone(chain.repo(), &name).is_some_and(|n| n > 0)
     })
+}
+
+/// How many revisions the manifest `name` of `repo` records as missing,
+/// from its first line ([`Manifest::peek_gone_in`]); `None` if it cannot
+/// be read as a manifest.
+pub(super) fn peek_gone(repo: &Repository, name: &str) -> Option<u64> {
+    Manifest::peek_gone_in(&repo.read_range(name, 0, MAX_LINE).ok()?)
+}
+
+/// Whether the manifest `name` of `repo` looks whole, from its first and
+/// last lines ([`Manifest::looks_whole_parts`]).
+fn looks_whole(repo: &Repository, name: &str) -> bool {
+    let ends = || -> Result<(Vec<u8>, Vec<u8>)> {
+        let len = repo.size(name)?.unwrap_or(0);
+        let head = repo.read_range(name, 0, MAX_LINE)?;
+        let tail = repo.read_range(name, len.saturating_sub(MAX_LINE), MAX_LINE)?;
+        Ok((head, tail))
+    };
+    ends().is_ok_and(|(head, tail)| Manifest::looks_whole_parts(&head, &tail))
+}
+
+/// Reads and checks the manifest `name` of `repo`; `None` if there is no
+/// such file.
+fn load_manifest(repo: &Repository, name: &str) -> Result<Option<Manifest>> {
+    match repo.open_optional(name)? {
+        None => Ok(None),
+        Some(r) => Manifest::parse(r, &repo.path(name)).map(Some),
+    }
 }
 
 /// Backs up the blobs of `ranges` of the open Data.fs `src` (shown as
@@ -165,7 +194,7 @@ pub(super) fn backup(
     ctx: Ctx,
 ) -> Result<()> {
     failpoint::hit("backup:blobs-start");
-    let store = Store::new(repo.dir());
+    let store = Store::of(repo);
     // Hashes already known by (oid, tid): blob files are never rewritten,
     // so a revision stored once need not be read again (a full backup
     // after a pack then reads no blob file it has stored before).
@@ -225,10 +254,11 @@ pub(super) fn backup(
     writer.commit()?;
     let mut last_with_holes = None;
     for (manifest, stored, bytes, reused, gone) in manifests {
-        let path = repo.path(&manifest_name(&manifest.data));
-        let mut out = AtomicFile::create(&path)?;
-        out.write_all(&manifest.to_bytes()).at(&path)?;
-        out.commit()?;
+        let name = manifest_name(&manifest.data);
+        let path = repo.path(&name);
+        crate::interrupt::check()?;
+        // Replaces a manifest that was not whole (see `unmanifested`).
+        repo.write_whole(&name, &manifest.to_bytes())?;
         failpoint::hit("backup:manifest-written");
         if gone > 0 {
             last_with_holes = Some(path.clone());
@@ -264,8 +294,7 @@ enum Got {
     Missing,
 }
 
-/// Stores the file of every record (on up to four threads: creating
-/// files, not copying bytes, bounds a blob backup, and creates overlap),
+/// Stores the file of every record, on [`Store::parallelism`] threads,
 /// in the order of `records`. Progress is reported from this thread.
 fn fetch_all(
     writer: &store::Writer<'_>,
@@ -275,15 +304,8 @@ fn fetch_all(
     records: &[BlobRecord],
     meter: &Meter,
 ) -> Result<Vec<Got>> {
-    let n = records.len();
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |k| k.get())
-        .clamp(2, 4)
-        .min(n.max(1));
-    let next = AtomicUsize::new(0);
-    let mut out: Vec<Option<Got>> = (0..n).map(|_| None).collect();
-    let fetch_one = |rec: &BlobRecord, buf: &mut [u8]| -> Result<Got> {
-        crate::interrupt::check()?;
+    let fetch_one = |i: usize, buf: &mut [u8]| -> Result<Got> {
+        let rec = &records[i];
         if let Some(&(size, hash)) = known.get(&(rec.oid, rec.tid))
             && store.size_of(&hash)? == Some(size)
         {
@@ -297,11 +319,34 @@ fn fetch_all(
             None => Got::Missing,
         })
     };
+    in_parallel(records.len(), store.parallelism(), fetch_one, |got| {
+        if let Got::Stored(size, ..) = got {
+            meter.add(*size);
+        }
+    })
+}
+
+/// Runs `work(i, buffer)` for every `i` in `0..n` on up to `workers`
+/// threads (each with its own 1 MiB buffer) and returns the results in
+/// order of `i`; `done` sees each result on this thread as it arrives
+/// (progress). Blob work is many small files: creating them, or waiting
+/// for an object store's round trips, not copying bytes, bounds it, and
+/// those overlap. Stops at the first error (the others at their next
+/// item) and returns it.
+fn in_parallel<T: Send>(
+    n: usize,
+    workers: usize,
+    work: impl Fn(usize, &mut [u8]) -> Result<T> + Sync,
+    mut done: impl FnMut(&T),
+) -> Result<Vec<T>> {
+    let workers = workers.clamp(1, n.max(1));
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Got>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<T>)>();
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, fetch_one) = (&next, &fetch_one);
+            let (next, work) = (&next, &work);
             std::thread::Builder::new()
                 .spawn_scoped(scope, move || {
                     let mut buf = vec![0u8; 1 << 20];
@@ -310,7 +355,7 @@ fn fetch_all(
                         if i >= n {
                             break;
                         }
-                        let got = fetch_one(&records[i], &mut buf);
+                        let got = crate::interrupt::check().and_then(|()| work(i, &mut buf));
                         let failed = got.is_err();
                         if tx.send((i, got)).is_err() || failed {
                             break;
@@ -324,13 +369,11 @@ fn fetch_all(
         for (i, got) in rx {
             match got {
                 Ok(got) => {
-                    if let Got::Stored(size, ..) = got {
-                        meter.add(size);
-                    }
+                    done(&got);
                     out[i] = Some(got);
                 }
                 Err(e) => {
-                    // Stop the others at their next record.
+                    // Stop the others at their next item.
                     next.store(n, AtomicOrdering::Relaxed);
                     first_error.get_or_insert(e);
                 }
@@ -338,17 +381,20 @@ fn fetch_all(
         }
         first_error.map_or(Ok(()), Err)
     })?;
-    Ok(out
-        .into_iter()
-        .map(|g| g.expect("every record was fetched"))
-        .collect())
+    out.into_iter()
+        .map(|g| g.ok_or_else(|| Error::Source("a blob worker stopped early".into())))
+        .collect()
 }
 
 /// `blobs/STATE`: rewritten on every blob backup, so the `blobs`
 /// directory's modification time stays that of the last backup (wrappers
-/// that prune a repository by age then leave it alone).
+/// that prune a repository by age then leave it alone). Not written in
+/// an object store, which has no directory times.
 fn write_state(store: &Store, ranges: &[Range]) -> Result<()> {
-    let path = store.root().join("STATE");
+    let Some(root) = store.local_root() else {
+        return Ok(());
+    };
+    let path = root.join("STATE");
     let mut out = AtomicFile::create(&path)?;
     let last = ranges.last().map_or("", |r| r.data.as_str());
     writeln!(out, "repozo blob store 1\nlast manifest for {last}").at(&path)?;
@@ -364,7 +410,7 @@ fn known_revisions(repo: &Repository, listing: &Listing) -> HashMap<(u64, u64), 
         .iter()
         .filter(|n| n.ends_with(".blobs"))
     {
-        if let Ok(m) = Manifest::read(&repo.path(name)) {
+        if let Ok(Some(m)) = load_manifest(repo, name) {
             for e in m.entries {
                 if let Some(c) = e.content {
                     known.insert((e.oid, e.tid), c);
@@ -382,10 +428,11 @@ pub(super) fn chain_blobs(chain: &Chain) -> Result<(Layout, Vec<Entry>, usize)> 
     let mut layout = Layout::Bushy;
     let mut count = 0;
     for file in chain.files() {
-        let path = chain.path_of(&manifest_name(&file.name));
-        let m = match Manifest::read(&path) {
-            Ok(m) => m,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        let name = manifest_name(&file.name);
+        let path = chain.path_of(&name);
+        let m = match load_manifest(chain.repo(), &name)? {
+            Some(m) => m,
+            None => {
                 return Err(Error::Verification(format!(
                     "{} has no blob manifest ({path}): it was backed up without --blob-dir or \
                      by ZODB's repozo. Run a backup with --blob-dir to add it, or recover \
@@ -393,7 +440,6 @@ pub(super) fn chain_blobs(chain: &Chain) -> Result<(Layout, Vec<Entry>, usize)> 
                     file.path
                 )));
             }
-            Err(e) => return Err(e),
         };
         if m.data != file.name {
             return Err(Error::Verification(format!(
@@ -413,10 +459,12 @@ pub(super) fn chain_blobs(chain: &Chain) -> Result<(Layout, Vec<Entry>, usize)> 
 
 /// Whether the chain has at least one manifest (then `-V` checks blobs).
 pub(super) fn chain_has_manifests(chain: &Chain) -> bool {
-    chain
-        .files()
-        .iter()
-        .any(|f| Path::new(&chain.path_of(&manifest_name(&f.name))).exists())
+    chain.files().iter().any(|f| {
+        chain
+            .repo()
+            .exists(&manifest_name(&f.name))
+            .unwrap_or(false)
+    })
 }
 
 /// `-V --deep`: the union of the chain's manifests must list exactly the
@@ -464,9 +512,9 @@ pub(super) fn compare_records(
 
 /// `-V`: checks every manifest of `chain` and every object it names;
 /// returns the union of the manifests (for [`compare_records`]).
-pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Result<Vec<Entry>> {
+pub(super) fn verify(chain: &Chain, quick: bool, ctx: Ctx) -> Result<Vec<Entry>> {
     let (_, entries, manifests) = chain_blobs(chain)?;
-    let store = Store::new(repo_dir);
+    let store = Store::of(chain.repo());
     let mut seen = HashSet::new();
     let mut problems = Vec::new();
     let (mut objects, mut bytes) = (0u64, 0u64);
@@ -486,27 +534,31 @@ pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Re
         }
         objects += 1;
         bytes += size;
-        let path = store.object_path(&hash);
-        // Opened even with -Q: an object that cannot be read cannot be
-        // restored (as -Q opens each data file of the chain).
-        let mut file = match crate::io::open_regular(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                problems.push(format!("{} is missing", path.display()));
-                continue;
-            }
-            Err(e) => return Err(Error::io(&path, e)),
+        let shown = store.shown(&hash);
+        let Some(s) = store.size_of(&hash)? else {
+            problems.push(format!("{shown} is missing"));
+            continue;
         };
-        let s = file.metadata().at(&path)?.len();
         if s != size {
-            problems.push(format!(
-                "{} is {s} bytes, should be {size} bytes",
-                path.display()
-            ));
-        } else if !quick {
-            let (got, n) = store::hash_copy(&mut file, None, &mut buf, &path, Path::new(""))?;
+            problems.push(format!("{shown} is {s} bytes, should be {size} bytes"));
+            continue;
+        }
+        // A local object is opened even with -Q: one that cannot be read
+        // cannot be restored (as -Q opens each data file of the chain).
+        // In an object store a listing-level check is what -Q is for.
+        if quick && store.local_root().is_none() {
+            meter.add(size);
+            continue;
+        }
+        let Some(mut file) = store.open(&hash)? else {
+            problems.push(format!("{shown} is missing"));
+            continue;
+        };
+        if !quick {
+            let (got, n) =
+                store::hash_copy(&mut file, None, &mut buf, Path::new(&shown), Path::new(""))?;
             if got != hash || n != size {
-                problems.push(format!("{} does not match its hash", path.display()));
+                problems.push(format!("{shown} does not match its hash"));
             }
         }
         meter.add(size);
@@ -516,7 +568,7 @@ pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Re
             "{} blob problem(s) in {}; first: {first}. The Data.fs backups are not affected; \
              a new full backup with --blob-dir (-F) stores the blobs again",
             problems.len(),
-            repo_dir
+            chain.repo().dir()
         )));
     }
     ctx.report.event(&Event::BlobsVerified {
@@ -532,8 +584,8 @@ pub(super) fn verify(repo_dir: &str, chain: &Chain, quick: bool, ctx: Ctx) -> Re
 /// repository names. Does nothing if the store does not exist, or if any
 /// manifest cannot be read (an object it names might be removed).
 pub(super) fn collect_garbage(repo: &Repository, ctx: Ctx) -> Result<()> {
-    let store = Store::new(repo.dir());
-    if !store.root().exists() {
+    let store = Store::of(repo);
+    if !store.exists() {
         return Ok(());
     }
     let listing = repo.list()?;
@@ -543,8 +595,10 @@ pub(super) fn collect_garbage(repo: &Repository, ctx: Ctx) -> Result<()> {
         .iter()
         .filter(|n| n.ends_with(".blobs"))
     {
-        match Manifest::read(&repo.path(name)) {
-            Ok(m) => keep.extend(m.entries.iter().filter_map(|e| e.content.map(|c| c.1))),
+        match load_manifest(repo, name) {
+            Ok(Some(m)) => keep.extend(m.entries.iter().filter_map(|e| e.content.map(|c| c.1))),
+            // Removed meanwhile by hand: names nothing.
+            Ok(None) => {}
             Err(_) => return Ok(()),
         }
     }
@@ -570,7 +624,7 @@ pub struct StagedTree {
 impl StagedTree {
     /// Writes the blob set of `chain` as a tree beside `target`, checking
     /// every content against its hash. Nothing existing is touched.
-    pub fn build(repo_dir: &str, chain: &Chain, target: &str, ctx: Ctx) -> Result<StagedTree> {
+    pub fn build(chain: &Chain, target: &str, ctx: Ctx) -> Result<StagedTree> {
         let (layout, entries, _) = chain_blobs(chain)?;
         let target = PathBuf::from(target.trim_end_matches('/'));
         // Something else under that name (a file given by mistake) would
@@ -614,22 +668,20 @@ impl StagedTree {
             gone: Vec::new(),
             swapped: false,
         };
-        tree.fill(repo_dir, layout, &entries, ctx)?;
+        tree.fill(&Store::of(chain.repo()), layout, &entries, ctx)?;
         Ok(tree)
     }
 
-    fn fill(&mut self, repo_dir: &str, layout: Layout, entries: &[Entry], ctx: Ctx) -> Result<()> {
-        let store = Store::new(repo_dir);
+    fn fill(&mut self, store: &Store, layout: Layout, entries: &[Entry], ctx: Ctx) -> Result<()> {
         std::fs::write(self.new.join(crate::blob::layout::MARKER), layout.name())
             .at(self.new.join(crate::blob::layout::MARKER))?;
         std::fs::create_dir(self.new.join("tmp")).at(self.new.join("tmp"))?;
         let meter = Meter::new(ctx.report, Phase::Blobs, None);
-        let mut buf = vec![0u8; 1 << 20];
         let mut made: HashSet<String> = HashSet::new();
+        let mut todo = Vec::with_capacity(entries.len());
         for e in entries {
-            crate::interrupt::check()?;
             let rel = layout.file(e.oid, e.tid);
-            let Some((size, hash)) = e.content else {
+            let Some(content) = e.content else {
                 self.gone.push(rel);
                 continue;
             };
@@ -638,11 +690,15 @@ impl StagedTree {
                 let d = self.new.join(&dir);
                 std::fs::create_dir_all(&d).at(&d)?;
             }
-            let n = restore_file(&store, e, (size, hash), &self.new.join(&rel), &mut buf)?;
-            self.files += 1;
-            self.bytes += n;
-            meter.add(n);
+            todo.push((e, content, self.new.join(&rel)));
         }
+        let restore = |i: usize, buf: &mut [u8]| {
+            let (e, content, dest) = &todo[i];
+            restore_file(store, e, *content, dest, buf)
+        };
+        let sizes = in_parallel(todo.len(), store.parallelism(), restore, |n| meter.add(*n))?;
+        self.files += sizes.len() as u64;
+        self.bytes += sizes.iter().sum::<u64>();
         syncfs(&self.new)
     }
 
@@ -740,13 +796,7 @@ pub struct TreeSync {
 
 impl TreeSync {
     /// Adds and repairs what `target` lacks (see the type's doc).
-    pub fn prepare(
-        repo_dir: &str,
-        chain: &Chain,
-        target: &str,
-        quick: bool,
-        ctx: Ctx,
-    ) -> Result<TreeSync> {
+    pub fn prepare(chain: &Chain, target: &str, quick: bool, ctx: Ctx) -> Result<TreeSync> {
         let (layout, entries, _) = chain_blobs(chain)?;
         let target = PathBuf::from(target.trim_end_matches('/'));
         std::fs::create_dir_all(&target).at(&target)?;
@@ -765,7 +815,7 @@ impl TreeSync {
             std::fs::write(&marker, layout.name()).at(&marker)?;
         }
         std::fs::create_dir_all(target.join("tmp")).at(target.join("tmp"))?;
-        let store = Store::new(repo_dir);
+        let store = Store::of(chain.repo());
         let meter = Meter::new(ctx.report, Phase::Blobs, None);
         let mut buf = vec![0u8; 1 << 20];
         let mut sync = TreeSync {
@@ -874,8 +924,17 @@ fn restore_file(
     dest: &Path,
     buf: &mut [u8],
 ) -> Result<u64> {
-    let src_path = store.object_path(&hash);
-    let mut src = store.open(&hash)?;
+    let src_path = PathBuf::from(store.shown(&hash));
+    let Some(mut src) = store.open(&hash)? else {
+        return Err(Error::Verification(format!(
+            "{} (blob {:016x} {:016x}) is missing from the blob store. Nothing was restored; \
+             restore an earlier date, or make a new full backup with --blob-dir if the blob \
+             directory still has the file",
+            src_path.display(),
+            e.oid,
+            e.tid
+        )));
+    };
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -191,9 +191,6 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
             "--incremental needs -o/--output: it brings an existing Data.fs up to date".into(),
         ));
     };
-    if opts.blob_dir.is_some() {
-        crate::repo::Repository::open(&opts.repository)?.refuse_remote("--blob-dir")?;
-    }
     let _lock = StorageLock::acquire(output)?;
     failpoint::hit("incremental:locked");
     let mut chain = select(opts, ctx)?;
@@ -206,13 +203,7 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
     // Blobs first: their new files are in place before the Data.fs names
     // them; the ones the state no longer names go after it.
     let blobs = match opts.blob_dir.as_deref() {
-        Some(dir) => Some(TreeSync::prepare(
-            &opts.repository,
-            &chain,
-            dir,
-            inc.quick,
-            ctx,
-        )?),
+        Some(dir) => Some(TreeSync::prepare(&chain, dir, inc.quick, ctx)?),
         None => None,
     };
     let outcome = update_data(&mut chain, output, plan, inc, ctx)?;

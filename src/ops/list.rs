@@ -218,7 +218,7 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
             points.push(RestorePoint {
                 index: listing.has_meta(&format!("{stamp}.index")),
                 blobs: if listing.has_meta(&format!("{stamp}.blobs")) {
-                    match crate::blob::Manifest::peek_gone(&repo.path(&format!("{stamp}.blobs"))) {
+                    match super::blobs::peek_gone(repo, &format!("{stamp}.blobs")) {
                         Some(gone) => Blobs::Listed { gone },
                         None => Blobs::Unreadable,
                     }

@@ -50,9 +50,6 @@ pub struct RecoverOptions {
 /// `<output>.index` the same way. If anything fails, the existing output
 /// and its index are left exactly as they were and the `.part` is removed.
 pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Result<()> {
-    if opts.blob_dir.is_some() {
-        Repository::open(&opts.repository)?.refuse_remote("--blob-dir")?;
-    }
     let mut chain = select(opts, ctx)?;
     // repozo says where it recovers to before it reads the `.dat` for -w.
     ctx.report.event(&match &opts.output {
@@ -60,10 +57,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         None => Event::RecoveringToStdout,
     });
     let check = Check::of(opts);
-    let blobs = opts
-        .blob_dir
-        .as_deref()
-        .map(|dir| (opts.repository.as_str(), dir));
+    let blobs = opts.blob_dir.as_deref();
     if blobs.is_some() && opts.output.is_none() {
         return Err(Error::Source(
             "--blob-dir needs -o/--output: the blobs are restored beside a Data.fs file".into(),
@@ -147,7 +141,7 @@ pub(super) fn write_output(
     chain: &mut Chain,
     output: &str,
     check: Check,
-    blobs: Option<(&str, &str)>,
+    blobs: Option<&str>,
     ctx: Ctx,
 ) -> Result<()> {
     let truth = read_truth(chain, check)?;
@@ -157,7 +151,7 @@ pub(super) fn write_output(
         chain.check_coverage()?;
     }
     let mut staged = match blobs {
-        Some((repo, dir)) => Some(StagedTree::build(repo, chain, dir, ctx)?),
+        Some(dir) => Some(StagedTree::build(chain, dir, ctx)?),
         None => None,
     };
     let part = format!("{output}.part");

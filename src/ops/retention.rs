@@ -70,9 +70,9 @@ use std::fmt;
 
 use super::Ctx;
 use crate::clock::Stamp;
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
 use crate::failpoint;
-use crate::lock::{self, RepoLock};
+use crate::lock;
 use crate::repo::{self, Listing, Repository};
 use crate::report::Event;
 
@@ -412,12 +412,11 @@ impl RetentionOutcome {
 /// Applies `opts.retention` to `opts.repository` on its own: takes the
 /// repository lock (waiting as a backup waits), lists, plans, removes.
 pub fn retain(opts: &RetainOptions, ctx: Ctx) -> Result<RetentionOutcome> {
-    Repository::open(&opts.repository)?.refuse_remote("Retention rules (--keep-…)")?;
-    let _lock = RepoLock::acquire(
-        &opts.repository,
-        opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT),
-    )?;
-    retain_locked(&Repository::new(&opts.repository), &opts.retention, ctx)
+    let repo = Repository::open(&opts.repository)?;
+    let held = repo.lock(opts.lock_wait.unwrap_or(lock::DEFAULT_WAIT))?;
+    let outcome = retain_locked(&repo, &opts.retention, ctx)?;
+    drop(held);
+    Ok(outcome)
 }
 
 /// [`retain`] for a caller that holds the repository lock (a backup).
@@ -437,21 +436,17 @@ pub(crate) fn retain_locked(
     for (name, chain) in removals {
         let chain = chain.cloned();
         let path = repo.path(name);
-        let size = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m.len(),
-            // Gone already (removed by hand meanwhile): nothing to do.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&path, e)),
+        // Gone already (removed by hand meanwhile): nothing to do.
+        let Some(size) = repo.entry_size(name)? else {
+            continue;
         };
         if !retention.dry_run {
             ctx.report.event(&Event::RemovingExpired {
                 file: path.clone(),
                 chain: chain.clone(),
             });
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&path, e)),
+            if !repo.remove_if_present(name)? {
+                continue;
             }
             failpoint::hit("retain:removed-one");
         }
@@ -459,9 +454,7 @@ pub(crate) fn retain_locked(
     }
     if !retention.dry_run && !files.is_empty() {
         // Make the removals durable before saying they are done.
-        std::fs::File::open(repo.dir())
-            .and_then(|d| d.sync_all())
-            .at(repo.dir())?;
+        repo.sync()?;
         super::blobs::collect_garbage(repo, ctx)?;
     }
     Ok(RetentionOutcome {

@@ -129,7 +129,7 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     }
     // A chain backed up with --blob-dir: its blobs are part of the backup.
     let blobs = if with_blobs {
-        super::blobs::verify(&opts.repository, &chain, opts.quick, ctx)?
+        super::blobs::verify(&chain, opts.quick, ctx)?
     } else {
         Vec::new()
     };

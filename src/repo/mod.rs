@@ -225,19 +225,6 @@ impl Repository {
         self.remote.is_some()
     }
 
-    /// Fails with a clear message if the repository is in an object store:
-    /// `what` (e.g. "--blob-dir") is not supported there yet.
-    pub fn refuse_remote(&self, what: &str) -> Result<()> {
-        if self.is_remote() {
-            return Err(Error::Source(format!(
-                "{what} is not supported with an S3 repository ({}) yet; use a local \
-                 repository directory for it",
-                self.dir
-            )));
-        }
-        Ok(())
-    }
-
     /// The object store, if the repository is in one.
     pub(crate) fn remote(&self) -> Option<&Arc<dyn Backend>> {
         self.remote.as_ref()
@@ -315,10 +302,7 @@ impl Repository {
                     Err(e) => Err(Error::io(&path, e)),
                 }
             }
-            Some(b) => match b.size(name)? {
-                None => Ok(None),
-                Some(_) => b.open(name).map(Some),
-            },
+            Some(b) => b.open_optional(name),
         }
     }
 
@@ -340,6 +324,24 @@ impl Repository {
                 crate::io::read_regular(&path).at(&path)
             }
             Some(b) => b.read(name),
+        }
+    }
+
+    /// Reads `len` bytes of `name` from offset `start`, fewer where it
+    /// ends first (`len` bounds the allocation, not the file).
+    pub fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>> {
+        match &self.remote {
+            None => {
+                use std::os::unix::fs::FileExt;
+                let path = self.path(name);
+                let file = crate::io::open_regular(&path).at(&path)?;
+                let size = file.metadata().at(&path)?.len();
+                let mut buf = vec![0u8; size.saturating_sub(start).min(len) as usize];
+                file.read_exact_at(&mut buf, start)
+                    .map_err(|e| Error::io(&path, e).with_pos(start))?;
+                Ok(buf)
+            }
+            Some(b) => b.read_range(name, start, len),
         }
     }
 
@@ -425,6 +427,48 @@ impl Repository {
                 std::fs::remove_file(&path).at(&path)
             }
             Some(b) => b.delete(name),
+        }
+    }
+
+    /// The size of `name` itself (locally without following a symlink:
+    /// the link is what a removal removes); `None` if it does not exist.
+    pub fn entry_size(&self, name: &str) -> Result<Option<u64>> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Some(b) => b.size(name),
+        }
+    }
+
+    /// Removes `name`; `false` if it was not there.
+    pub fn remove_if_present(&self, name: &str) -> Result<bool> {
+        match &self.remote {
+            None => {
+                let path = self.path(name);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Some(b) => b.delete(name).map(|()| true),
+        }
+    }
+
+    /// Makes the removals and renames so far durable (locally: fsync of
+    /// the directory; an object store's deletes are durable when done).
+    pub fn sync(&self) -> Result<()> {
+        match &self.remote {
+            None => std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .at(&self.dir),
+            Some(_) => Ok(()),
         }
     }
 

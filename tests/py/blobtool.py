@@ -15,13 +15,14 @@ Subcommands:
       Create the storage with a few blobs (the blob directory created with
       the given layout first, so ZODB's automatic selection then reads it).
   step DATA_FS BLOB_DIR --seed S --journal J [--no-pack]
-       [--pack-keep-old yes|no] [--action A]
+       [--pack-keep-old yes|no] [--action A] [--big BYTES]
       ONE random action chosen by the seed (or forced with --action):
       create (1-4 new blobs), modify (open('w') of a current blob), drop
       (remove a reference), nonblob (commit without blobs), undo (db.undo of
       a recent undoable transaction, preferring blob modifications, so ZODB
       copies the blob file under the undo tid), pack (db.pack() as of now;
-      replaced by create with --no-pack).  Prints the last tid (16 hex).
+      replaced by create with --no-pack; create adds one more blob of BYTES
+      random bytes with --big).  Prints the last tid (16 hex).
   pack DATA_FS BLOB_DIR [--pack-keep-old yes|no] [--journal J]
       Pack as of now.
   modify-and-pack DATA_FS BLOB_DIR [--pack-keep-old yes|no] [--journal J]
@@ -175,14 +176,17 @@ def _commit(note):
     t.commit()
 
 
-def _act_create(rng, root, count=None):
+def _act_create(rng, root, count=None, big=0):
     from ZODB.blob import Blob
     tree, folder = _containers(root)
     existing = [_read_blob(b) for _c, _n, b in _current_blobs(root)]
-    for _ in range(count or rng.randint(1, 4)):
+    contents = [_content(rng, existing) for _ in range(count or rng.randint(1, 4))]
+    if big:
+        contents.append(rng.randbytes(big))
+    for content in contents:
         blob = Blob()
         with blob.open('w') as f:
-            f.write(_content(rng, existing))
+            f.write(content)
         (tree if rng.random() < 0.6 else folder)[_new_name(root)] = blob
     _commit('blobtool create')
 
@@ -369,7 +373,7 @@ def cmd_step(args):
         conn = db.open()
         root = conn.root()
         if action == 'create':
-            _act_create(rng, root)
+            _act_create(rng, root, big=args.big)
         elif action == 'modify':
             _act_modify(rng, root)
         elif action == 'drop':
@@ -549,6 +553,8 @@ def build_parser():
     s.add_argument('--journal', required=True)
     s.add_argument('--no-pack', action='store_true')
     s.add_argument('--action', choices=ACTIONS)
+    s.add_argument('--big', type=int, default=0,
+                   help='with create: also one blob of this many random bytes')
     keep_old(s)
     s.set_defaults(func=cmd_step)
 
