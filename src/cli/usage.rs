@@ -78,6 +78,9 @@ Where:
         Repository directory containing the backup files.  This argument
         is required.  The directory must already exist.  You should not
         edit the files in this directory, or add your own files to it.
+        Or s3://BUCKET/PREFIX: a repository in an object store (a build
+        with the cargo feature s3; endpoint, region and credentials from
+        the AWS_* environment variables).
 
 Options for -B/--backup:
     -f file
