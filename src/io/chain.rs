@@ -37,6 +37,10 @@ pub struct DataFiles {
     /// The object store the files are in (opened by the base name of
     /// their path); `None`: local files, opened by path.
     remote: Option<std::sync::Arc<dyn crate::backend::Backend>>,
+    /// The copy buffer of [`DataFiles::copy`], allocated once: zeroing a
+    /// [`CHUNK`] per file was 92% of the instructions of `-V -Q` over a
+    /// 2,000-file gzip chain.
+    buf: std::cell::RefCell<Vec<u8>>,
 }
 
 impl DataFiles {
@@ -48,8 +52,8 @@ impl DataFiles {
     /// An opener of the files of `repo` (a directory or an object store).
     pub fn of(repo: &crate::repo::Repository) -> Self {
         DataFiles {
-            pool: Default::default(),
             remote: repo.remote().cloned(),
+            ..Default::default()
         }
     }
 
@@ -143,11 +147,24 @@ impl DataFiles {
     /// hashing them; stops at a SIGINT/SIGTERM ([`crate::interrupt`]).
     pub fn copy(&self, file: DataFile, out: &mut dyn Write, to: &str) -> Result<u64> {
         let mut r = self.open(file)?;
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = self.buf.take();
+        buf.resize(CHUNK, 0);
+        let copied = Self::copy_with(&mut *r, &mut buf, file, out, to);
+        self.buf.replace(buf);
+        copied
+    }
+
+    fn copy_with(
+        r: &mut dyn Read,
+        buf: &mut [u8],
+        file: DataFile,
+        out: &mut dyn Write,
+        to: &str,
+    ) -> Result<u64> {
         let mut total = 0u64;
         loop {
             crate::interrupt::check()?;
-            let n = match r.read(&mut buf) {
+            let n = match r.read(buf) {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -50,6 +50,14 @@ impl AlignedBuf {
     }
 }
 
+thread_local! {
+    /// The buffer of the last short stream on this thread, for the next:
+    /// a chain of thousands of small increments would otherwise allocate
+    /// and zero [`BUF`] bytes per file (measured: 63% of the instructions
+    /// of `-R` over a 2,000-file gzip chain).
+    static SPARE: std::cell::Cell<Option<AlignedBuf>> = const { std::cell::Cell::new(None) };
+}
+
 /// What one streaming pass produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hashed {
@@ -84,7 +92,9 @@ pub fn stream(
 ) -> Result<Hashed> {
     let mut first = None;
     if marks.is_empty() {
-        let mut buf = AlignedBuf::new(BUF);
+        let mut buf = SPARE
+            .with(|spare| spare.take())
+            .unwrap_or_else(|| AlignedBuf::new(BUF));
         let mut got = 0;
         while got < BUF {
             crate::interrupt::check()?;
@@ -100,9 +110,11 @@ pub fn stream(
             }
             let mut h = Md5Hasher::new();
             h.update(data);
+            let md5 = h.finish_hex();
+            SPARE.with(|spare| spare.set(Some(buf)));
             return Ok(Hashed {
                 len: got as u64,
-                md5: h.finish_hex(),
+                md5,
                 at_marks: Vec::new(),
             });
         }

@@ -174,8 +174,9 @@ impl Chain {
     pub fn expected_size(&mut self) -> Option<u64> {
         let names: Vec<String> = self.files.iter().map(|f| f.name.clone()).collect();
         let entries = self.entries().ok()??;
+        let by_name = DatEntry::first_by_name(entries);
         names.iter().try_fold(0u64, |sum, n| {
-            let e = entries.iter().find(|e| e.base_name() == n)?;
+            let e = by_name.get(n.as_str())?;
             sum.checked_add(e.len())
         })
     }
@@ -309,10 +310,11 @@ impl Chain {
             .map(|f| (f.name.clone(), f.path.clone()))
             .collect();
         let entries = chain.required_entries()?;
+        let by_name = DatEntry::first_by_name(entries);
         let mut end = 0u64;
         let mut previous: Option<&str> = None;
         for (name, path) in &names {
-            let Some(e) = entries.iter().find(|e| e.base_name() == name) else {
+            let Some(e) = by_name.get(name.as_str()) else {
                 continue; // reported by the caller
             };
             let after = match previous {

@@ -32,6 +32,18 @@ impl DatEntry {
         super::base_name(&self.file)
     }
 
+    /// The entries by base name, the first one where a name repeats (as a
+    /// search from the top finds it). Built once per operation: looking
+    /// each file of a chain up by a scan costs O(files²) (measured: 55% of
+    /// the instructions of `-R` over a 2,000-file chain).
+    pub fn first_by_name(entries: &[DatEntry]) -> std::collections::HashMap<&str, &DatEntry> {
+        let mut map = std::collections::HashMap::with_capacity(entries.len());
+        for e in entries {
+            map.entry(e.base_name()).or_insert(e);
+        }
+        map
+    }
+
     /// Number of bytes the file holds uncompressed.
     pub fn len(&self) -> u64 {
         self.end.saturating_sub(self.start)
