@@ -817,7 +817,6 @@ impl TreeSync {
         std::fs::create_dir_all(target.join("tmp")).at(target.join("tmp"))?;
         let store = Store::of(chain.repo());
         let meter = Meter::new(ctx.report, Phase::Blobs, None);
-        let mut buf = vec![0u8; 1 << 20];
         let mut sync = TreeSync {
             target,
             extras: Vec::new(),
@@ -827,36 +826,51 @@ impl TreeSync {
             gone: Vec::new(),
         };
         let mut wanted = HashSet::new();
+        let mut todo = Vec::with_capacity(entries.len());
         for e in &entries {
-            crate::interrupt::check()?;
             let rel = layout.file(e.oid, e.tid);
             wanted.insert(PathBuf::from(&rel));
-            let Some((size, hash)) = e.content else {
-                sync.gone.push(rel);
-                continue;
-            };
-            let dest = sync.target.join(&rel);
-            let current = match std::fs::metadata(&dest) {
-                Ok(m) if m.len() == size && quick => true,
-                Ok(m) if m.len() == size => {
-                    let mut f = crate::io::open_regular(&dest).at(&dest)?;
-                    store::hash_copy(&mut f, None, &mut buf, &dest, &dest)?.0 == hash
+            match e.content {
+                None => sync.gone.push(rel),
+                Some(content) => todo.push((e, content, sync.target.join(&rel))),
+            }
+        }
+        let target = &sync.target;
+        // `Some(bytes)` when the revision was written, `None` when kept.
+        let bring = |i: usize, buf: &mut [u8]| -> Result<Option<u64>> {
+            let (e, (size, hash), dest) = &todo[i];
+            let current = match std::fs::metadata(dest) {
+                Ok(m) if m.len() == *size && quick => true,
+                Ok(m) if m.len() == *size => {
+                    let mut f = crate::io::open_regular(dest).at(dest)?;
+                    store::hash_copy(&mut f, None, buf, dest, dest)?.0 == *hash
                 }
                 _ => false,
             };
             if current {
-                sync.kept += 1;
-                continue;
+                return Ok(None);
             }
-            let dir = sync.target.join(layout.oid_dir(e.oid));
+            let dir = target.join(layout.oid_dir(e.oid));
             std::fs::create_dir_all(&dir).at(&dir)?;
             let tmp = dest.with_extension("blob.repozo-tmp");
             let _ = std::fs::remove_file(&tmp);
-            let n = restore_file(&store, e, (size, hash), &tmp, &mut buf)?;
-            std::fs::rename(&tmp, &dest).at(&dest)?;
-            sync.copied += 1;
-            sync.bytes += n;
-            meter.add(n);
+            let n = restore_file(&store, e, (*size, *hash), &tmp, buf)?;
+            std::fs::rename(&tmp, dest).at(dest)?;
+            Ok(Some(n))
+        };
+        let done = in_parallel(todo.len(), store.parallelism(), bring, |n| {
+            if let Some(n) = n {
+                meter.add(*n);
+            }
+        })?;
+        for n in done {
+            match n {
+                Some(n) => {
+                    sync.copied += 1;
+                    sync.bytes += n;
+                }
+                None => sync.kept += 1,
+            }
         }
         syncfs(&sync.target)?;
         sync.extras = blob_files(&sync.target)?
