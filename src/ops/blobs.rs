@@ -203,6 +203,12 @@ pub(super) fn backup(
     } else {
         HashMap::new()
     };
+    // An object store is listed once rather than asked per known revision.
+    let in_store = if known.is_empty() {
+        None
+    } else {
+        store.sizes()?
+    };
     let writer = store.writer()?;
     let meter = Meter::new(ctx.report, Phase::Blobs, None);
     let mut manifests = Vec::new();
@@ -214,7 +220,15 @@ pub(super) fn backup(
         let (mut stored, mut bytes, mut reused) = (0u64, 0u64, 0u64);
         let mut entries = Vec::with_capacity(records.len());
         let mut gone = 0u64;
-        let got = fetch_all(&writer, blobs, &store, &known, &records, &meter)?;
+        let got = fetch_all(
+            &writer,
+            blobs,
+            &store,
+            &known,
+            in_store.as_ref(),
+            &records,
+            &meter,
+        )?;
         for (rec, got) in records.iter().zip(got) {
             let content = match got {
                 Got::Known(size, hash) | Got::Stored(size, hash, false) => {
@@ -295,21 +309,28 @@ enum Got {
 }
 
 /// Stores the file of every record, on [`Store::parallelism`] threads,
-/// in the order of `records`. Progress is reported from this thread.
+/// in the order of `records`; a revision in `known` whose object is
+/// stored (by `stored`, [`Store::sizes`], if given) is not read again.
+/// Progress is reported from this thread.
 fn fetch_all(
     writer: &store::Writer<'_>,
     blobs: &BlobDir,
     store: &Store,
     known: &HashMap<(u64, u64), (u64, Hash)>,
+    stored: Option<&HashMap<Hash, u64>>,
     records: &[BlobRecord],
     meter: &Meter,
 ) -> Result<Vec<Got>> {
     let fetch_one = |i: usize, buf: &mut [u8]| -> Result<Got> {
         let rec = &records[i];
-        if let Some(&(size, hash)) = known.get(&(rec.oid, rec.tid))
-            && store.size_of(&hash)? == Some(size)
-        {
-            return Ok(Got::Known(size, hash));
+        if let Some(&(size, hash)) = known.get(&(rec.oid, rec.tid)) {
+            let have = match stored {
+                Some(sizes) => sizes.get(&hash).copied(),
+                None => store.size_of(&hash)?,
+            };
+            if have == Some(size) {
+                return Ok(Got::Known(size, hash));
+            }
         }
         Ok(match blobs.open_file(rec)? {
             Some((mut file, path)) => {
