@@ -16,7 +16,7 @@
 //! of BGZF's `BC`), which every gzip reader skips. [`GzipReader`] uses it to
 //! hand whole members to several threads; a file without it (written by
 //! ZODB's repozo or gzip) is read as one stream, inflated by zlib-rs on a
-//! thread of its own ([`StreamThread`]) a few chunks ahead of the reader,
+//! thread of its own (`StreamThread`) a few chunks ahead of the reader,
 //! so that on two cores inflating overlaps with the md5 and with writing
 //! the bytes out. Inflating is the one part that cannot be split: perf on
 //! `-R` of a 553 MB chain written by ZODB's repozo (cms profile) put
@@ -514,7 +514,7 @@ impl Streamed {
 /// Members with our size field are decompressed by libdeflate on the
 /// threads of a [`DecodePool`], in order; from the first member without it
 /// (or one claiming more than this tool ever writes), the rest of the file
-/// is streamed through zlib (flate2) on the pool's [`StreamThread`] with
+/// is streamed through zlib (flate2) on the pool's stream thread with
 /// bounded memory; its bytes and errors reach the reader in the order
 /// flate2 gives them. CRC-32 and ISIZE
 /// of every member are checked; damage is an `InvalidData` error naming the
