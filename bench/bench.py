@@ -59,8 +59,19 @@ Scenarios (--ops names)
                 file OUT.repozo-state that our last recover wrote)
   verify        -V   of the plain chain
   verify-z      -V   of the gzip chain
+  recover-zodb-z  -R of the gzip chain written by ZODB's repozo (one deflate
+                stream per file, as every existing repository holds until
+                its next full): both tools read the same files, theirs in
+                place, ours from a copy (hardlinks) in its own repository
+  verify-zodb-z   -V of that chain, likewise
 
-Each tool works only on repositories it wrote itself, always at the same
+recover-z and verify-z measure each tool on the chain it wrote itself (ours:
+members of 1 MiB that decompress on both cores); the -zodb-z scenarios
+measure the same ZODB-written files for both tools.
+
+Each tool works only on repositories it wrote itself (except in the
+-zodb-z scenarios, where ours reads the chain ZODB's repozo wrote), always
+at the same
 path (CACHE_DIR/work/repo-<tool>, so that the paths in .dat files are
 right).  Data files are hardlinked into fresh working directories (index
 files and .dat files, which ZODB's repozo appends to, are copied), so
@@ -448,6 +459,10 @@ OPS = [
        lambda b, t: b.prep_verify(t, 'chain')),
     Op('verify-z', 'verify, gzip chain (-V)',
        lambda b, t: b.prep_verify(t, 'chain-z')),
+    Op('recover-zodb-z', 'recover, gzip chain written by ZODB (-R)',
+       lambda b, t: b.prep_recover(t, 'chain-z', writer='theirs')),
+    Op('verify-zodb-z', 'verify, gzip chain written by ZODB (-V)',
+       lambda b, t: b.prep_verify(t, 'chain-z', writer='theirs')),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}
 
@@ -470,6 +485,7 @@ class Bench:
         self.work = work
         self.argv = {'theirs': [str(args.theirs)], 'ours': [str(args.ours)]}
         self.fixtures = {}          # (fixture name, tool) -> repository dir
+        self.loads = {}             # op name -> (loadavg before, after)
         self.serial = 0
         self.runner = Runner(args.cache_dir / 'tools', work / 'last-output.txt')
         (work / 'fixtures').mkdir()
@@ -544,8 +560,10 @@ class Bench:
             self.check_backup(tool, repo, before, gz, False, which, start)
         return Prepared(argv, check, [src.parent, repo], product=repo)
 
-    def prep_recover(self, tool, fixture):
-        repo = self.repo_dir(tool, self.fixture(fixture, tool))
+    def prep_recover(self, tool, fixture, writer=None):
+        """-R of the repository `fixture` as `writer` (default: `tool`)
+        wrote it."""
+        repo = self.repo_dir(tool, self.fixture(fixture, writer or tool))
         out_dir = self.new_dir('recover-%s' % tool)
         out = out_dir / 'Data.fs'
         argv = self.argv[tool] + ['-R', '-r', str(repo), '-o', str(out)]
@@ -653,8 +671,10 @@ class Bench:
             raise BenchError('%s: %s does not describe %s (%r):\n%s'
                              % (tool, path, out, now, text))
 
-    def prep_verify(self, tool, fixture):
-        repo = self.repo_dir(tool, self.fixture(fixture, tool))
+    def prep_verify(self, tool, fixture, writer=None):
+        """-V of the repository `fixture` as `writer` (default: `tool`)
+        wrote it."""
+        repo = self.repo_dir(tool, self.fixture(fixture, writer or tool))
         argv = self.argv[tool] + ['-V', '-r', str(repo)]
 
         def check(res):
@@ -729,7 +749,9 @@ class Bench:
         return res
 
     def run_op(self, op, runs):
-        """Warm-up, then `runs[tool]` timed runs per tool, alternating."""
+        """Warm-up, then `runs[tool]` timed runs per tool, alternating.
+        The load averages before the timed runs and after them are kept in
+        self.loads[op.name]."""
         for tool in TOOLS:
             prep = op.prepare(self, tool)
             self.execute(tool, prep, op.name + ' (warm-up)')
@@ -738,6 +760,7 @@ class Bench:
             else:
                 self.cleanup(prep)
         results = {t: [] for t in TOOLS}
+        load_before = os.getloadavg()
         for i in range(max(runs.values())):
             order = TOOLS if i % 2 == 0 else TOOLS[::-1]
             for tool in order:
@@ -750,6 +773,7 @@ class Bench:
                 log('  %-12s %-6s run %d/%d: %8.3f s  %7.1f MB'
                     % (op.name, tool, i + 1, runs[tool], res.seconds,
                        res.rss_kib / 1024))
+        self.loads[op.name] = (load_before, os.getloadavg())
         return results
 
     def full_z_sizes(self):
@@ -864,7 +888,7 @@ def fmt_s(s):
 
 
 def report(args, data, results, runs, zsizes, copy, markdown, started,
-           rss_floor_kib):
+           rss_floor_kib, loads):
     rows = []
     notes = []
     for op in OPS:
@@ -922,6 +946,12 @@ def report(args, data, results, runs, zsizes, copy, markdown, started,
                     rss_floor_kib / 1024))
     for n in notes:
         extra.append('other number of runs: ' + n)
+    if loads:
+        extra.append('load average (1/5/15 min) before -> after the timed '
+                     'runs: ' + '; '.join(
+                         '%s %s -> %s' % (name, '/'.join('%.2f' % x for x in a),
+                                          '/'.join('%.2f' % x for x in z))
+                         for name, (a, z) in loads.items()))
     if zsizes:
         extra.append('full -z output: theirs %.1f MB (gzip level 9), ours '
                      '%.1f MB; ours / theirs = %.3f'
@@ -1078,7 +1108,7 @@ def bench(args):
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     print(report(args, data, results, runs, zsizes, copy, args.markdown,
-                 started, b.runner.floor_kib))
+                 started, b.runner.floor_kib, b.loads))
     return 0
 
 

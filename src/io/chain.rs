@@ -4,8 +4,8 @@
 //! thousands of files. [`DataFiles`] opens each file only when it is
 //! reached and closes it when it is done, and gives every gzipped file the
 //! same [`DecodePool`], so open files and threads stay bounded by a small
-//! constant (one file, one pool of one thread per core, the md5 thread)
-//! whatever the chain's length.
+//! constant (one file, one pool of one thread per core and one stream
+//! thread, the md5 thread) whatever the chain's length.
 
 use std::io::{self, BufReader, Read, Write};
 use std::rc::Rc;
