@@ -364,6 +364,9 @@ impl DecodePool {
 
 /// Uncompressed bytes per chunk that the stream thread hands over.
 const STREAM_CHUNK: usize = 256 * 1024;
+/// The first chunk of a stream; each next one is twice as large, up to
+/// [`STREAM_CHUNK`].
+const STREAM_FIRST_CHUNK: usize = 16 * 1024;
 /// Chunks inflated ahead of the reader (besides the one it holds and the
 /// one being inflated): with [`STREAM_CHUNK`], 1.5 MiB per stream at most.
 const STREAM_AHEAD: usize = 4;
@@ -447,12 +450,16 @@ fn inflate_job(job: StreamJob) {
         chunks,
         free,
     } = job;
+    // Chunks start small and double: a chain of thousands of small files
+    // would otherwise zero a whole STREAM_CHUNK per file (measured: 85% of
+    // the instructions of `-R` over a 2,000-file gzip chain).
+    let mut want = STREAM_FIRST_CHUNK;
     loop {
         let mut buf = free.try_recv().unwrap_or_default();
-        buf.resize(STREAM_CHUNK, 0);
+        buf.resize(want, 0);
         let mut got = 0;
         let mut failed = None;
-        while got < STREAM_CHUNK {
+        while got < want {
             match decoder.read(&mut buf[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
@@ -464,6 +471,7 @@ fn inflate_job(job: StreamJob) {
             }
         }
         buf.truncate(got);
+        want = (want * 2).min(STREAM_CHUNK);
         let end = got == 0;
         if (got > 0 || failed.is_none()) && (chunks.send(Ok(buf)).is_err() || end) {
             return;
