@@ -602,3 +602,57 @@ fn a_blob_file_that_vanishes_is_recorded_gone_on_s3_with_exit_3_as_on_the_twin()
     let o = run(site.ours(&["-R", "-r", &url, "-o", "g.fs", "--blob-dir=g-blobs"]));
     assert_eq!(o.status.code(), Some(3), "-R: {}", stderr(&o));
 }
+
+#[test]
+fn a_crash_in_the_blob_step_on_s3_leaves_a_restorable_repository_that_the_next_backup_completes() {
+    let steps = [
+        "backup:blobs-start",
+        "backup:blob-stored",
+        "backup:manifest-written",
+    ];
+    for (i, fp) in steps.iter().enumerate() {
+        let site = Site::new(&format!("crash-{i}"), 70 + i as u64);
+        site.backup_both(&[]);
+        site.step(7000 + i as u64, &["--action", "create"]);
+        let url = site.url();
+        // The S3 backup dies at the failpoint (SIGABRT: no clean-up, as
+        // SIGKILL); the twin's, at the same stamp, completes.
+        let now = next_stamp();
+        let mut c = site.ours_at(
+            &now,
+            &["-B", "-r", &url, "-f", "Data.fs", "--blob-dir=blobs"],
+        );
+        c.env("REPOZO_FAILPOINT", fp);
+        let o = run(c);
+        assert!(
+            std::os::unix::process::ExitStatusExt::signal(&o.status).is_some(),
+            "{fp}: the backup did not stop at the failpoint ({}): {}",
+            o.status,
+            stderr(&o)
+        );
+        let o = run(site.ours_at(
+            &now,
+            &["-B", "-r", "repo", "-f", "Data.fs", "--blob-dir=blobs"],
+        ));
+        assert!(o.status.success(), "twin: {}", stderr(&o));
+        // The Data.fs backup is recorded: it restores from S3 (taking over
+        // the dead process's lock is not needed to read).
+        site.ok(&["-R", "-r", &url, "-o", "crashed.fs"]);
+        assert!(
+            std::fs::read(site.path("crashed.fs")).unwrap()
+                == std::fs::read(site.path("Data.fs")).unwrap(),
+            "{fp}: the Data.fs restored from S3 differs"
+        );
+        // The next backup (its lock taken over at once: same host, dead
+        // pid) completes the blobs; S3 and the twin end up the same.
+        if i % 2 == 1 {
+            site.step(7100 + i as u64, &["--no-pack"]);
+        }
+        let k = site.step(7200 + i as u64, &["--action", "nonblob"]);
+        site.backup_both(&[]);
+        site.assert_same_as_twin();
+        site.ok(&["-V", "-r", &url]);
+        site.ok(&["-R", "-r", &url, "-o", "r.fs", "--blob-dir=r-blobs"]);
+        site.check("r.fs", "r-blobs", k);
+    }
+}
