@@ -316,39 +316,6 @@ mod s3_only {
     }
 
     #[test]
-    fn a_large_object_replaced_while_it_is_read_by_ranges_is_an_error_not_a_mix() {
-        let b = s3().backend;
-        let name = "2026-01-04-00-00-00.fs";
-        let old = pattern(40 << 20);
-        let mut up = b.create(name).unwrap();
-        up.write_all(&old).unwrap();
-        up.commit().unwrap();
-        let mut r = b.open(name).unwrap();
-        let mut buf = vec![0; 1 << 20];
-        let mut back = Vec::new();
-        let n = r.read(&mut buf).unwrap();
-        back.extend_from_slice(&buf[..n]);
-        // Replaced (as nothing of ours ever does) while ranges are read.
-        let (_, version) = b.read_versioned(name).unwrap().unwrap();
-        let new: Vec<u8> = old.iter().map(|x| x ^ 0x5a).collect();
-        b.replace(name, &new, &version).unwrap();
-        let outcome = loop {
-            match r.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => back.extend_from_slice(&buf[..n]),
-                Err(e) => break Err(e),
-            }
-        };
-        match outcome {
-            Err(e) => assert!(e.to_string().contains("range"), "{e}"),
-            Ok(()) => assert!(
-                back == old,
-                "a read across a replacement mixed two versions"
-            ),
-        }
-    }
-
-    #[test]
     fn an_expired_lock_is_taken_over_and_removed_when_dropped() {
         let b = s3().backend;
         let stale = foreign_lock("elsewhere", 4242, now() - 3600);

@@ -142,41 +142,6 @@ impl S3 {
         }
     }
 
-    /// A reader of the object a GET answered: its body streamed as it
-    /// arrives, or, for an object larger than [`RANGED_FROM`], an
-    /// [`S3Ranged`] reading ranges of [`RANGE`] bytes [`RANGES_IN_FLIGHT`]
-    /// at a time ahead of the reader (the download then overlaps with what
-    /// the reader does and is not bound by one connection).
-    fn reader(&self, name: &str, path: Path, got: object_store::GetResult) -> Box<dyn Read + Send> {
-        let size = got.meta.size;
-        let etag = got.meta.e_tag.clone();
-        if size <= RANGED_FROM {
-            return Box::new(S3Reader {
-                rt: self.rt.clone(),
-                stream: got.into_stream(),
-                current: Bytes::new(),
-                url: self.url(name),
-            });
-        }
-        // The first range comes from the GET already made (its body is
-        // read up to RANGE bytes; the rest of it is dropped unread).
-        let mut ranged = S3Ranged {
-            rt: self.rt.clone(),
-            store: Arc::clone(&self.store),
-            path,
-            url: self.url(name),
-            size,
-            etag,
-            next: 0,
-            pending: std::collections::VecDeque::new(),
-            current: Bytes::new(),
-        };
-        let first = first_range(got.into_stream(), RANGE);
-        ranged.next = RANGE;
-        ranged.pending.push_back((RANGE, self.rt.spawn(first)));
-        Box::new(ranged)
-    }
-
     /// An error of request `what` on `name`, with the server's message.
     fn fail(&self, name: &str, what: &str, e: object_store::Error) -> Error {
         Error::Remote {
@@ -603,16 +568,27 @@ impl Backend for S3 {
         let got = self
             .block(self.store.get(&path))
             .map_err(|e| self.fail(name, "GET", e))?;
-        Ok(self.reader(name, path, got))
+        Ok(Box::new(S3Reader {
+            rt: self.rt.clone(),
+            stream: got.into_stream(),
+            current: Bytes::new(),
+            url: self.url(name),
+        }))
     }
 
     fn open_optional(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>> {
         let path = self.key(name)?;
-        match self.block(self.store.get(&path)) {
-            Ok(got) => Ok(Some(self.reader(name, path, got))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.fail(name, "GET", e)),
-        }
+        let got = match self.block(self.store.get(&path)) {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail(name, "GET", e)),
+        };
+        Ok(Some(Box::new(S3Reader {
+            rt: self.rt.clone(),
+            stream: got.into_stream(),
+            current: Bytes::new(),
+            url: self.url(name),
+        })))
     }
 
     fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>> {
@@ -885,119 +861,6 @@ impl Read for S3Reader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
-    }
-}
-
-/// Objects larger than this are read by ranges ([`S3Ranged`]).
-pub const RANGED_FROM: u64 = 2 * RANGE;
-
-/// Size of one range read of [`S3Ranged`].
-pub const RANGE: u64 = 8 << 20;
-
-/// Ranges read at once ahead of the reader; with [`RANGE`] this bounds a
-/// reader's memory to about 40 MiB.
-pub const RANGES_IN_FLIGHT: usize = 4;
-
-/// The first `len` bytes of a GET's body.
-async fn first_range(
-    mut stream: BoxStream<'static, object_store::Result<Bytes>>,
-    len: u64,
-) -> object_store::Result<Bytes> {
-    let mut out = Vec::with_capacity(len as usize);
-    while (out.len() as u64) < len {
-        match stream.next().await {
-            None => break,
-            Some(b) => {
-                let b = b?;
-                let take = b.len().min(len as usize - out.len());
-                out.extend_from_slice(&b[..take]);
-            }
-        }
-    }
-    Ok(Bytes::from(out))
-}
-
-/// A large object read as ranges fetched in parallel ahead of the reader
-/// (see [`S3::open_optional`]). Each range is asked `If-Match` the ETag
-/// of the first GET, so an object replaced meanwhile is an error, never a
-/// mix of two versions; a range shorter than asked is an error too.
-struct S3Ranged {
-    rt: Arc<Runtime>,
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    url: String,
-    size: u64,
-    etag: Option<String>,
-    /// Offset of the first byte not yet asked for.
-    next: u64,
-    /// Ranges asked for, oldest first, with the length each must have.
-    pending: std::collections::VecDeque<(u64, RangeTask)>,
-    current: Bytes,
-}
-
-/// A range read running on the runtime.
-type RangeTask = tokio::task::JoinHandle<object_store::Result<Bytes>>;
-
-impl S3Ranged {
-    fn ask_more(&mut self) {
-        while self.pending.len() < RANGES_IN_FLIGHT && self.next < self.size {
-            let end = self.next.saturating_add(RANGE).min(self.size);
-            let (store, path) = (Arc::clone(&self.store), self.path.clone());
-            let opts = GetOptions {
-                range: Some(GetRange::Bounded(self.next..end)),
-                if_match: self.etag.clone(),
-                ..Default::default()
-            };
-            let task = self
-                .rt
-                .spawn(async move { store.get_opts(&path, opts).await?.bytes().await });
-            self.pending.push_back((end - self.next, task));
-            self.next = end;
-        }
-    }
-}
-
-impl Read for S3Ranged {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            self.ask_more();
-            let Some((want, task)) = self.pending.pop_front() else {
-                return Ok(0);
-            };
-            let bytes = match self.rt.block_on(task) {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    return Err(io::Error::other(format!(
-                        "{}: GET of a range failed: {}",
-                        self.url,
-                        condense(&e)
-                    )));
-                }
-                Err(e) => {
-                    return Err(io::Error::other(format!("{}: GET stopped: {e}", self.url)));
-                }
-            };
-            if bytes.len() as u64 != want {
-                return Err(io::Error::other(format!(
-                    "{}: a range read gave {} bytes instead of {want}: the object changed \
-                     or the server cut it short",
-                    self.url,
-                    bytes.len()
-                )));
-            }
-            self.current = bytes;
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
-impl Drop for S3Ranged {
-    fn drop(&mut self) {
-        for (_, task) in &self.pending {
-            task.abort();
-        }
     }
 }
 
