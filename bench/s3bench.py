@@ -28,8 +28,8 @@ The server
 moto_server from the test venv (the server tests/common/s3.rs starts), on
 a free loopback port, one bucket.  moto is an S3 implementation in Python,
 run as one process: every request goes through Werkzeug and Python code,
-on the same 2 cores as the client, and keeps what it stores in that
-process's memory (up to a size, then in temporary files).  So the
+on the same 2 cores as the client; it keeps objects above about 5 MB in
+temporary files but reads a whole object into memory for every GET.  So the
 figures measure the client's work plus a slow, CPU-hungry server sharing
 the machine; they say how we compare with the AWS CLI against the same
 server, not what a real S3 endpoint over a network gives.  moto answers a
