@@ -521,6 +521,22 @@ fn newest_data_stamp(listing: &BTreeMap<String, u64>) -> String {
     name[..19].to_string()
 }
 
+/// The pending multipart uploads and the objects under the prefix, once
+/// two looks 300 ms apart agree (the server may still be serving requests
+/// of a process that was just killed).
+fn settled(site: &Site) -> (usize, BTreeMap<String, u64>) {
+    let mut last = (site.uploads_pending(), site.listing());
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = (site.uploads_pending(), site.listing());
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the server kept changing for 15 s after the kill");
+}
+
 /// The pid recorded in the lock object, if there is one.
 fn lock_pid(site: &Site) -> Option<u64> {
     use repozo::backend::Backend;
@@ -549,7 +565,8 @@ fn wait_for_upload(site: &Site, child: &mut std::process::Child, pending: usize,
 /// or, where the new data object was recorded, the new one; where it is
 /// complete but not yet recorded, `-R` refuses saying how to go on,
 /// `--no-verify` gives the new state and `-V` fails naming it. `-R -D`
-/// the last recorded stamp gives that state in every case.
+/// the last recorded stamp gives that state in every case. Returns which
+/// of the three it found.
 fn assert_recovers_after_failure(
     site: &Site,
     recorded: &str,
@@ -557,10 +574,11 @@ fn assert_recovers_after_failure(
     data: &[u8],
     new_data: Option<&str>,
     what: &str,
-) {
+) -> &'static str {
     let url = site.url();
     let _ = std::fs::remove_file(site.path("after.fs"));
     let o = run(site.ours(&["-R", "-r", &url, "-o", "after.fs"]));
+    let outcome;
     if o.status.success() {
         let got = read(site.path("after.fs"));
         assert!(
@@ -572,7 +590,13 @@ fn assert_recovers_after_failure(
             "{what}: -R did not give the recorded state"
         );
         ok(run(site.ours(&["-V", "-r", &url])));
+        outcome = if got == backed {
+            "the old state"
+        } else {
+            "the new state, recorded"
+        };
     } else {
+        outcome = "a complete new file, not yet recorded";
         let new = new_data.unwrap_or_else(|| {
             panic!(
                 "{what}: -R failed with no new object in the repository: {}",
@@ -622,6 +646,7 @@ fn assert_recovers_after_failure(
         read(site.path("recorded.fs")) == backed,
         "{what}: -R -D {recorded} did not give the last recorded state"
     );
+    outcome
 }
 
 /// The next backup after a failure: takes the lock at once
@@ -666,6 +691,8 @@ fn a_backup_killed_by_sigkill_mid_upload_leaves_a_restorable_repository_whose_lo
     let mut backed = site.committed();
     let mut rng = Rng::new(90);
     let mut mid_upload = 0;
+    // Where the kills landed: cut off, complete but unrecorded, recorded.
+    let mut outcomes = BTreeMap::<&str, u32>::new();
     let modes = ["-B", "-BF", "-BQ"];
     for round in 0..kill_rounds() {
         // 12 to 17 MB: two or three parts.
@@ -690,12 +717,14 @@ fn a_backup_killed_by_sigkill_mid_upload_leaves_a_restorable_repository_whose_lo
         let status = child.wait().unwrap();
         let killed = status.signal() == Some(libc::SIGKILL);
         let what = format!("{what}, killed {delay} ms into the upload: {status}");
-        let cut_off = site.uploads_pending() > pending;
+        // Requests the process sent before it died (a part, the completion)
+        // are still being served: look once the server is done with them.
+        let (uploads, after) = settled(&site);
+        let cut_off = uploads > pending;
         mid_upload += usize::from(cut_off);
 
         // Only repository files; what was there is still there; a new data
         // object is the whole new range (no part of an upload shows).
-        let after = site.listing();
         for name in after.keys() {
             assert!(is_repository_name(name), "{what}: stray object {name}");
         }
@@ -729,10 +758,13 @@ fn a_backup_killed_by_sigkill_mid_upload_leaves_a_restorable_repository_whose_lo
         }
 
         let new_data = new_data.first().map(|s| s.as_str());
-        assert_recovers_after_failure(&site, &recorded, &backed, &data, new_data, &what);
+        let outcome =
+            assert_recovers_after_failure(&site, &recorded, &backed, &data, new_data, &what);
+        *outcomes.entry(outcome).or_default() += 1;
         assert_next_backup_repairs(&site, &what);
         backed = data;
     }
+    eprintln!("kills: {mid_upload} cut off an upload; outcomes {outcomes:?}");
     assert!(
         mid_upload >= 1,
         "no kill landed in the middle of a multipart upload"
@@ -768,7 +800,9 @@ fn an_abort_between_the_multipart_upload_and_the_dat_update_is_recorded_by_the_n
             .collect();
         assert_eq!(new.len(), 1, "{flags}: {names:?}");
         assert_eq!(site.uploads_pending(), 0, "{flags}: the upload is complete");
-        assert_recovers_after_failure(&site, &first, &backed, &data, Some(new[0]), flags);
+        let outcome =
+            assert_recovers_after_failure(&site, &first, &backed, &data, Some(new[0]), flags);
+        assert_eq!(outcome, "a complete new file, not yet recorded", "{flags}");
         assert_next_backup_repairs(&site, flags);
         let data_files = site.listing().into_keys().filter(|n| is_data(n)).count();
         assert_eq!(data_files, 2, "{flags}: the next backup uploaded again");
