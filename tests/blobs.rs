@@ -8,6 +8,8 @@
 //! `REPOZO_BLOB_CASES` sets the number of random histories (default 3, of
 //! 8 steps each).
 
+#[path = "common/blobsite.rs"]
+mod blobsite;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{listing, ok, ours, py, run, stderr, theirs};
+use blobsite::{blobtool, blobtool_status, snapshot, stdout};
+use common::{listing, ok, ours, run, stderr, theirs};
 
 /// A fresh stamp for every tool invocation, so tests need no sleeping:
 /// counts up from a fixed instant, ten seconds per call.
@@ -25,33 +28,6 @@ fn next_stamp() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let secs = 1_950_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10;
     repozo::Stamp::from_unix(secs).to_string()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `tests/py/blobtool.py ARGS` in `dir`, whatever its exit status.
-fn blobtool_status(dir: &Path, args: &[&str]) -> Output {
-    let script = py::repo_root().join("tests").join("py").join("blobtool.py");
-    py::python_script(&script)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run blobtool.py {args:?}: {e}"))
-}
-
-/// `tests/py/blobtool.py ARGS` in `dir`; panics unless it exits 0.
-fn blobtool(dir: &Path, args: &[&str]) -> Output {
-    let o = blobtool_status(dir, args);
-    assert!(
-        o.status.success(),
-        "blobtool.py {args:?} failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    o
 }
 
 fn crashed(o: &Output) -> bool {
@@ -270,40 +246,6 @@ fn stored_objects(repo: &Path) -> BTreeSet<String> {
                 d.file_name()
             );
             out.insert(name);
-        }
-    }
-    out
-}
-
-/// A snapshot of a directory tree: relative path -> (mode, contents or
-/// `None` for a directory). A missing root gives an empty map.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, Option<Vec<u8>>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, Option<Vec<u8>>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_owned();
-            if md.is_dir() {
-                out.insert(rel, (md.permissions().mode(), None));
-                walk(root, &p, out);
-            } else {
-                out.insert(
-                    rel,
-                    (md.permissions().mode(), Some(std::fs::read(&p).unwrap())),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(md) = std::fs::symlink_metadata(root) {
-        if md.is_dir() {
-            out.insert(PathBuf::new(), (md.permissions().mode(), None));
-            walk(root, root, &mut out);
-        } else {
-            out.insert(
-                PathBuf::new(),
-                (md.permissions().mode(), Some(std::fs::read(root).unwrap())),
-            );
         }
     }
     out
@@ -634,15 +576,6 @@ fn resume(mut child: std::process::Child) -> Output {
     }
 }
 
-fn cases() -> u64 {
-    match std::env::var("REPOZO_BLOB_CASES") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("REPOZO_BLOB_CASES={v:?} is not a number")),
-        Err(_) => 3,
-    }
-}
-
 const STEPS: u64 = 8;
 
 /// One random history: after every step a backup (plain, -Q, -z, -F in
@@ -682,18 +615,7 @@ fn random_history(seed: u64) {
 
 #[test]
 fn random_blob_histories_restore_at_every_stamp_to_what_zodb_wrote() {
-    let n = cases();
-    assert!(n > 0, "REPOZO_BLOB_CASES=0 would test nothing");
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|seed| s.spawn(move || random_history(seed + 1)))
-            .collect();
-        for h in handles {
-            if let Err(e) = h.join() {
-                std::panic::resume_unwind(e);
-            }
-        }
-    });
+    blobsite::run_histories(blobsite::cases("REPOZO_BLOB_CASES", 3), random_history);
 }
 
 #[test]

@@ -14,16 +14,18 @@
 //! ZODB's repozo restores.
 #![cfg(feature = "s3")]
 
+#[path = "common/blobsite.rs"]
+mod blobsite;
 mod common;
 #[path = "common/s3.rs"]
 mod s3server;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use blobsite::{snapshot, stdout};
 use common::{ours, py, run, stderr, theirs};
 use s3server::S3Server;
 
@@ -42,10 +44,6 @@ fn unique_prefix(what: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A Data.fs and blob directory written by ZODB (blobtool.py, with its
@@ -88,23 +86,11 @@ impl Site {
 
     /// blobtool.py ARGS in the site directory; panics unless it exits 0.
     fn blobtool(&self, args: &[&str]) -> Output {
-        let o = self.blobtool_status(args);
-        assert!(
-            o.status.success(),
-            "blobtool.py {args:?} failed: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-        o
+        blobsite::blobtool(self.dir.path(), args)
     }
 
     fn blobtool_status(&self, args: &[&str]) -> Output {
-        let script = py::repo_root().join("tests/py/blobtool.py");
-        py::python_script(&script)
-            .current_dir(self.dir.path())
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run blobtool.py {args:?}: {e}"))
+        blobsite::blobtool_status(self.dir.path(), args)
     }
 
     /// One blobtool step; returns the journal step number it recorded.
@@ -313,31 +299,6 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// A restored blob tree as (relative path → (write bits, bytes)), for
-/// comparing a restore from S3 with one from the twin.
-fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    files(root)
-        .into_iter()
-        .map(|(rel, bytes)| {
-            let mode = std::fs::metadata(root.join(&rel))
-                .unwrap()
-                .permissions()
-                .mode();
-            (rel, (mode & 0o222, bytes))
-        })
-        .collect()
-}
-
-/// How many random histories [`random_blob_histories_…`] runs.
-fn cases() -> u64 {
-    match std::env::var("REPOZO_S3_BLOB_CASES") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("REPOZO_S3_BLOB_CASES={v:?} is not a number")),
-        Err(_) => 1,
-    }
-}
-
 /// One history: after every step a backup to both (plain, `-Q`, `-z`,
 /// `-F` in turn; a pack halfway, ZODB keeping the old files in
 /// `blobs.old`; one blob larger than a multipart part), then the twin
@@ -382,7 +343,7 @@ fn history(seed: u64) {
             site.prefix
         );
         assert!(
-            tree(&site.path(&bd)) == tree(&site.path(&lbd)),
+            snapshot(&site.path(&bd)) == snapshot(&site.path(&lbd)),
             "{}: blob tree at {stamp} differs between S3 and the twin",
             site.prefix
         );
@@ -419,18 +380,7 @@ fn history(seed: u64) {
 
 #[test]
 fn random_blob_histories_backed_up_to_s3_restore_at_every_stamp_as_zodb_wrote_them() {
-    let n = cases();
-    assert!(n > 0, "REPOZO_S3_BLOB_CASES=0 would test nothing");
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|seed| s.spawn(move || history(seed + 1)))
-            .collect();
-        for h in handles {
-            if let Err(e) = h.join() {
-                std::panic::resume_unwind(e);
-            }
-        }
-    });
+    blobsite::run_histories(blobsite::cases("REPOZO_S3_BLOB_CASES", 1), history);
 }
 
 #[test]
@@ -491,7 +441,7 @@ fn a_damaged_object_on_s3_fails_verify_and_the_restore_touches_nothing() {
     site.ok(&["-R", "-r", &url, "-o", "out.fs", "--blob-dir=out-blobs"]);
     let before = (
         std::fs::read(site.path("out.fs")).unwrap(),
-        tree(&site.path("out-blobs")),
+        snapshot(&site.path("out-blobs")),
     );
     let victim = site
         .remote_objects()
@@ -526,7 +476,7 @@ fn a_damaged_object_on_s3_fails_verify_and_the_restore_touches_nothing() {
     );
     let after = (
         std::fs::read(site.path("out.fs")).unwrap(),
-        tree(&site.path("out-blobs")),
+        snapshot(&site.path("out-blobs")),
     );
     assert!(before == after, "a failed restore changed the output");
 }

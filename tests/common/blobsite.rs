@@ -1,0 +1,99 @@
+//! Helpers of the blob tests (tests/blobs.rs, tests/s3_blobs.rs): the
+//! ZODB oracle tests/py/blobtool.py, the number of random histories, a
+//! runner of histories on parallel threads, and snapshots of blob trees.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::common::{py, stderr};
+
+/// A command's stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `tests/py/blobtool.py ARGS` in `dir`, whatever its exit status.
+pub fn blobtool_status(dir: &Path, args: &[&str]) -> Output {
+    let script = py::repo_root().join("tests").join("py").join("blobtool.py");
+    py::python_script(&script)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run blobtool.py {args:?}: {e}"))
+}
+
+/// `tests/py/blobtool.py ARGS` in `dir`; panics unless it exits 0.
+pub fn blobtool(dir: &Path, args: &[&str]) -> Output {
+    let o = blobtool_status(dir, args);
+    assert!(
+        o.status.success(),
+        "blobtool.py {args:?} failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// The number of random histories: the environment variable `var`, or
+/// `default`; never 0 (that would test nothing).
+pub fn cases(var: &str, default: u64) -> u64 {
+    let n = match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
+        Err(_) => default,
+    };
+    assert!(n > 0, "{var}=0 would test nothing");
+    n
+}
+
+/// Runs `history(seed)` for seeds 1..=n, each on its own thread (they
+/// wait mostly for ZODB and our binary); a failure fails the caller.
+pub fn run_histories(n: u64, history: fn(u64)) {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=n).map(|seed| s.spawn(move || history(seed))).collect();
+        for h in handles {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
+/// Everything under `root` (itself included, as ""): mode bits, and the
+/// bytes of each non-directory.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, Option<Vec<u8>>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, Option<Vec<u8>>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_owned();
+            if md.is_dir() {
+                out.insert(rel, (md.permissions().mode(), None));
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    rel,
+                    (md.permissions().mode(), Some(std::fs::read(&p).unwrap())),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(md) = std::fs::symlink_metadata(root) {
+        if md.is_dir() {
+            out.insert(PathBuf::new(), (md.permissions().mode(), None));
+            walk(root, root, &mut out);
+        } else {
+            out.insert(
+                PathBuf::new(),
+                (md.permissions().mode(), Some(std::fs::read(root).unwrap())),
+            );
+        }
+    }
+    out
+}
