@@ -23,23 +23,10 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-N_BLOBS=50000
-if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-    N_BLOBS="$1"
-    shift
-fi
-case "$N_BLOBS" in
-    ''|*[!0-9]*) echo "bench-blobs.sh: N_BLOBS must be a number, got '$N_BLOBS'" >&2
-                 exit 2 ;;
-esac
-
-VENV="${REPOZO_VENV:-$ROOT/.venv}"
-case "$VENV" in
-    /*) ;;
-    *) VENV="$ROOT/$VENV" ;;
-esac
+leading_number N_BLOBS 50000 "$@"
+shift "$SHIFT"
 
 bash "$ROOT/scripts/setup-venv.sh"
 if ! command -v rsync >/dev/null 2>&1; then

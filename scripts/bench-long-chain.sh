@@ -15,21 +15,9 @@
 #
 # Environment: REPOZO_VENV as for scripts/setup-venv.sh.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LEN=2000
-if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-    LEN="$1"
-    shift
-fi
-case "$LEN" in
-    ''|*[!0-9]*) echo "bench-long-chain.sh: LEN must be a number, got '$LEN'" >&2
-                 exit 2 ;;
-esac
-VENV="${REPOZO_VENV:-$ROOT/.venv}"
-case "$VENV" in
-    /*) ;;
-    *) VENV="$ROOT/$VENV" ;;
-esac
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+leading_number LEN 2000 "$@"
+shift "$SHIFT"
 bash "$ROOT/scripts/setup-venv.sh"
 (cd "$ROOT" && cargo build --release)
 exec "$VENV/bin/python" "$ROOT/bench/longchain.py" --len "$LEN" \

@@ -29,24 +29,10 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-SIZE_MB=512
-if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-    SIZE_MB="$1"
-    shift
-fi
-case "$SIZE_MB" in
-    ''|*[!0-9]*) echo "bench.sh: SIZE_MB must be a number, got '$SIZE_MB'" >&2
-                 exit 2 ;;
-esac
-
-# Same venv location rule as scripts/setup-venv.sh.
-VENV="${REPOZO_VENV:-$ROOT/.venv}"
-case "$VENV" in
-    /*) ;;
-    *) VENV="$ROOT/$VENV" ;;
-esac
+leading_number SIZE_MB 512 "$@"
+shift "$SHIFT"
 
 bash "$ROOT/scripts/setup-venv.sh"
 FEATURES="${BENCH_FEATURES:-}"
