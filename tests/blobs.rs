@@ -17,7 +17,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use blobsite::{blobtool, blobtool_status, snapshot, stdout};
 use common::{listing, ok, ours, run, stderr, theirs};
@@ -25,9 +24,7 @@ use common::{listing, ok, ours, run, stderr, theirs};
 /// A fresh stamp for every tool invocation, so tests need no sleeping:
 /// counts up from a fixed instant, ten seconds per call.
 fn next_stamp() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let secs = 1_950_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10;
-    repozo::Stamp::from_unix(secs).to_string()
+    common::next_stamp_from(1_950_000_000)
 }
 
 fn crashed(o: &Output) -> bool {

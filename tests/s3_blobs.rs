@@ -23,7 +23,6 @@ mod s3server;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use blobsite::{snapshot, stdout};
 use common::{ours, py, run, stderr, theirs};
@@ -31,19 +30,12 @@ use s3server::S3Server;
 
 /// Distinct, increasing pinned stamps for every run of this process.
 fn next_stamp() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let secs = 1_960_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10;
-    repozo::Stamp::from_unix(secs).to_string()
+    common::next_stamp_from(1_960_000_000)
 }
 
 /// A prefix of the shared server's bucket that no other test uses.
 fn unique_prefix(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "s3blobs-{}/{what}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    s3server::unique_prefix("s3blobs", what)
 }
 
 /// A Data.fs and blob directory written by ZODB (blobtool.py, with its

@@ -20,7 +20,6 @@ use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::py::{self, zodbtool};
@@ -29,19 +28,12 @@ use s3server::S3Server;
 
 /// Distinct, increasing pinned stamps for every run of this process.
 fn next_stamp() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let secs = 1_900_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10;
-    repozo::Stamp::from_unix(secs).to_string()
+    common::next_stamp_from(1_900_000_000)
 }
 
 /// A prefix of the shared server's bucket that no other test uses.
 fn unique_prefix(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "s3repo-{}/{what}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    s3server::unique_prefix("s3repo", what)
 }
 
 /// A Data.fs grown by ZODB in a temporary directory, a local twin

@@ -7,16 +7,13 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{listing, ok, ours, py, run, stderr, theirs};
 
 /// A fresh stamp for every tool invocation, so tests need no sleeping:
 /// counts up from a fixed instant, one second per call.
 fn next_stamp() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let secs = 1_900_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10;
-    repozo::Stamp::from_unix(secs).to_string()
+    common::next_stamp_from(1_900_000_000)
 }
 
 /// A test directory with a Data.fs grown by ZODB and a `repo` directory.

@@ -101,3 +101,11 @@ impl Rng {
 pub fn stamp_of(secs: u64) -> String {
     repozo::Stamp::from_unix(secs).to_string()
 }
+
+/// A fresh stamp for every call in this test process, counting up from
+/// `base` (Unix seconds) ten seconds at a time, so tests pin the clock of
+/// each run (`REPOZO_TEST_NOW`) and never sleep.
+pub fn next_stamp_from(base: u64) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    stamp_of(base + N.fetch_add(1, std::sync::atomic::Ordering::SeqCst) * 10)
+}

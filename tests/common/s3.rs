@@ -231,3 +231,14 @@ fn http(port: u16, request_line: &str) -> std::io::Result<String> {
     s.read_to_string(&mut resp)?;
     Ok(resp)
 }
+
+/// A prefix of the bucket that no other test of this process (nor of
+/// another process: the pid is in it) uses: `<what>-<pid>/<name>-<n>`.
+pub fn unique_prefix(what: &str, name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{what}-{}/{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
+}
