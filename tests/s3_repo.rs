@@ -66,32 +66,29 @@ impl Site {
     }
 
     fn grow(&self, txns: u32, seed: u32) {
-        let data_fs = self.path("Data.fs");
-        let (t, s) = (txns.to_string(), seed.to_string());
-        zodbtool(&[
-            "grow",
-            data_fs.to_str().unwrap(),
-            "--txns",
-            &t,
-            "--seed",
-            &s,
-        ]);
+        self.grow_with(u64::from(txns), u64::from(seed), &[]);
     }
 
     /// Commits `txns` transactions of mostly 16-64 KB values (about
     /// 0.6 MB each), so a few dozen make a data file of several S3 parts.
     fn grow_big(&self, txns: u64, seed: u64) {
+        self.grow_with(txns, seed, &["--blobby"]);
+    }
+
+    /// zodbtool `grow` of the site's Data.fs with `extra` options.
+    fn grow_with(&self, txns: u64, seed: u64, extra: &[&str]) {
         let data_fs = self.path("Data.fs");
         let (t, s) = (txns.to_string(), seed.to_string());
-        zodbtool(&[
+        let mut args = vec![
             "grow",
             data_fs.to_str().unwrap(),
             "--txns",
             &t,
             "--seed",
             &s,
-            "--blobby",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        zodbtool(&args);
     }
 
     fn pack(&self) {

@@ -388,4 +388,25 @@ mod tests {
         assert!(Manifest::parse(&b""[..], "x.blobs").is_err());
         assert!(Manifest::parse(&b"garbage\n"[..], "x.blobs").is_err());
     }
+
+    proptest::proptest! {
+        /// The first and last bytes of a manifest come from storage (a
+        /// file, an S3 object): any bytes give an answer, never a panic,
+        /// and a manifest this module wrote always looks whole.
+        #[test]
+        fn any_head_and_tail_give_an_answer_never_a_panic(
+            head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1100),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1100),
+        ) {
+            let _ = Manifest::peek_gone_in(&head);
+            let _ = Manifest::looks_whole_parts(&head, &tail);
+            let bytes = sample().to_bytes();
+            let n = MAX_LINE as usize;
+            let whole = Manifest::looks_whole_parts(
+                &bytes[..bytes.len().min(n)],
+                &bytes[bytes.len().saturating_sub(n)..],
+            );
+            proptest::prop_assert!(whole);
+        }
+    }
 }

@@ -607,4 +607,15 @@ mod tests {
         assert_eq!(Hash::from_hex(&h.to_string()), Some(h));
         assert_eq!(Hash::from_hex("zz"), None);
     }
+
+    proptest::proptest! {
+        /// Names listed by an object store are anyone's: any name gives a
+        /// hash or `None`, never a panic; an object's own name its hash.
+        #[test]
+        fn any_listed_name_gives_a_hash_or_none_never_a_panic(name in "\\PC{0,90}") {
+            let _ = hash_of_name(&name);
+            let h = Hash::of(name.as_bytes());
+            proptest::prop_assert_eq!(hash_of_name(&object_name(&h)), Some(h));
+        }
+    }
 }

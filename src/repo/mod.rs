@@ -245,11 +245,7 @@ impl Repository {
         match &self.remote {
             None => {
                 let path = self.path(name);
-                match std::fs::metadata(&path) {
-                    Ok(m) => Ok(Some(m.len())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
+                len_if_found(&path, std::fs::metadata(&path))
             }
             Some(b) => b.size(name),
         }
@@ -262,11 +258,10 @@ impl Repository {
         match &self.remote {
             None => {
                 let path = self.path(name);
-                match crate::io::open_regular(&path).and_then(|f| f.metadata()) {
-                    Ok(m) => Ok(Some(m.len())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
+                len_if_found(
+                    &path,
+                    crate::io::open_regular(&path).and_then(|f| f.metadata()),
+                )
             }
             Some(b) => b.size(name),
         }
@@ -436,11 +431,7 @@ impl Repository {
         match &self.remote {
             None => {
                 let path = self.path(name);
-                match std::fs::symlink_metadata(&path) {
-                    Ok(m) => Ok(Some(m.len())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
+                len_if_found(&path, std::fs::symlink_metadata(&path))
             }
             Some(b) => b.size(name),
         }
@@ -569,6 +560,16 @@ impl Repository {
                 report.event(&Event::RemovedLeftover(path));
             }
         }
+    }
+}
+
+/// The length `meta` gives, `None` if `path` was not found, else the
+/// error naming `path`.
+fn len_if_found(path: &str, meta: std::io::Result<std::fs::Metadata>) -> Result<Option<u64>> {
+    match meta {
+        Ok(m) => Ok(Some(m.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
