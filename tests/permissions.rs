@@ -21,7 +21,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{ok, ours, run, stderr};
+use common::{ok, run, stderr};
 
 /// The unprivileged user the commands run as when the tests run as root.
 const TEST_USER: &str = "repozo-test";
@@ -156,27 +156,64 @@ fn as_user(mut c: Command) -> Command {
     c
 }
 
+/// The first ancestor of `path` the test user cannot search (with its
+/// mode), if any.
+fn unreachable_ancestor(path: &Path) -> Option<(PathBuf, u32)> {
+    if !identity().switch {
+        return None;
+    }
+    path.ancestors()
+        .skip(1)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .find_map(|dir| {
+            let meta = fs::metadata(dir).unwrap();
+            let ours = meta.uid() == identity().uid;
+            (!ours && meta.mode() & 0o001 == 0).then(|| (dir.to_path_buf(), meta.mode() & 0o7777))
+        })
+}
+
 /// Panics unless the test user can reach `path` (every ancestor
 /// directory searchable by others).
 fn assert_reachable(path: &Path) {
-    if !identity().switch {
-        return;
-    }
-    for dir in path.ancestors().skip(1) {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        let meta = fs::metadata(dir).unwrap();
-        let ours = meta.uid() == identity().uid;
-        assert!(
-            ours || meta.mode() & 0o001 != 0,
-            "{} (mode {:o}) is not searchable by {TEST_USER}, so it cannot reach {}: \
-             run the tests with TMPDIR and the target directory somewhere others can reach",
+    if let Some((dir, mode)) = unreachable_ancestor(path) {
+        panic!(
+            "{} (mode {mode:o}) is not searchable by {TEST_USER}, so it cannot reach {}: \
+             run the tests with TMPDIR somewhere others can reach",
             dir.display(),
-            meta.mode() & 0o7777,
             path.display()
         );
     }
+}
+
+/// Our binary where the test user can run it: cargo's, or, when the
+/// target directory lies under a directory others cannot search (a
+/// checkout in a `mktemp -d` directory), a copy in a fresh directory
+/// under TMPDIR, made once per test process; copies left by earlier
+/// processes that have ended are removed.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_repozo"));
+        if unreachable_ancestor(&built).is_none() {
+            return built;
+        }
+        let tmp = std::env::temp_dir();
+        for e in fs::read_dir(&tmp).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("repozo-perm-bin-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = tmp.join(format!("repozo-perm-bin-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        chmod(&dir, 0o755);
+        let copy = dir.join("repozo");
+        fs::copy(&built, &copy).unwrap();
+        chmod(&copy, 0o755);
+        copy
+    })
 }
 
 /// A fresh stamp for every backup, counting up from a fixed instant.
@@ -295,7 +332,7 @@ impl Site {
         chmod(dir.path(), 0o755);
         give(dir.path());
         assert_reachable(&dir.path().join("x"));
-        assert_reachable(Path::new(env!("CARGO_BIN_EXE_repozo")));
+        assert_reachable(binary());
         let s = Site { dir };
         fs::create_dir(s.path("repo")).unwrap();
         give(&s.path("repo"));
@@ -321,7 +358,8 @@ impl Site {
     /// Our binary, as the test user, in the site directory, at a fresh
     /// stamp.
     fn ours(&self, args: &[&str]) -> Command {
-        let mut c = ours();
+        let mut c = Command::new(binary());
+        c.arg0("repozo");
         c.current_dir(self.dir.path())
             .args(args)
             .env("REPOZO_TEST_NOW", next_stamp())
