@@ -66,7 +66,7 @@ Scenarios (--ops names)
   verify-zodb-z   -V of that chain, likewise
 
 recover-z and verify-z measure each tool on the chain it wrote itself (ours:
-members of 1 MiB that decompress on both cores); the -zodb-z scenarios
+members of 512 KiB that decompress on both cores); the -zodb-z scenarios
 measure the same ZODB-written files for both tools.
 
 Each tool works only on repositories it wrote itself (except in the

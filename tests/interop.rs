@@ -663,7 +663,7 @@ fn gzipped_backups_decompress_identically_and_have_byte_identical_dat_and_index_
     }
 }
 
-/// Our `-z` codes each 1 MiB member either with LZ77 (libdeflate) or, where
+/// Our `-z` codes each member (512 KiB) either with LZ77 (libdeflate) or, where
 /// LZ77 gains little, with Huffman coding alone (`src/io/huffman.rs`).
 /// Both kinds must be read by ZODB's repozo (Python's gzip and zlib).
 #[test]
@@ -691,7 +691,7 @@ fn gzip_members_coded_with_and_without_lz77_are_recovered_by_zodbs_repozo() {
     let committed = committed_bytes(&data_fs);
     let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(1).unwrap());
     let lz: Vec<bool> = committed
-        .chunks(repozo::io::CHUNK)
+        .chunks(repozo::io::gzip::MEMBER)
         .map(|m| repozo::io::huffman::lz_pays(&mut c, m))
         .collect();
     assert!(

@@ -100,7 +100,7 @@ Options for -B/--backup:
 
     -z / --gzip
         Compress with gzip the backup files: independent gzip members of
-        1 MiB, compressed in parallel (LZ77, or Huffman coding alone where
+        512 KiB, compressed in parallel (LZ77, or Huffman coding alone where
         LZ77 gains little), which ZODB's repozo, Python's gzip and gunzip
         read.  By default, gzip compression is not used.
 

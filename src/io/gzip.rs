@@ -4,8 +4,8 @@
 //! A `.fsz`/`.deltafsz` is a standard gzip file; Python's `gzip` module (and
 //! so ZODB's repozo), `gunzip` and zlib all read a file of several members
 //! as the concatenation of their contents. Cutting the input into
-//! [`CHUNK`](super::CHUNK)-sized members costs a few bytes per MiB and lets
-//! every core compress. Each member is coded by libdeflate at [`LEVEL`], or
+//! [`MEMBER`]-sized members costs a few bytes per member and lets every
+//! core compress. Each member is coded by libdeflate at [`LEVEL`], or
 //! [`DENSE_LEVEL`] where a sample shows it compressing very well (ISA-L's
 //! level 1 with feature `isal`), or, where the sample shows LZ77 gaining
 //! little, by Huffman coding alone ([`super::huffman`]), several times
@@ -57,8 +57,18 @@ pub const DENSE_LEVEL: i32 = 6;
 /// Sample ratio (probe output / input) below which [`DENSE_LEVEL`] is used.
 pub const DENSE_RATIO: f64 = 0.3;
 
-/// Uncompressed bytes per member (the last one may hold fewer).
-const MEMBER: usize = super::CHUNK;
+/// Uncompressed bytes per member we write (the last one may hold fewer).
+///
+/// Half a [`CHUNK`](super::CHUNK) for memory: the members in flight hold
+/// their input and output, so this size decides most of `-z`'s peak RSS
+/// and of reading our files back. Measured on the benchmark's cms profile
+/// (537 MB, 53,294 objects; peak RSS of `-B -F -z` / `-V` of a gzip chain)
+/// with the hashing pool at 2 MiB: 1 MiB members 19.8 / 16.5 MB, 512 KiB
+/// members 13.3 / 12.3 MB, for output 0.3% larger (234.39 → 235.14 MB),
+/// the deflate window (32 KiB) starting empty twice as often. Files written
+/// with 1 MiB members (by earlier builds) still decode in parallel: see
+/// [`MAX_MEMBER_ISIZE`].
+pub const MEMBER: usize = super::CHUNK / 2;
 
 /// Fixed part of a member header we write: magic, method, FLG=FEXTRA,
 /// MTIME=0, XFL=0, OS=255 (unknown), XLEN=8, then subfield `RZ` of length 4.
@@ -299,11 +309,12 @@ fn deflate(c: &mut Compressor, data: &[u8], out: &mut [u8]) -> usize {
 /// compress to barely more than that; anything claiming more did not come
 /// from us and is streamed instead, so no size read from a file decides
 /// an allocation beyond this bound.
-const MAX_MEMBER_TOTAL: usize = 2 * MEMBER;
+const MAX_MEMBER_TOTAL: usize = 2 * super::CHUNK;
 
 /// Largest uncompressed member size (ISIZE) decompressed in one piece;
-/// larger claims are streamed, as above.
-const MAX_MEMBER_ISIZE: usize = MEMBER;
+/// larger claims are streamed, as above. A whole [`CHUNK`](super::CHUNK),
+/// not [`MEMBER`]: earlier versions wrote members of that size.
+const MAX_MEMBER_ISIZE: usize = super::CHUNK;
 
 /// What a worker makes of one member.
 type Decoded = std::io::Result<Vec<u8>>;
