@@ -782,6 +782,26 @@ mod tests {
     }
 
     #[test]
+    fn members_of_a_whole_chunk_written_by_earlier_builds_still_decode_on_the_pool() {
+        let data: Vec<u8> = (0..(3 * crate::io::CHUNK as u32 + 77))
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let mut file = Vec::new();
+        let mut c = Compressors::new();
+        for m in data.chunks(crate::io::CHUNK) {
+            file.extend_from_slice(&compress(&mut c, m));
+        }
+        let mut r = GzipReader::from_reader(
+            Box::new(std::io::Cursor::new(file)),
+            std::rc::Rc::new(DecodePool::new().unwrap()),
+        );
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert!(back == data, "the contents differ");
+        assert_eq!(r.fallback_at, None, "a 1 MiB member was streamed instead");
+    }
+
+    #[test]
     fn our_reader_reads_our_members_and_plain_gzip_alike() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let dir = tempfile::tempdir().unwrap();
