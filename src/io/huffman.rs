@@ -33,10 +33,15 @@ const CL_ORDER: [usize; 19] = [
 
 /// Bytes of one slice sampled by [`lz_pays`].
 pub const SAMPLE: usize = 16 * 1024;
-/// Slices sampled by [`lz_pays`], spread evenly over the member: one
+/// Most slices sampled by [`lz_pays`], spread evenly over the member: one
 /// slice (the member's start, as before) misjudged members that begin
 /// with an image and go on with text, on the cms benchmark profile.
 pub const SAMPLES: usize = 4;
+/// One slice is sampled per this many bytes of the member (at least one,
+/// at most [`SAMPLES`]): 2 slices for a 512 KiB member, so that sampling
+/// stays at 1/16 of the bytes whatever the member size (libdeflate level
+/// 1 on 1/8 of a cms member costs 6% of coding it at level 5).
+pub const SAMPLE_EVERY: usize = 256 * 1024;
 /// LZ77 (the level-1 probe) must make the samples this much smaller than
 /// Huffman coding alone (as a fraction of the Huffman size) to be used for
 /// the member. Measured with `benches/gzlevels.rs` on the benchmark's
@@ -73,7 +78,8 @@ impl Sample {
     }
 }
 
-/// Codes [`SAMPLES`] slices of [`SAMPLE`] bytes spread over `data` with
+/// Codes one slice of [`SAMPLE`] bytes per [`SAMPLE_EVERY`] (1 to
+/// [`SAMPLES`] slices) spread over `data` with
 /// `probe`, which should be libdeflate's level 1: judging a member then
 /// costs a few percent of Huffman coding it, whatever level the member is
 /// compressed at.
@@ -84,8 +90,9 @@ pub fn sample(probe: &mut Compressor, data: &[u8]) -> Sample {
         lz: 0,
         huffman: 0,
     };
-    let step = (data.len() / SAMPLES).max(SAMPLE);
-    for start in (0..data.len()).step_by(step).take(SAMPLES) {
+    let slices = data.len().div_ceil(SAMPLE_EVERY).clamp(1, SAMPLES);
+    let step = (data.len() / slices).max(SAMPLE);
+    for start in (0..data.len()).step_by(step).take(slices) {
         let slice = &data[start..(start + SAMPLE).min(data.len())];
         s.bytes += slice.len() as u64;
         s.lz += probe
