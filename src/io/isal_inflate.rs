@@ -57,8 +57,12 @@ use std::io::{self, Read};
 
 use isal::isal_sys::igzip_lib as sys;
 
-/// Compressed bytes read from the input at a time.
+/// Compressed bytes read from the input at a time, at most.
 const IN_BUF: usize = 512 * 1024;
+/// The input buffer's first size; it doubles at each refill up to
+/// [`IN_BUF`], so that a chain of thousands of small files does not zero
+/// a whole [`IN_BUF`] per file.
+const FIRST_IN_BUF: usize = 16 * 1024;
 
 /// Size of ISA-L's internal output buffer (`tmp_out_buffer`). Part of a
 /// call's output is inflated there first and then copied out; if the call
@@ -66,10 +70,6 @@ const IN_BUF: usize = 512 * 1024;
 /// call gets at least this much room: the caller's buffer if it is as
 /// large, else [`MultiGzDecoder::stage`].
 const TMP_OUT: usize = 2 * sys::ISAL_DEF_HIST_SIZE as usize + sys::ISAL_LOOK_AHEAD as usize;
-
-/// Size of the staging buffer used when the caller's buffer is smaller
-/// than [`TMP_OUT`].
-const STAGE: usize = 2 * TMP_OUT;
 
 /// flate2's limit on the name and comment fields of a gzip header.
 const MAX_HEADER_FIELD: usize = 65_535;
@@ -190,7 +190,8 @@ pub struct MultiGzDecoder<R> {
     inflater: Inflater,
     phase: Phase,
     /// Output inflated for a caller whose buffer was smaller than
-    /// [`TMP_OUT`]; `stage[stage_pos..stage_end]` is not yet served.
+    /// [`TMP_OUT`] (allocated then, of that size);
+    /// `stage[stage_pos..stage_end]` is not yet served.
     stage: Vec<u8>,
     stage_pos: usize,
     stage_end: usize,
@@ -205,7 +206,7 @@ impl<R: Read> MultiGzDecoder<R> {
     pub fn new(input: R) -> Self {
         MultiGzDecoder {
             input,
-            buf: vec![0u8; IN_BUF].into_boxed_slice(),
+            buf: Box::default(),
             pos: 0,
             end: 0,
             input_done: false,
@@ -227,6 +228,10 @@ impl<R: Read> MultiGzDecoder<R> {
         }
         self.pos = 0;
         self.end = 0;
+        if self.buf.len() < IN_BUF {
+            let size = (self.buf.len() * 2).clamp(FIRST_IN_BUF, IN_BUF);
+            self.buf = vec![0u8; size].into_boxed_slice();
+        }
         loop {
             match self.input.read(&mut self.buf) {
                 Ok(0) => {
@@ -428,7 +433,7 @@ impl<R: Read> Read for MultiGzDecoder<R> {
                 },
                 Phase::Body => {
                     let mut stage = std::mem::take(&mut self.stage);
-                    stage.resize(STAGE, 0);
+                    stage.resize(TMP_OUT, 0);
                     let r = self.inflate_into(&mut stage);
                     self.stage = stage;
                     match r {
