@@ -533,9 +533,9 @@ impl Streamed {
 /// Members with our size field are decompressed by libdeflate on the
 /// threads of a [`DecodePool`], in order; from the first member without it
 /// (or one claiming more than this tool ever writes), the rest of the file
-/// is streamed through zlib (flate2) on the pool's stream thread with
-/// bounded memory; its bytes and errors reach the reader in the order
-/// flate2 gives them. CRC-32 and ISIZE
+/// is streamed through zlib (flate2), or ISA-L with feature `isal`, on the
+/// pool's stream thread with bounded memory; its bytes and errors reach
+/// the reader in the order the decoder gives them. CRC-32 and ISIZE
 /// of every member are checked; damage is an `InvalidData` error naming the
 /// member's offset.
 pub struct GzipReader {
@@ -703,14 +703,25 @@ impl std::io::Read for GzipReader {
             let head = std::io::Cursor::new(std::mem::take(&mut self.fallback_head));
             self.fallback = Some(
                 self.pool
-                    .stream(Box::new(flate2::read::MultiGzDecoder::new(
-                        std::io::BufReader::with_capacity(
-                            super::CHUNK,
-                            std::io::Read::chain(head, rest),
-                        ),
-                    )))?,
+                    .stream(stream_decoder(std::io::Read::chain(head, rest)))?,
             );
         }
+    }
+}
+
+/// The decoder the stream thread runs over `input`: flate2's (zlib-rs),
+/// or with feature `isal` ISA-L's (`isal_inflate`), which reads
+/// alike.
+fn stream_decoder(input: impl std::io::Read + Send + 'static) -> Box<dyn std::io::Read + Send> {
+    #[cfg(feature = "isal")]
+    {
+        Box::new(super::isal_inflate::MultiGzDecoder::new(input))
+    }
+    #[cfg(not(feature = "isal"))]
+    {
+        Box::new(flate2::read::MultiGzDecoder::new(
+            std::io::BufReader::with_capacity(super::CHUNK, input),
+        ))
     }
 }
 

@@ -9,7 +9,9 @@
 //! * [`direct`] — where `O_DIRECT` writes are used, and aligned staging.
 //! * [`chain`] — a chain of data files read as one stream, one file open
 //!   at a time, one decompression pool.
-//! * [`gzip`], [`huffman`] — parallel gzip members, written and read.
+//! * [`gzip`], [`huffman`] — parallel gzip members, written and read;
+//!   `isal_inflate` (feature `isal`) — ISA-L's inflate for the streamed
+//!   files.
 //! * [`hashing`], [`md5`] — the copy loop and the md5 it runs.
 
 pub mod atomic;
@@ -18,6 +20,8 @@ pub mod direct;
 pub mod gzip;
 pub mod hashing;
 pub mod huffman;
+#[cfg(feature = "isal")]
+mod isal_inflate;
 pub mod md5;
 
 pub use atomic::{AtomicFile, append_synced, sync_dir};
