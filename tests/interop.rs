@@ -217,9 +217,11 @@ fn assert_same_bytes(a: &[u8], b: &[u8], what: &str) {
     );
 }
 
+/// Every member, as Python's gzip (ZODB's repozo) reads a file: ours has
+/// one per 512 KiB.
 fn gunzip(bytes: &[u8], what: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_end(&mut out)
         .unwrap_or_else(|e| panic!("{what} is not a valid gzip stream: {e}"));
     out
