@@ -52,8 +52,8 @@ pub const SAMPLE_EVERY: usize = 256 * 1024;
 /// 0.10 since 512 KiB members: full `-z` of the hex base.fs used 6.27 s of
 /// CPU at 0.08 and 5.09 s at 0.10, for 0.7% more output (274.2 → 276.0
 /// MiB; ZODB's repozo: 283.0 MiB), which issue 9's 10× asks for; bulk's
-/// output is unchanged, cms's 0.1% larger (a few members of images). (tests/interop.rs wants members of both kinds in its
-/// fixture.)
+/// output is unchanged, cms's 0.1% larger. (tests/interop.rs wants
+/// members of both kinds in its fixture.)
 pub const LZ_MIN_GAIN: f64 = 0.10;
 
 /// What the sample of a member taught: its size, and its size coded by
