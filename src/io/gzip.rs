@@ -10,8 +10,8 @@
 //! the sample shows LZ77 gaining little, by Huffman coding alone
 //! ([`super::huffman`]), several times faster. Feature `isal` writes the
 //! same: ISA-L's deflate is fast but coarse. Its level 1 (used here before)
-//! made the cms and bulk profiles' full `-z` 1.24× and 1.21× the size of
-//! ZODB's repozo's, and `igzip -3` still gives 1.16× on cms, against a
+//! made the cms and bulk profiles' full `-z` 1.18× and 1.15× the size of
+//! ZODB's repozo's, and `igzip -3` still gives 1.10× on cms, against a
 //! bound of 1.03×.
 //!
 //! Each member we write carries its own compressed size in a gzip extra
