@@ -68,7 +68,7 @@ const FIRST_IN_BUF: usize = 16 * 1024;
 /// call's output is inflated there first and then copied out; if the call
 /// then fails, what did not fit in the caller's buffer is lost. So every
 /// call gets at least this much room: the caller's buffer if it is as
-/// large, else [`MultiGzDecoder::stage`].
+/// large, else the inflater's staging buffer.
 const TMP_OUT: usize = 2 * sys::ISAL_DEF_HIST_SIZE as usize + sys::ISAL_LOOK_AHEAD as usize;
 
 /// flate2's limit on the name and comment fields of a gzip header.
@@ -86,16 +86,22 @@ struct Inflater {
     /// `Some` until the inflater is dropped, when the state is parked in
     /// [`SPARE`] for the next one.
     state: Option<Box<sys::inflate_state>>,
+    /// The decoder's staging buffer ([`MultiGzDecoder`]'s reads smaller
+    /// than [`TMP_OUT`]), parked with the state: the stream thread's first
+    /// read of every file is such a read, and zeroing a new one per file
+    /// was 23% of the instructions of that chain's `-V`.
+    stage: Vec<u8>,
 }
 
-/// A state whose inflater was dropped, kept for the next: allocating and
+/// A state (and staging buffer) whose inflater was dropped, kept for the
+/// next: allocating and
 /// zeroing 87 KB per file was 19% of the instructions of `-V` of a chain
 /// of 2,000 small files written by ZODB (`valgrind --tool=callgrind`).
 /// `isal_inflate_init` makes a used state as good as a new one.
 static SPARE: std::sync::Mutex<Option<Parked>> = std::sync::Mutex::new(None);
 
 /// A parked state (see [`SPARE`]).
-struct Parked(Box<sys::inflate_state>);
+struct Parked(Box<sys::inflate_state>, Vec<u8>);
 
 // SAFETY: as for `Inflater` below: a parked state's `next_in`/`next_out`
 // were cleared after its last call, so it points into no one's memory.
@@ -119,15 +125,15 @@ struct Step {
 impl Inflater {
     fn new() -> Self {
         let parked = SPARE.lock().ok().and_then(|mut spare| spare.take());
-        let mut state = match parked {
-            Some(Parked(state)) => state,
+        let (mut state, stage) = match parked {
+            Some(Parked(state, stage)) => (state, stage),
             None => {
                 let zeroed = Box::<sys::inflate_state>::new_zeroed();
                 // SAFETY: inflate_state is plain C data (integers, byte
                 // arrays, raw pointers, a C enum whose 0 is
                 // ISAL_BLOCK_NEW_HDR), for which all zero bits is a valid
                 // value.
-                unsafe { zeroed.assume_init() }
+                (unsafe { zeroed.assume_init() }, Vec::new())
             }
         };
         // SAFETY: `state` is a valid inflate_state (zeroed, or left valid by
@@ -135,7 +141,10 @@ impl Inflater {
         // only writes its scalar fields.
         unsafe { sys::isal_inflate_init(&mut *state) };
         state.crc_flag = sys::ISAL_GZIP_NO_HDR_VER;
-        Inflater { state: Some(state) }
+        Inflater {
+            state: Some(state),
+            stage,
+        }
     }
 
     /// Prepares for the next member (keeps `crc_flag`).
@@ -203,7 +212,7 @@ impl Inflater {
 impl Drop for Inflater {
     fn drop(&mut self) {
         if let (Some(state), Ok(mut spare)) = (self.state.take(), SPARE.lock()) {
-            *spare = Some(Parked(state));
+            *spare = Some(Parked(state, std::mem::take(&mut self.stage)));
         }
     }
 }
@@ -234,10 +243,8 @@ pub struct MultiGzDecoder<R> {
     input_done: bool,
     inflater: Inflater,
     phase: Phase,
-    /// Output inflated for a caller whose buffer was smaller than
-    /// [`TMP_OUT`] (allocated then, of that size);
-    /// `stage[stage_pos..stage_end]` is not yet served.
-    stage: Vec<u8>,
+    /// `inflater.stage[stage_pos..stage_end]`: output inflated for a
+    /// caller whose buffer was smaller than [`TMP_OUT`], not yet served.
     stage_pos: usize,
     stage_end: usize,
     /// An error to return once the bytes inflated before it are served.
@@ -257,7 +264,6 @@ impl<R: Read> MultiGzDecoder<R> {
             input_done: false,
             inflater: Inflater::new(),
             phase: Phase::Header,
-            stage: Vec::new(),
             stage_pos: 0,
             stage_end: 0,
             deferred: None,
@@ -450,7 +456,7 @@ impl<R: Read> Read for MultiGzDecoder<R> {
         loop {
             if self.stage_pos < self.stage_end {
                 let n = out.len().min(self.stage_end - self.stage_pos);
-                out[..n].copy_from_slice(&self.stage[self.stage_pos..self.stage_pos + n]);
+                out[..n].copy_from_slice(&self.inflater.stage[self.stage_pos..self.stage_pos + n]);
                 self.stage_pos += n;
                 return Ok(n);
             }
@@ -480,10 +486,10 @@ impl<R: Read> Read for MultiGzDecoder<R> {
                     Err(e) => return Err(self.fail(e)),
                 },
                 Phase::Body => {
-                    let mut stage = std::mem::take(&mut self.stage);
+                    let mut stage = std::mem::take(&mut self.inflater.stage);
                     stage.resize(TMP_OUT, 0);
                     let r = self.inflate_into(&mut stage);
-                    self.stage = stage;
+                    self.inflater.stage = stage;
                     match r {
                         Ok(n) => {
                             self.stage_pos = 0;
