@@ -291,7 +291,7 @@ impl Site {
     }
 
     fn journal(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.path("journal.json")).unwrap()).unwrap()
+        blobsite::journal(self.dir.path())
     }
 
     /// The number of the journal's newest step (the state Data.fs holds).
@@ -319,19 +319,7 @@ impl Site {
 
     /// One blobtool `step`; returns its journal step number.
     fn step(&self, seed: u64, extra: &[&str]) -> usize {
-        let seed = seed.to_string();
-        let mut args = vec![
-            "step",
-            "Data.fs",
-            "blobs",
-            "--seed",
-            &seed,
-            "--journal",
-            "journal.json",
-        ];
-        args.extend_from_slice(extra);
-        self.blobtool(&args);
-        self.current_step()
+        blobsite::step(self.dir.path(), seed, extra)
     }
 
     /// Our binary in the site directory, at a fresh stamp.

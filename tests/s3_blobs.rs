@@ -87,21 +87,7 @@ impl Site {
 
     /// One blobtool step; returns the journal step number it recorded.
     fn step(&self, seed: u64, extra: &[&str]) -> usize {
-        let seed = seed.to_string();
-        let mut args = vec![
-            "step",
-            "Data.fs",
-            "blobs",
-            "--seed",
-            &seed,
-            "--journal",
-            "journal.json",
-        ];
-        args.extend_from_slice(extra);
-        self.blobtool(&args);
-        let j: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(self.path("journal.json")).unwrap()).unwrap();
-        j["steps"].as_array().unwrap().len() - 1
+        blobsite::step(self.dir.path(), seed, extra)
     }
 
     /// blobtool `check` of a restored Data.fs and blob tree as of step `k`.

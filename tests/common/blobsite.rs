@@ -38,6 +38,30 @@ pub fn blobtool(dir: &Path, args: &[&str]) -> Output {
     o
 }
 
+/// The journal `journal.json` that blobtool keeps in the site `dir`.
+pub fn journal(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("journal.json")).unwrap()).unwrap()
+}
+
+/// One blobtool `step` (with `extra` options) on the site in `dir`
+/// (`Data.fs`, `blobs/`, `journal.json`); returns the journal step number
+/// it recorded.
+pub fn step(dir: &Path, seed: u64, extra: &[&str]) -> usize {
+    let seed = seed.to_string();
+    let mut args = vec![
+        "step",
+        "Data.fs",
+        "blobs",
+        "--seed",
+        &seed,
+        "--journal",
+        "journal.json",
+    ];
+    args.extend_from_slice(extra);
+    blobtool(dir, &args);
+    journal(dir)["steps"].as_array().unwrap().len() - 1
+}
+
 /// The number of random histories: the environment variable `var`, or
 /// `default`; never 0 (that would test nothing).
 pub fn cases(var: &str, default: u64) -> u64 {
