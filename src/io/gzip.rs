@@ -695,8 +695,8 @@ impl std::io::Read for GzipReader {
 
 /// The decoder the stream thread runs over `input`: flate2's (zlib-rs),
 /// or with feature `isal` ISA-L's (`isal_inflate`), which reads
-/// alike.
-fn stream_decoder(input: impl std::io::Read + Send + 'static) -> Box<dyn std::io::Read + Send> {
+/// alike. Public for `benches/inflate.rs`, which times it on one core.
+pub fn stream_decoder(input: impl std::io::Read + Send + 'static) -> Box<dyn std::io::Read + Send> {
     #[cfg(feature = "isal")]
     {
         Box::new(super::isal_inflate::MultiGzDecoder::new(input))
