@@ -4,12 +4,16 @@
 //! `isal`) and our md5 each take over the file, in memory, best of a few
 //! passes. `-R` and `-V` of such a file cannot finish before the slower
 //! of the two (they run on separate threads), whatever else they do.
-//! `bench/inflatebench.sh` writes the file with Python's gzip, as ZODB's
-//! repozo does, and runs this for both builds.
+//! `bench/inflatebench.sh` has ZODB's repozo write the file, runs this for
+//! both builds and times ZODB's `-V` beside it.
 //!
 //! ```text
 //! cargo bench --bench inflate [--features isal] -- FILE.gz [PASSES]
 //! ```
+//!
+//! Prints one line per measure (`inflate, …`, `md5 (ours)`, `bound …`),
+//! the seconds in the fifth field from the end of the first, the third
+//! from the end of the second: `bench/inflatebench.sh` reads them there.
 
 use std::io::Read;
 use std::time::Instant;
