@@ -11,9 +11,9 @@
 //! cargo bench --bench inflate [--features isal] -- FILE.gz [PASSES]
 //! ```
 //!
-//! Prints one line per measure (`inflate, …`, `md5 (ours)`, `bound …`),
-//! the seconds in the fifth field from the end of the first, the third
-//! from the end of the second: `bench/inflatebench.sh` reads them there.
+//! Prints one line per measure (`inflate, …`, `md5 (ours)`, `bound …`);
+//! `bench/inflatebench.sh` reads the seconds of the first two as awk's
+//! `$(NF-5)` and `$(NF-3)`: keep the lines' ends as they are.
 
 use std::io::Read;
 use std::time::Instant;
