@@ -15,18 +15,14 @@
 //! them less than they would wall-clock time. Used to
 //! choose `gzip::LEVEL`, the member size and `huffman::LZ_MIN_GAIN`.
 
+mod common;
+
 use libdeflater::{CompressionLvl, Compressor};
 use repozo::io::huffman;
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let Some(path) = args.first() else {
-        eprintln!("usage: gzlevels FILE [MEMBER_MIB] [LEVELS]");
-        std::process::exit(2);
-    };
+    let args = common::args("gzlevels FILE [MEMBER_MIB] [LEVELS]");
+    let path = &args[0];
     let member: usize = args
         .get(1)
         .map_or(1.0, |s| s.parse::<f64>().expect("MEMBER_MIB")) as usize;

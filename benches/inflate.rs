@@ -15,18 +15,14 @@
 //! `bench/inflatebench.sh` reads the seconds of the first two as awk's
 //! `$(NF-5)` and `$(NF-3)`: keep the lines' ends as they are.
 
+mod common;
+
 use std::io::Read;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let Some(path) = args.first() else {
-        eprintln!("usage: inflate FILE.gz [PASSES]");
-        std::process::exit(2);
-    };
+    let args = common::args("inflate FILE.gz [PASSES]");
+    let path = &args[0];
     let passes: usize = args.get(1).map_or(3, |s| s.parse().expect("PASSES"));
     let compressed = std::fs::read(path).expect("read FILE.gz");
     let decoder = if cfg!(feature = "isal") {

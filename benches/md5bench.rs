@@ -7,19 +7,15 @@
 //! cargo bench --bench md5bench -- FILE [PASSES]
 //! ```
 
+mod common;
+
 use std::time::Instant;
 
 use md5::Digest;
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let Some(path) = args.first() else {
-        eprintln!("usage: md5bench FILE [PASSES]");
-        std::process::exit(2);
-    };
+    let args = common::args("md5bench FILE [PASSES]");
+    let path = &args[0];
     let passes: usize = args.get(1).map_or(3, |s| s.parse().expect("PASSES"));
     let data = std::fs::read(path).expect("read FILE");
     let mb = data.len() as f64 / 1e6;
