@@ -263,18 +263,7 @@ impl Site {
             dir,
             name: name.to_owned(),
         };
-        let seed = seed.to_string();
-        s.blobtool(&[
-            "init",
-            "Data.fs",
-            "blobs",
-            "--layout",
-            layout,
-            "--seed",
-            &seed,
-            "--journal",
-            "journal.json",
-        ]);
+        blobsite::init(s.dir.path(), seed, &["--layout", layout]);
         s
     }
 

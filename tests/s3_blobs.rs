@@ -55,16 +55,7 @@ impl Site {
             server: S3Server::shared(),
             prefix: unique_prefix(what),
         };
-        let seed = seed.to_string();
-        site.blobtool(&[
-            "init",
-            "Data.fs",
-            "blobs",
-            "--seed",
-            &seed,
-            "--journal",
-            "journal.json",
-        ]);
+        blobsite::init(site.dir.path(), seed, &[]);
         site
     }
 

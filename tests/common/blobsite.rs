@@ -43,13 +43,25 @@ pub fn journal(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("journal.json")).unwrap()).unwrap()
 }
 
+/// One blobtool `init` (with `extra` options) of a site in `dir`:
+/// `Data.fs`, `blobs/` and the journal `journal.json`.
+pub fn init(dir: &Path, seed: u64, extra: &[&str]) {
+    site_command(dir, "init", seed, extra);
+}
+
 /// One blobtool `step` (with `extra` options) on the site in `dir`
 /// (`Data.fs`, `blobs/`, `journal.json`); returns the journal step number
 /// it recorded.
 pub fn step(dir: &Path, seed: u64, extra: &[&str]) -> usize {
+    site_command(dir, "step", seed, extra);
+    journal(dir)["steps"].as_array().unwrap().len() - 1
+}
+
+/// blobtool `command` on the site in `dir`, seeded, journalled.
+fn site_command(dir: &Path, command: &str, seed: u64, extra: &[&str]) {
     let seed = seed.to_string();
     let mut args = vec![
-        "step",
+        command,
         "Data.fs",
         "blobs",
         "--seed",
@@ -59,11 +71,8 @@ pub fn step(dir: &Path, seed: u64, extra: &[&str]) -> usize {
     ];
     args.extend_from_slice(extra);
     blobtool(dir, &args);
-    journal(dir)["steps"].as_array().unwrap().len() - 1
 }
 
-/// The number of random histories: the environment variable `var`, or
-/// `default`; never 0 (that would test nothing).
 pub fn cases(var: &str, default: u64) -> u64 {
     let n = match std::env::var(var) {
         Ok(v) => v
