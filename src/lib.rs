@@ -44,6 +44,7 @@ pub mod index;
 pub mod interrupt;
 pub mod io;
 pub mod lock;
+pub mod names;
 pub mod ops;
 pub mod repo;
 pub mod report;

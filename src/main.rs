@@ -195,31 +195,25 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
 /// The `--json` summary of a backup.
 fn backup_summary(report: &Frontend, outcome: &BackupOutcome) {
     let read = report.bytes(Phase::Compare) + report.bytes(Phase::Copy);
-    let stored = |dest: &str| {
-        if repozo::backend::is_remote(dest) {
-            // An object: its size as the store reports it.
-            let (repo, name) = dest.rsplit_once('/').unwrap_or(("", dest));
-            return repozo::repo::Repository::open(repo)
-                .and_then(|r| r.size(name))
-                .ok()
-                .flatten()
-                .unwrap_or(0);
-        }
-        std::fs::metadata(dest).map_or(0, |m| m.len())
-    };
     let fields = match outcome {
-        BackupOutcome::Full { dest, end, md5 } => json!({
+        BackupOutcome::Full {
+            dest,
+            end,
+            md5,
+            stored,
+        } => json!({
             "kind": "full", "files": [dest], "start": 0, "end": end, "md5": md5,
-            "bytes_read": read, "bytes_written": stored(dest),
+            "bytes_read": read, "bytes_written": stored,
         }),
         BackupOutcome::Incremental {
             dest,
             start,
             end,
             md5,
+            stored,
         } => json!({
             "kind": "incremental", "files": [dest], "start": start, "end": end, "md5": md5,
-            "bytes_read": read, "bytes_written": stored(dest),
+            "bytes_read": read, "bytes_written": stored,
         }),
         BackupOutcome::NothingToDo => json!({
             "kind": "none", "files": [], "bytes_read": read, "bytes_written": 0,

@@ -1357,9 +1357,8 @@ fn damage_manifest(repo: &Path, name: &str, how: ManifestDamage) {
         }
         ManifestDamage::ObjectsGone => {
             let m = Manifest::parse(&bytes[..], name).unwrap();
-            let store = repozo::blob::Store::new(repo.to_str().unwrap());
             for (_, h) in m.entries.iter().filter_map(|e| e.content) {
-                let _ = std::fs::remove_file(store.object_path(&h));
+                let _ = std::fs::remove_file(repo.join(repozo::blob::store::object_name(&h)));
             }
             return;
         }

@@ -1,12 +1,14 @@
 //! Where a repository's files live: a local directory ([`local`]) or an
 //! object store speaking the S3 API ([`s3`], cargo feature `s3`).
 //!
-//! [`Backend`] is the narrow, synchronous interface the operations need.
+//! [`Backend`] is the narrow, synchronous interface every repository is
+//! read and written through; [`crate::repo::Repository`] always holds one.
 //! Names are the repository's file names (`2026-01-02-03-04-05.fsz`,
-//! `….dat`, `….index`, `….blobs`) and, for the blob store, paths under it
-//! (`blobs/objects/ab/<hash>`), always with `/` separators; the S3 backend
-//! stores each under `<prefix>/<name>`, so a prefix synced down to a
-//! directory is a repository ZODB's repozo reads.
+//! `….dat`, `….index`, `….blobs`, see [`crate::names`]) and, for the blob
+//! store, paths under it (`blobs/objects/ab/<hash>`, see [`objects`]),
+//! always with `/` separators; the S3 backend stores each under
+//! `<prefix>/<name>`, so a prefix synced down to a directory is a
+//! repository ZODB's repozo reads.
 //!
 //! What replaces temporary file + fsync + rename:
 //!
@@ -14,27 +16,41 @@
 //!   (local: temporary file, fsync, `link`, directory fsync; S3:
 //!   `If-None-Match: *`);
 //! * data files ([`Backend::create`]): a streaming [`Upload`] that appears
-//!   under its name only at [`Upload::commit`] (local: [`AtomicFile`]; S3:
-//!   a multipart upload, aborted when dropped uncommitted);
-//! * the `.dat` ([`Backend::read_versioned`] + [`Backend::replace`]): a
-//!   compare-and-swap rewrite, which on S3 is the backup's commit point.
+//!   under its name only at [`Upload::commit`] (local: [`AtomicFile`] with
+//!   `O_DIRECT` where it pays; S3: a multipart upload, aborted when dropped
+//!   uncommitted);
+//! * whole small files that may replace an older one
+//!   ([`Backend::write_whole`]) and the `.dat` append
+//!   ([`Backend::append`]): by default a compare-and-swap rewrite
+//!   ([`Backend::read_versioned`] + [`Backend::replace`]), which on S3 is
+//!   the backup's commit point; a directory overrides both with a
+//!   temporary file + rename and repozo's own synced append;
+//! * content-addressed objects ([`Backend::object_writer`], [`objects`]).
 //!
 //! [`Backend::lock`] excludes other writers (local: `flock` on the
 //! directory; S3: a leased lock object), and every writing operation should
 //! call [`Held::check`] just before its commit point.
 //!
+//! Where a directory can do better than the object-store protocol
+//! (`copy_file_range`, batched `syncfs`, a `stat` instead of a listing), the
+//! trait has a method with the object-store behaviour as its default, which
+//! [`Local`] overrides: callers never ask which kind of backend they hold.
+//!
 //! [`AtomicFile`]: crate::io::AtomicFile
 
 pub mod local;
+pub mod objects;
 #[cfg(feature = "s3")]
 pub mod s3;
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 
 pub use local::Local;
+pub use objects::{Hash, ObjectWriter, Stored};
 
 /// One stored object (file): its name relative to the repository and its
 /// size in bytes.
@@ -107,6 +123,20 @@ pub trait Backend: Send + Sync {
     /// [`Error::NoRepository`].
     fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<Entry>>;
 
+    /// The names directly in the repository, each with its size where the
+    /// listing gives it at no extra cost; what a repository listing is
+    /// made of. Default: [`Backend::list`] of `""`. A directory overrides
+    /// it to list every name, unstat'ed, as repozo's `os.listdir` does (a
+    /// subdirectory named like a backup is then refused when it is read,
+    /// as repozo refuses it).
+    fn list_names(&self) -> Result<Vec<(String, Option<u64>)>> {
+        Ok(self
+            .list("", false)?
+            .into_iter()
+            .map(|e| (e.name, Some(e.size)))
+            .collect())
+    }
+
     /// The size of `name`, or `None` if there is no such object.
     fn size(&self, name: &str) -> Result<Option<u64>>;
 
@@ -164,8 +194,9 @@ pub trait Backend: Send + Sync {
     /// readers see the old or the new content, never a mix.
     fn replace(&self, name: &str, data: &[u8], expected: &Version) -> Result<Version>;
 
-    /// Removes `name`; an absent object is not an error.
-    fn delete(&self, name: &str) -> Result<()>;
+    /// Removes `name`; an absent object is not an error. Returns whether
+    /// it was there (an object store that cannot tell says `true`).
+    fn delete(&self, name: &str) -> Result<bool>;
 
     /// Takes the repository lock, waiting up to `wait` for another holder;
     /// fails with [`Error::Locked`] (local) or [`Error::LockedBy`] (S3,
@@ -177,6 +208,135 @@ pub trait Backend: Send + Sync {
     /// The S3 backend runs it once, on its first write or lock; calling it
     /// again does nothing. A local directory always passes.
     fn probe(&self) -> Result<()>;
+
+    /// Reads all of `name`; `None` if it does not exist.
+    fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut r) = self.open_optional(name)? else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        r.read_to_end(&mut data).map_err(|e| Error::Remote {
+            url: self.url(name),
+            message: format!("reading failed: {e}"),
+        })?;
+        Ok(Some(data))
+    }
+
+    /// The size of `name` as a reader finds it on opening it (a directory
+    /// opens the file, as repozo's verify does, so one that cannot be
+    /// opened is an error); `None` if it does not exist. Default:
+    /// [`Backend::size`].
+    fn size_opened(&self, name: &str) -> Result<Option<u64>> {
+        self.size(name)
+    }
+
+    /// The size of `name` itself, as a removal frees it (a directory does
+    /// not follow a symbolic link); `None` if it does not exist. Default:
+    /// [`Backend::size`].
+    fn entry_size(&self, name: &str) -> Result<Option<u64>> {
+        self.size(name)
+    }
+
+    /// Writes `name` whole, atomically and durably, replacing any object
+    /// of that name; `write` produces the bytes. Not stopped by a SIGINT:
+    /// it completes what is already in place (the `.dat` and `.index` of
+    /// a data file already stored). Default: the bytes are gathered, then
+    /// a create-only put, or a compare-and-swap over what is there.
+    fn write_whole(
+        &self,
+        name: &str,
+        write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let mut data = Vec::new();
+        write(&mut data).map_err(|e| Error::io(self.url(name), e))?;
+        loop {
+            if self.put_if_absent(name, &data)? == Put::Created {
+                return Ok(());
+            }
+            if let Some((_, version)) = self.read_versioned(name)? {
+                self.replace(name, &data, &version)?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends `line` to `name` (creating it), durably: a `.dat` line, the
+    /// commit point of an incremental backup (`held` is checked just
+    /// before). Default: read, then a compare-and-swap write of the whole.
+    fn append(&self, name: &str, line: &str, held: &dyn Held) -> Result<()> {
+        let (mut data, version) = match self.read_versioned(name)? {
+            Some(v) => v,
+            None => {
+                held.check()?;
+                return match self.put_if_absent(name, line.as_bytes())? {
+                    Put::Created => Ok(()),
+                    Put::AlreadyExists => Err(Error::Changed(self.url(name))),
+                };
+            }
+        };
+        data.extend_from_slice(line.as_bytes());
+        held.check()?;
+        self.replace(name, &data, &version).map(drop)
+    }
+
+    /// Makes the removals so far durable. Default: nothing to do (an
+    /// object store's deletes are durable when done).
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes `name`, a temporary file of ours left by an interrupted run
+    /// (`<name>.tmp-<pid>-<n>`, see [`crate::names::is_leftover`]); returns
+    /// whether it did. Default: nothing, as an object store's uploads leave
+    /// no temporary objects (an object of such a name is not ours).
+    fn remove_leftover(&self, name: &str) -> Result<bool> {
+        let _ = name;
+        Ok(false)
+    }
+
+    /// `name` as an open local file, for copies inside the kernel
+    /// (`copy_file_range`); `None` where the backend has no local files
+    /// (the default).
+    fn local_file(&self, name: &str) -> Option<Result<std::fs::File>> {
+        let _ = name;
+        None
+    }
+
+    /// Whether asking for one object's size, or opening it, is a system
+    /// call rather than a request (default: `false`, an object store).
+    /// Decides whether a caller lists once instead of asking per object,
+    /// and whether `-V -Q` opens every blob object.
+    fn cheap_metadata(&self) -> bool {
+        false
+    }
+
+    /// How many objects a caller should write at once: waiting for a
+    /// request's round trip (default: 8) or creating files bounds a blob
+    /// backup, not copying bytes.
+    fn write_parallelism(&self) -> usize {
+        8
+    }
+
+    /// Whether the backend has directories whose modification times
+    /// wrappers read (a directory: `blobs/` is touched on every blob
+    /// backup by rewriting `blobs/STATE`); default `false`.
+    fn has_directory_times(&self) -> bool {
+        false
+    }
+
+    /// Starts adding content-addressed objects ([`objects`]). Default:
+    /// [`objects::PutEach`]. The caller holds the repository lock.
+    fn object_writer(&self) -> Result<Box<dyn ObjectWriter + '_>> {
+        Ok(Box::new(objects::PutEach::new(self)))
+    }
+
+    /// Removes every content-addressed object not in `keep` (and whatever
+    /// an interrupted [`Backend::object_writer`] left); returns (objects,
+    /// bytes) removed. The caller holds the repository lock. Default:
+    /// [`objects::sweep`].
+    fn sweep_objects(&self, keep: &HashSet<Hash>) -> Result<(u64, u64)> {
+        objects::sweep(self, keep)
+    }
 }
 
 /// Whether a `-r` argument names an object-store repository (`s3://…`).
@@ -184,7 +344,7 @@ pub fn is_remote(spec: &str) -> bool {
     spec.starts_with("s3://")
 }
 
-/// Opens the repository `spec`: a local directory path, or
+/// Opens the backend of the repository `spec`: a local directory path, or
 /// `s3://BUCKET/PREFIX` (endpoint, region and credentials from the `AWS_*`
 /// environment variables; needs the cargo feature `s3`). Nothing is
 /// checked or contacted yet.

@@ -287,7 +287,7 @@ impl S3 {
             }
             Err(e) => return refuse(format!("a PUT with If-Match was refused: {e}")),
         }
-        self.delete(&name)
+        self.delete(&name).map(drop)
     }
 }
 
@@ -655,10 +655,11 @@ impl Backend for S3 {
         self.swap(name, Bytes::copy_from_slice(data), expected)
     }
 
-    fn delete(&self, name: &str) -> Result<()> {
+    /// S3's DELETE does not say whether the object was there: `true`.
+    fn delete(&self, name: &str) -> Result<bool> {
         let path = self.key(name)?;
         match self.block(self.store.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(self.fail(name, "DELETE", e)),
         }
     }

@@ -54,7 +54,7 @@ pub enum IndexError {
 }
 
 /// Writes `index`, valid at `pos`, in fsIndex's save format.
-pub fn write_to(w: &mut impl Write, pos: u64, index: &Index) -> io::Result<()> {
+pub fn write_to(w: &mut (impl Write + ?Sized), pos: u64, index: &Index) -> io::Result<()> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&[PROTO, 3]);
     put_int(&mut out, pos);

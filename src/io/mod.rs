@@ -1,21 +1,20 @@
-//! Checksummed streaming, gzip, and atomic file creation.
+//! Checksummed streaming, gzip, and atomic file creation: the bottom layer,
+//! which knows files and bytes but not repositories (no module here uses
+//! anything of the crate but [`crate::error`] and [`crate::interrupt`]).
 //!
 //! Every checksum in a repository is the md5 of the *uncompressed* bytes,
 //! as lowercase hex (Python's `hashlib.md5().hexdigest()`). All copying goes
 //! through [`hashing::stream`], which hashes on a second thread.
 //!
 //! * [`atomic`] — files that appear under their final name only when
-//!   complete; synced appends.
+//!   complete; synced appends; `syncfs`.
 //! * [`direct`] — where `O_DIRECT` writes are used, and aligned staging.
-//! * [`chain`] — a chain of data files read as one stream, one file open
-//!   at a time, one decompression pool.
 //! * [`gzip`], [`huffman`] — parallel gzip members, written and read;
 //!   `isal_inflate` (feature `isal`) — ISA-L's inflate for the streamed
 //!   files.
 //! * [`hashing`], [`md5`] — the copy loop and the md5 it runs.
 
 pub mod atomic;
-pub mod chain;
 pub mod direct;
 pub mod gzip;
 pub mod hashing;
@@ -24,8 +23,7 @@ pub mod huffman;
 mod isal_inflate;
 pub mod md5;
 
-pub use atomic::{AtomicFile, append_synced, sync_dir};
-pub use chain::{DataFile, DataFiles};
+pub use atomic::{AtomicFile, append_synced, sync_dir, syncfs};
 pub use direct::{STAGE, Staged};
 pub use gzip::{DecodePool, GzipReader, ParallelGzip};
 pub use hashing::{DIRECT_ALIGN, Hashed, Md5Hasher, stream};

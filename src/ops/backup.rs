@@ -1,6 +1,6 @@
 //! `-B`: full or incremental backup, chosen as repozo chooses.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::Ctx;
@@ -13,9 +13,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
 use crate::index;
-use crate::io::{CHUNK, ParallelGzip, Staged};
+use crate::io::{CHUNK, ParallelGzip};
 use crate::lock;
-use crate::repo::{self, Chain, DatEntry, DataOut, Listing, RepoGuard, Repository};
+use crate::names;
+use crate::repo::{self, Chain, DatEntry, Listing, RepoGuard, Repository};
 use crate::report::{Event, FullReason, Phase};
 
 /// Options of a backup (`-B`).
@@ -53,6 +54,9 @@ pub enum BackupOutcome {
         end: u64,
         /// md5 hex of the bytes backed up (the new `.dat` line's).
         md5: String,
+        /// Bytes the new file takes in the repository (compressed, with
+        /// `-z`).
+        stored: u64,
     },
     /// Wrote `[start, end)` to `dest`.
     Incremental {
@@ -64,6 +68,8 @@ pub enum BackupOutcome {
         end: u64,
         /// md5 hex of the bytes backed up (the new `.dat` line's).
         md5: String,
+        /// Bytes the new file takes in the repository.
+        stored: u64,
     },
     /// The repository already holds every committed byte.
     NothingToDo,
@@ -366,12 +372,7 @@ fn new_dest(
         )));
     }
     let stamp = stamp.to_string();
-    let ext = match (full, gzip) {
-        (true, false) => ".fs",
-        (true, true) => ".fsz",
-        (false, false) => ".deltafs",
-        (false, true) => ".deltafsz",
-    };
+    let ext = names::data_ext(full, gzip);
     let dest = repo.path(&format!("{stamp}{ext}"));
     if repo.exists(&format!("{stamp}{ext}"))? {
         return Err(Error::WouldOverwrite(dest));
@@ -396,7 +397,7 @@ fn full_backup(
         bytes: end,
         dest: dest.clone(),
     });
-    let md5 = write_data(repo, src, 0, end, &dest, opts.gzip, ctx)?;
+    let (md5, stored) = write_data(repo, src, (0, end), &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start: 0,
@@ -404,7 +405,7 @@ fn full_backup(
         md5,
     };
     held.check()?;
-    repo.write_whole(&format!("{stamp}.dat"), entry.to_line().as_bytes())?;
+    repo.write_whole(&names::dat_name(&stamp), entry.to_line().as_bytes())?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
     failpoint::hit("backup:index-written");
@@ -412,6 +413,7 @@ fn full_backup(
         dest,
         end,
         md5: entry.md5,
+        stored,
     })
 }
 
@@ -449,7 +451,7 @@ fn incremental_backup(
         bytes: end - start,
         dest: dest.clone(),
     });
-    let md5 = write_data(repo, src, start, end, &dest, opts.gzip, ctx)?;
+    let (md5, stored) = write_data(repo, src, (start, end), &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start,
@@ -465,40 +467,26 @@ fn incremental_backup(
         start,
         end,
         md5: entry.md5,
+        stored,
     })
 }
 
 /// The `.index` of the chain's last backup, if it is valid exactly where
 /// the increment starts: the bytes before `start` were just checked by md5,
-/// so it describes them and only the new bytes need scanning. Loaded only
-/// if the scan uses it.
+/// so it describes them and only the new bytes need scanning. Its first
+/// bytes say where it is valid; it is streamed only if the scan uses it.
 fn chain_index(chain: &Chain, start: u64) -> Option<fs::Hint<'static>> {
+    let repo = chain.repo().clone();
     let path = chain.index_path();
-    let Some(remote) = chain.repo().remote().cloned() else {
-        if index::peek_pos_file(&path)? != start {
-            return None;
-        }
-        return Some(fs::Hint {
-            pos: start,
-            load: Box::new(move || {
-                index::load_file(&path)
-                    .ok()
-                    .filter(|(pos, _)| *pos == start)
-                    .map(|(_, ix)| ix)
-            }),
-        });
-    };
-    // In an object store: its first bytes say where it is valid, and it is
-    // streamed only if the scan uses it.
     let name = chain.index_name();
-    let head = remote.read_range(&name, 0, 64).ok()?;
+    let head = repo.read_range(&name, 0, 64).ok()?;
     if index::peek_pos(&head)? != start {
         return None;
     }
     Some(fs::Hint {
         pos: start,
         load: Box::new(move || {
-            let r = remote.open(&name).ok()?;
+            let r = repo.open_read(&name).ok()?;
             index::load_from(&mut std::io::BufReader::with_capacity(CHUNK, r), &path)
                 .ok()
                 .filter(|(pos, _)| *pos == start)
@@ -508,77 +496,44 @@ fn chain_index(chain: &Chain, start: u64) -> Option<fs::Hint<'static>> {
 }
 
 /// Copies `[start, end)` of the source into a new data file `dest`,
-/// gzipped (as parallel members) if `gzip`.
+/// gzipped (as parallel members) if `gzip`. Returns the md5 of the bytes
+/// copied and the size stored.
 fn write_data(
     repo: &Repository,
     src: &Source,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     dest: &str,
     gzip: bool,
     ctx: Ctx,
-) -> Result<String> {
+) -> Result<(String, u64)> {
     let meter = Meter::new(ctx.report, Phase::Copy, Some(end - start));
     let mut out = repo.create_data(repo::base_name(dest))?;
-    let md5 = match &mut out {
-        DataOut::Local(out) if gzip => {
-            let mut staged = Staged::new(out);
-            let mut gz = ParallelGzip::new(&mut staged).map_err(Error::Thread)?;
-            let md5 = src.copy_range(start, end, &mut |c| {
-                meter.add(c.len() as u64);
-                gz.write_chunk(c).at(dest)
-            })?;
-            gz.finish().at(dest)?;
-            staged.finish().at(dest)?;
-            md5
-        }
-        DataOut::Local(out) => {
-            out.try_direct();
-            src.copy_range(start, end, &mut |c| {
-                meter.add(c.len() as u64);
-                out.write_all(c).at(dest)
-            })?
-        }
-        // An upload: its parts go up while the next bytes are read.
-        DataOut::Remote(up) if gzip => {
-            let mut gz = ParallelGzip::new(up).map_err(Error::Thread)?;
-            let md5 = src.copy_range(start, end, &mut |c| {
-                meter.add(c.len() as u64);
-                gz.write_chunk(c).at(dest)
-            })?;
-            gz.finish().at(dest)?;
-            md5
-        }
-        DataOut::Remote(up) => {
-            let mut w = BufWriter::with_capacity(CHUNK, up);
-            let md5 = src.copy_range(start, end, &mut |c| {
-                meter.add(c.len() as u64);
-                w.write_all(c).at(dest)
-            })?;
-            w.flush().at(dest)?;
-            md5
-        }
+    let md5 = if gzip {
+        let mut gz = ParallelGzip::new(&mut out).map_err(Error::Thread)?;
+        let md5 = src.copy_range(start, end, &mut |c| {
+            meter.add(c.len() as u64);
+            gz.write_chunk(c).at(dest)
+        })?;
+        gz.finish().at(dest)?;
+        md5
+    } else {
+        src.copy_range(start, end, &mut |c| {
+            meter.add(c.len() as u64);
+            out.write_all(c).at(dest)
+        })?
     };
     failpoint::hit("backup:data-copied");
     src.check_not_replaced()?;
-    out.commit()?;
+    let stored = out.commit()?;
     failpoint::hit("backup:data-renamed");
-    Ok(md5)
+    Ok((md5, stored))
 }
 
+/// Writes `<stamp>.index` (streamed where the backend can).
 fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> Result<()> {
-    let path = repo.path(&format!("{stamp}.index"));
-    if repo.is_remote() {
-        // A create-only put (the index is in memory anyway).
-        return repo.write_whole(&format!("{stamp}.index"), &index::save(pos, ix));
-    }
-    let mut out = crate::io::AtomicFile::create(&path)?;
-    {
-        let mut w = BufWriter::with_capacity(CHUNK, &mut out);
-        index::write_to(&mut w, pos, ix).at(&path)?;
-        w.flush().at(&path)?;
-    }
-    out.commit_even_if_interrupted()
+    repo.write_with(&names::index_name(stamp), &mut |w| {
+        index::write_to(w, pos, ix)
+    })
 }
 
 /// `-k`: removes every data file but the newest full one, with their

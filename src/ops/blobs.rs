@@ -24,7 +24,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -32,12 +31,12 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use super::Ctx;
 use super::meter::Meter;
 use crate::blob::manifest::MAX_LINE;
-use crate::blob::store::{self, syncfs};
+use crate::blob::store;
 use crate::blob::{Entry, Hash, Kind, Layout, Manifest, Store};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs::{self, BlobRecord};
-use crate::io::AtomicFile;
+use crate::io::syncfs;
 use crate::repo::{self, Chain, Listing, Repository};
 use crate::report::{Event, Phase};
 
@@ -221,7 +220,7 @@ pub(super) fn backup(
         let mut entries = Vec::with_capacity(records.len());
         let mut gone = 0u64;
         let got = fetch_all(
-            &writer,
+            writer.as_ref(),
             blobs,
             &store,
             &known,
@@ -313,7 +312,7 @@ enum Got {
 /// stored (by `stored`, [`Store::sizes`], if given) is not read again.
 /// Progress is reported from this thread.
 fn fetch_all(
-    writer: &store::Writer<'_>,
+    writer: &dyn crate::backend::ObjectWriter,
     blobs: &BlobDir,
     store: &Store,
     known: &HashMap<(u64, u64), (u64, Hash)>,
@@ -334,7 +333,7 @@ fn fetch_all(
         }
         Ok(match blobs.open_file(rec)? {
             Some((mut file, path)) => {
-                let (hash, size, new) = writer.put(&mut file, &path, buf)?;
+                let store::Stored { hash, size, new } = writer.put(&mut file, &path, buf)?;
                 Got::Stored(size, hash, new)
             }
             None => Got::Missing,
@@ -407,19 +406,9 @@ fn in_parallel<T: Send>(
         .collect()
 }
 
-/// `blobs/STATE`: rewritten on every blob backup, so the `blobs`
-/// directory's modification time stays that of the last backup (wrappers
-/// that prune a repository by age then leave it alone). Not written in
-/// an object store, which has no directory times.
+/// `blobs/STATE` ([`Store::touch_state`]), naming the last manifest.
 fn write_state(store: &Store, ranges: &[Range]) -> Result<()> {
-    let Some(root) = store.local_root() else {
-        return Ok(());
-    };
-    let path = root.join("STATE");
-    let mut out = AtomicFile::create(&path)?;
-    let last = ranges.last().map_or("", |r| r.data.as_str());
-    writeln!(out, "repozo blob store 1\nlast manifest for {last}").at(&path)?;
-    out.commit()
+    store.touch_state(ranges.last().map_or("", |r| r.data.as_str()))
 }
 
 /// Every (oid, tid) → (size, hash) the repository's readable manifests
@@ -567,7 +556,7 @@ pub(super) fn verify(chain: &Chain, quick: bool, ctx: Ctx) -> Result<Vec<Entry>>
         // A local object is opened even with -Q: one that cannot be read
         // cannot be restored (as -Q opens each data file of the chain).
         // In an object store a listing-level check is what -Q is for.
-        if quick && store.local_root().is_none() {
+        if quick && !store.opening_is_cheap() {
             meter.add(size);
             continue;
         }
@@ -602,13 +591,10 @@ pub(super) fn verify(chain: &Chain, quick: bool, ctx: Ctx) -> Result<Vec<Entry>>
 }
 
 /// Removes the store's objects that no readable manifest of the
-/// repository names. Does nothing if the store does not exist, or if any
-/// manifest cannot be read (an object it names might be removed).
+/// repository names. Does nothing if any manifest cannot be read (an
+/// object it names might be removed).
 pub(super) fn collect_garbage(repo: &Repository, ctx: Ctx) -> Result<()> {
     let store = Store::of(repo);
-    if !store.exists() {
-        return Ok(());
-    }
     let listing = repo.list()?;
     let mut keep = HashSet::new();
     for name in listing

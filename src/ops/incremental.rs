@@ -39,8 +39,9 @@ use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs::{LEN_SIZE, TXN_HEADER_LEN};
-use crate::io::{AtomicFile, CHUNK, DataFile, open_regular};
+use crate::io::{AtomicFile, CHUNK, open_regular};
 use crate::lock::StorageLock;
+use crate::repo::DataFile;
 use crate::repo::{Chain, DatEntry, is_gzip_name};
 use crate::report::{Event, Phase};
 

@@ -217,7 +217,7 @@ fn copy_chain_unhashed(
     let meter = Meter::new(ctx.report, Phase::Recover, chain.expected_size());
     let files = chain.reader();
     for file in chain.files() {
-        match chain.repo().open_local(&file.name) {
+        match chain.repo().local_file(&file.name) {
             Some(f) if !file.gzip() => {
                 out.copy_from_file(&mut f?, &mut |n| meter.add(n))
                     .at(out_name)?;

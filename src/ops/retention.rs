@@ -445,7 +445,7 @@ pub(crate) fn retain_locked(
                 file: path.clone(),
                 chain: chain.clone(),
             });
-            if !repo.remove_if_present(name)? {
+            if !repo.remove(name)? {
                 continue;
             }
             failpoint::hit("retain:removed-one");

@@ -9,7 +9,8 @@ use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::check::{Checker, Problem, Summary, oid_hex};
 use crate::index::{self, Index};
-use crate::io::{CHUNK, DataFiles};
+use crate::io::CHUNK;
+use crate::repo::DataFiles;
 use crate::repo::{Chain, ChainFile, DatEntry, split_ext};
 use crate::report::{Event, Phase};
 

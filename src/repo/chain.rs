@@ -7,9 +7,9 @@
 //! last `.index` are) and the `.dat` entries, read at most once.
 
 use super::dat::DatEntry;
+use super::reader::{DataFile, DataFiles};
 use super::{RepoGuard, Repository, base_name, is_full, is_gzip_name, with_ext};
 use crate::error::{Error, Result};
-use crate::io::{DataFile, DataFiles};
 use crate::report::{ChainProblem, Event, Report};
 
 /// What to do about a chain with a gap or an overlap.
@@ -88,7 +88,7 @@ impl Chain {
 
     /// An opener of the chain's files (local or in an object store).
     pub fn reader(&self) -> DataFiles {
-        DataFiles::of(&self.repo)
+        DataFiles::new(std::sync::Arc::clone(self.repo.backend()))
     }
 
     /// The path of `name` in the chain's repository (as `-r` was given).

@@ -1,59 +1,60 @@
-//! The repository directory: file names, chain selection and `.dat` files.
+//! A repository: its listing, its chains and their `.dat` files, read and
+//! written through one storage [`Backend`].
 //!
-//! A backup at stamp `T` (UTC, `YYYY-MM-DD-HH-MM-SS`) writes `T.fs` (full),
-//! `T.fsz` (full, gzip), `T.deltafs` or `T.deltafsz` (incremental), plus
-//! `T.index`; a full one also starts `T.dat`, to which later incrementals of
-//! its chain append. Only names matching repozo's pattern
-//! `\d{4}(-\d\d){5}\.(delta)?fsz?` are data files; everything else in the
-//! directory is ignored by every operation.
+//! File names (stamps, extensions, `join`) are [`crate::names`]'s; the
+//! chain reader, which streams a chain's files as one, is [`reader`];
+//! which files a date needs is [`select_chain`] and [`Repository::chain`].
 
 pub mod chain;
 pub mod dat;
+pub mod reader;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{self, Backend, Held, Put, Upload};
+use crate::backend::{self, Backend, Held, Upload};
 use crate::clock::Stamp;
-use crate::error::{Error, IoContext, Result};
-use crate::io::AtomicFile;
-use crate::lock::RepoLock;
+use crate::error::Result;
 use crate::report::{Event, Report};
 
+pub use crate::names::{
+    base_name, is_data_file, is_full, is_gzip_name, is_leftover, is_meta_file, join, split_ext,
+    stamp_of, with_ext,
+};
 pub use chain::{Chain, ChainFile};
 pub use dat::DatEntry;
+pub use reader::{DataFile, DataFiles};
 
-/// A repository directory, named as the user gave it, or a prefix of an
-/// object store (`s3://bucket/prefix`, see [`Repository::open`]).
+/// A repository, named as the user gave it, over its storage [`Backend`]
+/// (a local directory, or a prefix of an object store:
+/// `s3://bucket/prefix`, see [`Repository::open`]).
 ///
 /// A directory's name is kept verbatim because repozo records
 /// `os.path.join(<-r as given>, name)` in `.dat` lines and prints paths
 /// that way; an object store's is `s3://bucket/prefix` and its files'
 /// paths `s3://bucket/prefix/<name>`.
 ///
-/// This is where the operations meet the storage: a local directory is
-/// read and written here as it always was (the operations' own fast
-/// paths, `O_DIRECT`, `copy_file_range`, `flock`, stay theirs), an object
-/// store through its [`Backend`].
+/// Every read and write goes through the backend; what a directory does
+/// faster (`O_DIRECT`, `copy_file_range`, `flock`, batched `syncfs`) are
+/// the backend's overrides, never branches here or above.
 #[derive(Clone)]
 pub struct Repository {
     dir: String,
-    remote: Option<Arc<dyn Backend>>,
+    backend: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repository")
             .field("dir", &self.dir)
-            .field("remote", &self.remote.is_some())
             .finish()
     }
 }
 
 impl PartialEq for Repository {
     fn eq(&self, other: &Self) -> bool {
-        self.dir == other.dir && self.remote.is_some() == other.remote.is_some()
+        self.dir == other.dir
     }
 }
 
@@ -61,39 +62,12 @@ impl Eq for Repository {}
 
 /// The repository lock, held until dropped ([`Repository::lock`]).
 #[derive(Debug)]
-pub enum RepoGuard {
-    /// `flock` on the directory.
-    Local(RepoLock),
-    /// The object store's leased lock.
-    Remote(Box<dyn Held>),
-}
+pub struct RepoGuard(Box<dyn Held>);
 
 impl RepoGuard {
     /// `Ok` while the lock is still ours; call just before a commit point.
     pub fn check(&self) -> Result<()> {
-        match self {
-            RepoGuard::Local(_) => Ok(()),
-            RepoGuard::Remote(held) => held.check(),
-        }
-    }
-}
-
-/// A new data file being written ([`Repository::create_data`]); it appears
-/// under its name only when committed.
-pub enum DataOut {
-    /// A local file: temporary file, fsync, rename.
-    Local(AtomicFile),
-    /// An object store upload (multipart when large).
-    Remote(Box<dyn Upload>),
-}
-
-impl DataOut {
-    /// Makes the file appear under its name.
-    pub fn commit(self) -> Result<()> {
-        match self {
-            DataOut::Local(f) => f.commit(),
-            DataOut::Remote(u) => u.commit().map(drop),
-        }
+        self.0.check()
     }
 }
 
@@ -193,11 +167,13 @@ impl Listing {
 }
 
 impl Repository {
-    /// The repository at `dir` (not checked for existence here).
+    /// The repository in the local directory `dir` (not checked for
+    /// existence here).
     pub fn new(dir: impl Into<String>) -> Self {
+        let dir = dir.into();
         Repository {
-            dir: dir.into(),
-            remote: None,
+            backend: Arc::new(backend::Local::new(dir.clone())),
+            dir,
         }
     }
 
@@ -205,13 +181,10 @@ impl Repository {
     /// `s3`; without it this fails saying how to build it) or a directory.
     /// Nothing is contacted yet.
     pub fn open(spec: &str) -> Result<Self> {
-        if !backend::is_remote(spec) {
-            return Ok(Self::new(spec));
-        }
-        let remote: Arc<dyn Backend> = Arc::from(backend::open(spec)?);
+        let backend: Arc<dyn Backend> = Arc::from(backend::open(spec)?);
         Ok(Repository {
-            dir: remote.describe(),
-            remote: Some(remote),
+            dir: backend.describe(),
+            backend,
         })
     }
 
@@ -220,247 +193,110 @@ impl Repository {
         &self.dir
     }
 
-    /// Whether the repository is in an object store.
-    pub fn is_remote(&self) -> bool {
-        self.remote.is_some()
-    }
-
-    /// The object store, if the repository is in one.
-    pub(crate) fn remote(&self) -> Option<&Arc<dyn Backend>> {
-        self.remote.as_ref()
+    /// The storage the repository is in.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// Takes the repository lock, waiting up to `wait` for another holder
     /// (local: `flock` on the directory; object store: a leased lock
     /// object). Both fail with exit code 11 when the wait runs out.
     pub fn lock(&self, wait: Duration) -> Result<RepoGuard> {
-        match &self.remote {
-            None => RepoLock::acquire(&self.dir, wait).map(RepoGuard::Local),
-            Some(b) => b.lock(wait).map(RepoGuard::Remote),
-        }
+        self.backend.lock(wait).map(RepoGuard)
     }
 
     /// The size of `name`, `None` if it does not exist.
     pub fn size(&self, name: &str) -> Result<Option<u64>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                len_if_found(&path, std::fs::metadata(&path))
-            }
-            Some(b) => b.size(name),
-        }
+        self.backend.size(name)
     }
 
     /// The size of `name` after opening it, as repozo's verify opens every
     /// file (a local file that cannot be opened is an error); `None` if it
     /// does not exist.
     pub fn size_readable(&self, name: &str) -> Result<Option<u64>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                len_if_found(
-                    &path,
-                    crate::io::open_regular(&path).and_then(|f| f.metadata()),
-                )
-            }
-            Some(b) => b.size(name),
-        }
+        self.backend.size_opened(name)
     }
 
-    /// Whether `name` exists (locally as `Path::exists` says).
+    /// Whether something exists under `name`.
     pub fn exists(&self, name: &str) -> Result<bool> {
-        match &self.remote {
-            None => Ok(std::path::Path::new(&self.path(name)).exists()),
-            Some(b) => b.exists(name),
-        }
+        self.backend.exists(name)
     }
 
     /// Reads `name` as a stream.
     pub fn open_read(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                Ok(Box::new(crate::io::open_regular(&path).at(&path)?))
-            }
-            Some(b) => b.open(name),
-        }
+        self.backend.open(name)
     }
 
     /// Reads `name` as a stream; `None` if it does not exist.
     pub fn open_optional(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                match crate::io::open_regular(&path) {
-                    Ok(f) => Ok(Some(Box::new(f))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
-            }
-            Some(b) => b.open_optional(name),
-        }
+        self.backend.open_optional(name)
     }
 
-    /// `name` as a local file, for the local fast paths (`copy_file_range`);
-    /// `None` for an object store.
-    pub fn open_local(&self, name: &str) -> Option<Result<std::fs::File>> {
-        if self.remote.is_some() {
-            return None;
-        }
-        let path = self.path(name);
-        Some(crate::io::open_regular(&path).at(&path))
+    /// `name` as a local file, for copies inside the kernel
+    /// (`copy_file_range`); `None` where the backend has no local files.
+    pub fn local_file(&self, name: &str) -> Option<Result<std::fs::File>> {
+        self.backend.local_file(name)
     }
 
     /// Reads all of `name`.
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                crate::io::read_regular(&path).at(&path)
-            }
-            Some(b) => b.read(name),
-        }
+        self.backend.read(name)
     }
 
     /// Reads `len` bytes of `name` from offset `start`, fewer where it
     /// ends first (`len` bounds the allocation, not the file).
     pub fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>> {
-        match &self.remote {
-            None => {
-                use std::os::unix::fs::FileExt;
-                let path = self.path(name);
-                let file = crate::io::open_regular(&path).at(&path)?;
-                let size = file.metadata().at(&path)?.len();
-                let mut buf = vec![0u8; size.saturating_sub(start).min(len) as usize];
-                file.read_exact_at(&mut buf, start)
-                    .map_err(|e| Error::io(&path, e).with_pos(start))?;
-                Ok(buf)
-            }
-            Some(b) => b.read_range(name, start, len),
-        }
+        self.backend.read_range(name, start, len)
     }
 
     /// Reads all of `name`; `None` if it does not exist.
     pub fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                match crate::io::read_regular(&path) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
-            }
-            Some(b) => Ok(b.read_versioned(name)?.map(|(data, _)| data)),
-        }
+        self.backend.read_optional(name)
     }
 
-    /// Starts the new data file `name` (local: [`AtomicFile`]; object
-    /// store: an upload, which fails if `name` exists).
-    pub fn create_data(&self, name: &str) -> Result<DataOut> {
-        match &self.remote {
-            None => AtomicFile::create(self.path(name)).map(DataOut::Local),
-            Some(b) => b.create(name).map(DataOut::Remote),
-        }
+    /// Starts the new data file `name`, which appears only when the
+    /// returned upload is committed; fails if `name` exists.
+    pub fn create_data(&self, name: &str) -> Result<Box<dyn Upload>> {
+        self.backend.create(name)
     }
 
-    /// Writes the small file `name` (a `.dat`, an `.index`) holding `data`
-    /// whole, atomically, replacing any file of that name (local:
-    /// temporary file, fsync, rename even after a SIGINT; object store: a
-    /// create-only put, or a compare-and-swap over what is there).
+    /// Writes the small file `name` (a `.dat`, a manifest) holding `data`
+    /// whole, atomically, replacing any file of that name, even after a
+    /// SIGINT ([`Backend::write_whole`]).
     pub fn write_whole(&self, name: &str, data: &[u8]) -> Result<()> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                let mut f = AtomicFile::create(&path)?;
-                f.write_all(data).at(&path)?;
-                f.commit_even_if_interrupted()
-            }
-            Some(b) => loop {
-                if b.put_if_absent(name, data)? == Put::Created {
-                    return Ok(());
-                }
-                if let Some((_, version)) = b.read_versioned(name)? {
-                    b.replace(name, data, &version)?;
-                    return Ok(());
-                }
-            },
-        }
+        self.backend.write_whole(name, &mut |w| w.write_all(data))
     }
 
-    /// Appends `line` to the `.dat` `name` (creating it) durably: locally
-    /// as repozo appends (`append_synced`); in an object store by reading
-    /// it and writing it back with compare-and-swap, the commit point of a
-    /// backup (`held` is checked just before).
+    /// [`Repository::write_whole`] of what `write` produces (streamed
+    /// where the backend can: an `.index` of millions of objects).
+    pub fn write_with(
+        &self,
+        name: &str,
+        write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        self.backend.write_whole(name, write)
+    }
+
+    /// Appends `line` to the `.dat` `name` (creating it) durably, the
+    /// commit point of an incremental backup ([`Backend::append`]).
     pub fn append_line(&self, name: &str, line: &str, held: &RepoGuard) -> Result<()> {
-        match &self.remote {
-            None => crate::io::append_synced(&self.path(name), line),
-            Some(b) => {
-                let (mut data, version) = match b.read_versioned(name)? {
-                    Some(v) => v,
-                    None => {
-                        held.check()?;
-                        return match b.put_if_absent(name, line.as_bytes())? {
-                            Put::Created => Ok(()),
-                            Put::AlreadyExists => Err(Error::Changed(b.url(name))),
-                        };
-                    }
-                };
-                data.extend_from_slice(line.as_bytes());
-                held.check()?;
-                b.replace(name, &data, &version).map(drop)
-            }
-        }
+        self.backend.append(name, line, held.0.as_ref())
     }
 
-    /// Removes `name` (an absent one is not an error in an object store;
-    /// locally it is, as `remove_file` says).
-    pub fn remove(&self, name: &str) -> Result<()> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                std::fs::remove_file(&path).at(&path)
-            }
-            Some(b) => b.delete(name),
-        }
+    /// Removes `name`; `false` if it was not there.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        self.backend.delete(name)
     }
 
     /// The size of `name` itself (locally without following a symlink:
     /// the link is what a removal removes); `None` if it does not exist.
     pub fn entry_size(&self, name: &str) -> Result<Option<u64>> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                len_if_found(&path, std::fs::symlink_metadata(&path))
-            }
-            Some(b) => b.size(name),
-        }
+        self.backend.entry_size(name)
     }
 
-    /// Removes `name`; `false` if it was not there.
-    pub fn remove_if_present(&self, name: &str) -> Result<bool> {
-        match &self.remote {
-            None => {
-                let path = self.path(name);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => Ok(true),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
-            }
-            Some(b) => b.delete(name).map(|()| true),
-        }
-    }
-
-    /// Makes the removals and renames so far durable (locally: fsync of
-    /// the directory; an object store's deletes are durable when done).
+    /// Makes the removals and renames so far durable.
     pub fn sync(&self) -> Result<()> {
-        match &self.remote {
-            None => std::fs::File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .at(&self.dir),
-            Some(_) => Ok(()),
-        }
+        self.backend.sync()
     }
 
     /// `name` inside the repository, joined as Python's `os.path.join` does.
@@ -468,30 +304,16 @@ impl Repository {
         join(&self.dir, name)
     }
 
-    /// Lists the directory once. Names that are not UTF-8 are neither data
-    /// files nor ours (both are ASCII by construction) and are ignored, as
-    /// is everything else that does not match. Errors if the directory
-    /// cannot be listed.
+    /// Lists the repository once ([`Backend::list_names`]). Names that are
+    /// not UTF-8 are neither data files nor ours (both are ASCII by
+    /// construction) and are ignored, as is everything else that does not
+    /// match. Errors if the repository cannot be listed.
     pub fn list(&self) -> Result<Listing> {
         let mut listing = Listing::default();
-        if let Some(b) = &self.remote {
-            for entry in b.list("", false)? {
-                listing.sizes.insert(entry.name.clone(), entry.size);
-                listing.add(entry.name);
+        for (name, size) in self.backend.list_names()? {
+            if let Some(size) = size {
+                listing.sizes.insert(name.clone(), size);
             }
-            listing.sort();
-            return Ok(listing);
-        }
-        let entries = match std::fs::read_dir(&self.dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(crate::Error::NoRepository(self.dir.clone()));
-            }
-            r => r.at(&self.dir)?,
-        };
-        for entry in entries {
-            let Ok(name) = entry.at(&self.dir)?.file_name().into_string() else {
-                continue;
-            };
             listing.add(name);
         }
         listing.sort();
@@ -550,43 +372,12 @@ impl Repository {
     /// while holding the repository lock. repozo's own `tmp.tmp` is left
     /// alone.
     pub fn remove_leftovers(&self, listing: &Listing, report: &dyn Report) {
-        if self.remote.is_some() {
-            // An object store has no temporary files of ours.
-            return;
-        }
         for name in &listing.leftovers {
-            let path = self.path(name);
-            if std::fs::remove_file(&path).is_ok() {
-                report.event(&Event::RemovedLeftover(path));
+            if self.backend.remove_leftover(name).unwrap_or(false) {
+                report.event(&Event::RemovedLeftover(self.path(name)));
             }
         }
     }
-}
-
-/// The length `meta` gives, `None` if `path` was not found, else the
-/// error naming `path`.
-fn len_if_found(path: &str, meta: std::io::Result<std::fs::Metadata>) -> Result<Option<u64>> {
-    match meta {
-        Ok(m) => Ok(Some(m.len())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-/// True if and only if `name` is one of our temporary files:
-/// `<stamp>.<ext>.tmp-<pid>-<n>`.
-pub fn is_leftover(name: &str) -> bool {
-    let Some((head, tail)) = name.rsplit_once(".tmp-") else {
-        return false;
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
-    let tail_ok = tail
-        .split_once('-')
-        .is_some_and(|(a, b)| digits(a) && digits(b));
-    let stamp_ok = head.len() > 20
-        && head.as_bytes()[19] == b'.'
-        && head.get(..19).and_then(Stamp::parse).is_some();
-    tail_ok && stamp_ok
 }
 
 /// Selects the chain for `when` from `names` sorted ascending; returns
@@ -624,80 +415,6 @@ pub fn split_chains(names: &[String]) -> Vec<&[String]> {
     chains
 }
 
-/// True if `name` starts with repozo's stamp pattern `\d{4}(-\d\d){5}`
-/// (digits and dashes only; the calendar is not checked, as repozo does
-/// not check it).
-fn has_stamp_pattern(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 19
-        && b[..19].iter().enumerate().all(|(i, &c)| match i {
-            4 | 7 | 10 | 13 | 16 => c == b'-',
-            _ => c.is_ascii_digit(),
-        })
-}
-
-/// True if and only if `name` is a repozo data file name (repozo's
-/// `is_data_file`).
-pub fn is_data_file(name: &str) -> bool {
-    has_stamp_pattern(name) && matches!(&name[19..], ".fs" | ".fsz" | ".deltafs" | ".deltafsz")
-}
-
-/// True if and only if `name` is a `.dat` or `.index` file as repozo names
-/// them (`<stamp>.dat`, `<stamp>.index`), or our blob manifest
-/// `<stamp>.blobs` ([`crate::blob::manifest`]).
-pub fn is_meta_file(name: &str) -> bool {
-    has_stamp_pattern(name) && matches!(&name[19..], ".dat" | ".index" | ".blobs")
-}
-
-/// The last component of a path (`a/b/2026-01-02-00-00-00.fs` gives the
-/// file name), as Python's `os.path.basename`.
-pub fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// The stamp part (`YYYY-MM-DD-HH-MM-SS`) of a data, `.dat` or `.index`
-/// file name.
-pub fn stamp_of(name: &str) -> &str {
-    name.get(..19).unwrap_or(name)
-}
-
-/// True if and only if repozo would gunzip this repository file: its name
-/// ends with `fsz` (`.fsz`, `.deltafsz`).
-pub fn is_gzip_name(name: &str) -> bool {
-    name.ends_with("fsz")
-}
-
-/// True if and only if `path` names a full backup (`.fs` or `.fsz`).
-pub fn is_full(path: &str) -> bool {
-    matches!(split_ext(path).1, ".fs" | ".fsz")
-}
-
-/// Python's `os.path.splitext` for the names and paths repozo handles:
-/// `(root, ext)` split at the last dot of the last path component.
-pub fn split_ext(path: &str) -> (&str, &str) {
-    let base_start = path.rfind('/').map_or(0, |i| i + 1);
-    let base = &path[base_start..];
-    let lead = base.len() - base.trim_start_matches('.').len();
-    match base[lead..].rfind('.') {
-        Some(i) => path.split_at(base_start + lead + i),
-        None => (path, ""),
-    }
-}
-
-/// `root` of a data file path with another extension (e.g. `.dat`).
-pub fn with_ext(path: &str, ext: &str) -> String {
-    format!("{}{ext}", split_ext(path).0)
-}
-
-/// Python's `os.path.join(dir, name)` for a relative `name`.
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() || dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,16 +423,6 @@ mod tests {
         let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
         v.sort();
         v
-    }
-
-    #[test]
-    fn only_stamped_backup_names_are_data_files() {
-        assert!(is_data_file("2026-11-26-02-10-03.fs"));
-        assert!(is_data_file("2026-11-26-02-10-03.deltafsz"));
-        assert!(!is_data_file("2026-11-26-02-10-03.dat"));
-        assert!(!is_data_file("2026-11-26-02-10-03.fs.tmp-1-0"));
-        assert!(!is_data_file("2026-11-26-02-1x-03.fs"));
-        assert!(!is_data_file("tmp.tmp"));
     }
 
     #[test]
@@ -787,29 +494,5 @@ mod tests {
         assert!(l.has_meta("2026-01-02-00-00-00.dat"));
         assert!(!l.has_meta("unrelated.dat"));
         assert_eq!(l.leftovers().len(), 1);
-    }
-
-    #[test]
-    fn only_our_temporary_files_count_as_leftovers() {
-        assert!(is_leftover("2026-11-26-02-10-03.fs.tmp-123-0"));
-        assert!(is_leftover("2026-11-26-02-10-03.index.tmp-1-22"));
-        assert!(!is_leftover("tmp.tmp"));
-        assert!(!is_leftover("2026-11-26-02-10-03.fs"));
-        assert!(!is_leftover("notes.tmp-1-2"));
-        assert!(!is_leftover("aaaaaaaaaaaaaaaaaaéxx.tmp-1-2"));
-        assert!(!is_leftover("2026-11-26-02-10-0é.fs.tmp-1-2"));
-    }
-
-    #[test]
-    fn paths_split_and_join_like_python() {
-        assert_eq!(
-            split_ext("r/2026-01-01-00-00-00.fs"),
-            ("r/2026-01-01-00-00-00", ".fs")
-        );
-        assert_eq!(split_ext("a.b/c"), ("a.b/c", ""));
-        assert_eq!(split_ext(".hidden"), (".hidden", ""));
-        assert_eq!(join("r/", "x"), "r/x");
-        assert_eq!(join("r", "x"), "r/x");
-        assert_eq!(join("", "x"), "x");
     }
 }

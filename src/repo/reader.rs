@@ -9,15 +9,18 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use super::CHUNK;
-use super::gzip::{DecodePool, GzipReader};
-use super::hashing::stream;
+use crate::backend::Backend;
 use crate::error::{Error, IoContext, Result};
+use crate::io::CHUNK;
+use crate::io::gzip::{DecodePool, GzipReader};
+use crate::io::hashing::stream;
 
-/// One file of a chain, as [`DataFiles`] needs it: where it is and whether
+/// One file of a chain, as [`DataFiles`] needs it: its path and whether
 /// its bytes are gzipped (the repository's naming rule decides that, see
-/// [`crate::repo::is_gzip_name`]).
+/// [`crate::names::is_gzip_name`]). It is opened by the last component of
+/// its path, in the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataFile<'a> {
     /// Path, as errors name it.
@@ -31,12 +34,10 @@ pub struct DataFile<'a> {
 ///
 /// Invariant: a reader from [`DataFiles::open`] is dropped before the next
 /// gzipped one is read (the pool serves one reader at a time).
-#[derive(Default)]
 pub struct DataFiles {
     pool: std::cell::OnceCell<Rc<DecodePool>>,
-    /// The object store the files are in (opened by the base name of
-    /// their path); `None`: local files, opened by path.
-    remote: Option<std::sync::Arc<dyn crate::backend::Backend>>,
+    /// Where the files are (opened by the base name of their path).
+    backend: Arc<dyn Backend>,
     /// The copy buffer of [`DataFiles::copy`], allocated once: zeroing a
     /// [`CHUNK`] per file was 92% of the instructions of `-V -Q` over a
     /// 2,000-file gzip chain.
@@ -44,42 +45,23 @@ pub struct DataFiles {
 }
 
 impl DataFiles {
-    /// An opener of local files, with no pool yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// An opener of the files of `repo` (a directory or an object store).
-    pub fn of(repo: &crate::repo::Repository) -> Self {
+    /// An opener of the files in `backend`, with no pool yet.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
         DataFiles {
-            remote: repo.remote().cloned(),
-            ..Default::default()
+            pool: std::cell::OnceCell::new(),
+            backend,
+            buf: std::cell::RefCell::default(),
         }
     }
 
     /// Opens `file` for reading its uncompressed bytes: gunzipped (all
     /// members, as Python's gzip reads them) if it is gzip, raw otherwise.
     pub fn open(&self, file: DataFile) -> Result<Box<dyn Read>> {
-        if let Some(remote) = &self.remote {
-            let r = remote.open(crate::repo::base_name(file.path))?;
-            return Ok(if file.gzip {
-                Box::new(GzipReader::from_reader(r, self.pool()?))
-            } else {
-                Box::new(BufReader::with_capacity(CHUNK, r))
-            });
-        }
-        let f = super::open_regular(file.path).at(file.path)?;
+        let r = self.backend.open(crate::names::base_name(file.path))?;
         Ok(if file.gzip {
-            let pool = match self.pool.get() {
-                Some(p) => Rc::clone(p),
-                None => {
-                    let p = Rc::new(DecodePool::new().map_err(Error::Thread)?);
-                    Rc::clone(self.pool.get_or_init(|| p))
-                }
-            };
-            Box::new(GzipReader::with_pool(f, pool))
+            Box::new(GzipReader::from_reader(r, self.pool()?))
         } else {
-            Box::new(BufReader::with_capacity(CHUNK, f))
+            Box::new(BufReader::with_capacity(CHUNK, r))
         })
     }
 
@@ -179,7 +161,12 @@ impl DataFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Local;
     use crate::io::{AtomicFile, ParallelGzip};
+
+    fn files_in(dir: &std::path::Path) -> DataFiles {
+        DataFiles::new(Arc::new(Local::new(dir.to_str().unwrap())))
+    }
 
     fn plain(path: &str) -> DataFile<'_> {
         DataFile { path, gzip: false }
@@ -196,7 +183,7 @@ mod tests {
         gz.finish().unwrap();
         f.commit().unwrap();
         let path = dest.to_str().unwrap();
-        let (n, sum) = DataFiles::new()
+        let (n, sum) = files_in(dir.path())
             .hash(DataFile { path, gzip: true }, None, "")
             .unwrap();
         assert_eq!(n, 5);
@@ -226,7 +213,7 @@ mod tests {
             expected.extend_from_slice(&data);
             paths.push((p.to_str().unwrap().to_string(), gzip));
         }
-        let files = DataFiles::new();
+        let files = files_in(dir.path());
         let mut out = Vec::new();
         let (n, _) = files
             .concat(
@@ -247,7 +234,7 @@ mod tests {
         std::fs::write(&a, b"abc").unwrap();
         let b = dir.path().join("b.fs");
         let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
-        let err = DataFiles::new()
+        let err = files_in(dir.path())
             .concat([plain(a), plain(b)], None, "")
             .unwrap_err()
             .to_string();
