@@ -27,6 +27,24 @@ pub const EXIT_BLOBS_MISSING: u8 = 3;
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A Data.fs that is not a FileStorage, or whose records are inconsistent.
+///
+/// Always names the file and the byte offset of the record at fault.
+/// Raised by [`crate::fs`], defined here so that the error type needs
+/// nothing above it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: byte {pos}: {what}. {hint}")]
+pub struct FormatError {
+    /// The Data.fs as given on the command line.
+    pub path: String,
+    /// Offset of the offending record or field.
+    pub pos: u64,
+    /// What is wrong, in ZODB's terms.
+    pub what: String,
+    /// What the operator can do about it.
+    pub hint: &'static str,
+}
+
 /// Everything that can make an operation fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,7 +70,7 @@ pub enum Error {
     },
     /// The Data.fs is not a FileStorage or is structurally corrupt.
     #[error(transparent)]
-    Format(#[from] crate::fs::FormatError),
+    Format(#[from] FormatError),
     /// A backup would replace an existing repository file.
     #[error("Cannot overwrite existing file: {0}")]
     WouldOverwrite(String),

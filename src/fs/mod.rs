@@ -29,21 +29,7 @@ pub use record::{
 };
 pub use scan::{Committed, Hint, committed, committed_with_hint, scan_from};
 
-/// A Data.fs that is not a FileStorage, or whose records are inconsistent.
-///
-/// Always names the file and the byte offset of the record at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: byte {pos}: {what}. {hint}")]
-pub struct FormatError {
-    /// The Data.fs as given on the command line.
-    pub path: String,
-    /// Offset of the offending record or field.
-    pub pos: u64,
-    /// What is wrong, in ZODB's terms.
-    pub what: String,
-    /// What the operator can do about it.
-    pub hint: &'static str,
-}
+pub use crate::error::FormatError;
 
 /// Hint for a file that is not a FileStorage at all.
 pub(crate) const HINT_NOT_FS: &str =
