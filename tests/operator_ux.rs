@@ -1,4 +1,4 @@
-//! What an operator sees: `--json` lines (the schema the README documents)
+//! What an operator sees: `--json` lines (the schema docs/operating.md documents)
 //! and the progress bar (only on a terminal, only for work that lasts).
 
 mod common;

@@ -9,7 +9,7 @@
 //! * `--json`: `{"message_type":"status",…}` about once a second while
 //!   long work runs ([`STATUS_EVERY`]), then one `summary` (see
 //!   [`Frontend::summary`]); a failure is an `exit_error` object on
-//!   standard error ([`exit_error`]). The schema is in the README.
+//!   standard error ([`exit_error`]). The schema is in docs/operating.md.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
