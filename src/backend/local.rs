@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::objects::{self, Hash, ObjectWriter, Stored};
@@ -92,19 +92,6 @@ impl Local {
             }
         }
         Ok(())
-    }
-
-    /// A temporary name next to `dest` that repository readers ignore
-    /// (`<name>.tmp-<pid>-<n>`, as [`AtomicFile`] uses).
-    fn temp_for(dest: &Path) -> PathBuf {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let mut tmp = dest.as_os_str().to_owned();
-        tmp.push(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        PathBuf::from(tmp)
     }
 
     fn make_parent(&self, name: &str, path: &Path) -> Result<()> {
@@ -208,7 +195,7 @@ impl Backend for Local {
     fn put_if_absent(&self, name: &str, data: &[u8]) -> Result<Put> {
         let dest = self.path(name);
         self.make_parent(name, &dest)?;
-        let tmp = Self::temp_for(&dest);
+        let tmp = crate::io::temp_path(&dest);
         let written = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;

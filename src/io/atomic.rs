@@ -15,6 +15,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::direct::{direct_aligned, direct_io_suits, set_direct};
 use crate::error::{IoContext, Result};
 
+/// A new temporary name next to `dest`, unique in this process:
+/// `<dest>.tmp-<pid>-<n>`, which no repository reader mistakes for a backup
+/// and which the next writer holding the lock removes as a leftover
+/// ([`crate::names::is_leftover`]).
+pub fn temp_path(dest: &Path) -> PathBuf {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    PathBuf::from(tmp)
+}
+
 /// A file that appears under its final name only when complete.
 ///
 /// Bytes go to a uniquely named temporary file in the same directory
@@ -36,20 +51,14 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts a file that will be named `dest`.
     pub fn create(dest: impl AsRef<Path>) -> Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
         let dest = dest.as_ref().to_path_buf();
-        let mut tmp = dest.clone().into_os_string();
-        tmp.push(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = temp_path(&dest);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .at(&tmp)?;
-        Ok(Self::with_file(dest, PathBuf::from(tmp), file))
+        Ok(Self::with_file(dest, tmp, file))
     }
 
     /// Starts a file that will be named `dest`, written under

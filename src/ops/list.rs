@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::repo::{self, DatEntry, Listing, Repository};
 
 /// Options of `--list`.
@@ -205,7 +205,8 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
             let path = repo.path(name);
             let stored_size = match listing.size_of(name) {
                 Some(size) => size,
-                None => std::fs::metadata(&path).at(&path)?.len(),
+                // Gone since the listing (removed by hand): nothing stored.
+                None => repo.size(name)?.unwrap_or(0),
             };
             let end = ends.get(name.as_str()).copied();
             if end.is_none() && entries.is_some() {
