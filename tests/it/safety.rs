@@ -2,7 +2,7 @@
 //! backups, damaged repositories and bad input. Every repository these tests
 //! leave behind is also recovered by ZODB's repozo, to the same bytes.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

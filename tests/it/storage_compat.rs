@@ -4,7 +4,7 @@
 //! saves to the same bytes as `fs._index.save(getSize(), …)` — with and
 //! without a `Data.fs.index` next to the file.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

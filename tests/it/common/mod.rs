@@ -4,7 +4,10 @@
 //! fixture handling.
 #![allow(dead_code)]
 
+pub mod blobsite;
 pub mod py;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -30,7 +30,7 @@ use repozo::index::{self, Index, MAX_POS};
 use repozo::repo::DatEntry;
 use repozo::{Error, Event, Report};
 
-mod synth;
+use crate::synth;
 use synth::*;
 
 // ---------------------------------------------------------------------------

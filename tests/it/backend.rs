@@ -2,10 +2,8 @@
 //! directory and (cargo feature `s3`) against a real S3 server, moto,
 //! started by the suite (tests/common/s3.rs).
 
-mod common;
 #[cfg(feature = "s3")]
-#[path = "common/s3.rs"]
-mod s3server;
+use crate::common::s3 as s3server;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! retention, both tools must still recover every restore point left to
 //! the same bytes, and `-V` must pass with both.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

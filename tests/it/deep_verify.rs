@@ -9,7 +9,7 @@
 //! `-V` (ours and ZODB's) and fail `--deep` with a message naming the
 //! backup file, the offsets and what is wrong.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

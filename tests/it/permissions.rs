@@ -10,7 +10,7 @@
 //! (`[Errno 13] Permission denied: '<path>'`) naming the path, and that
 //! the repository and any existing output are left exactly as they were.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, Permissions};

@@ -50,10 +50,10 @@ impl S3Server {
     /// Starts a server of one's own (a few seconds: moto is Python);
     /// panics if it cannot.
     pub fn start() -> S3Server {
-        let venv = super::common::py::venv_dir();
+        let venv = super::py::venv_dir();
         // Provisions the venv (moto included) if needed; panics loudly if
         // that fails.
-        let _ = super::common::py::venv_python();
+        let _ = super::py::venv_python();
         let moto = venv.join("bin").join("moto_server");
         assert!(
             moto.is_file(),

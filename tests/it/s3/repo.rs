@@ -9,11 +9,9 @@
 //! `.dat` up to its path field), every state must recover from S3 as the
 //! Data.fs was then, and the prefix downloaded to a directory must be a
 //! repository ZODB's own repozo recovers and verifies.
-#![cfg(feature = "s3")]
 
-mod common;
-#[path = "common/s3.rs"]
-mod s3server;
+use crate::common;
+use crate::common::s3 as s3server;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -18,7 +18,7 @@
 //! child before exec), and the test samples `/proc/<pid>/status` (`Threads:`)
 //! and `/proc/<pid>/fd` about every millisecond while it runs.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;

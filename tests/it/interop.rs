@@ -9,7 +9,7 @@
 //! Randomised scenarios use a tiny xorshift generator with fixed seeds, so
 //! every run does the same thing; failures name the seed and the step.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

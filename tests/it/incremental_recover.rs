@@ -24,7 +24,7 @@
 //! accept them, so there only the numbers of whatever line is printed are
 //! checked against OUT's size and the target's.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -8,9 +8,8 @@
 //! `REPOZO_BLOB_CASES` sets the number of random histories (default 3, of
 //! 8 steps each).
 
-#[path = "common/blobsite.rs"]
-mod blobsite;
-mod common;
+use crate::common;
+use crate::common::blobsite;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! What an operator sees: `--json` lines (the schema the README documents)
 //! and the progress bar (only on a terminal, only for work that lasts).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

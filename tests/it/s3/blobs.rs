@@ -12,13 +12,10 @@
 //! what ZODB wrote (blobtool `check`) and to the same tree as from the
 //! twin, and the prefix downloaded to a directory must be a repository
 //! ZODB's repozo restores.
-#![cfg(feature = "s3")]
 
-#[path = "common/blobsite.rs"]
-mod blobsite;
-mod common;
-#[path = "common/s3.rs"]
-mod s3server;
+use crate::common;
+use crate::common::blobsite;
+use crate::common::s3 as s3server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -36,7 +36,7 @@
 //!    is ignored in verify mode" under `-v`, and verifies the newest
 //!    chain); the date is validated as for recover.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -1,0 +1,5 @@
+//! Repositories on S3 (cargo feature `s3`), against a moto server the
+//! tests start themselves (`common::s3`).
+
+mod blobs;
+mod repo;
