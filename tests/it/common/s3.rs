@@ -204,6 +204,16 @@ impl S3Server {
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect()
     }
+
+    /// Our own backend for `url` (`s3://BUCKET/PREFIX`) on this server.
+    pub fn client(&self, url: &str) -> repozo::backend::s3::S3 {
+        let config = self.config();
+        let pairs: Vec<(&str, &str)> = config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        repozo::backend::s3::S3::from_url(url, &pairs).unwrap()
+    }
 }
 
 impl Drop for S3Server {

@@ -96,12 +96,7 @@ impl Site {
     /// The S3 repository through our own backend (listing, reading single
     /// objects, the lock object), configured for the test server.
     fn backend(&self) -> repozo::backend::s3::S3 {
-        let config = self.server.config();
-        let pairs: Vec<(&str, &str)> = config
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        repozo::backend::s3::S3::from_url(&self.url(), &pairs).unwrap()
+        self.server.client(&self.url())
     }
 
     /// The names and sizes of the objects directly under the prefix.
