@@ -5,7 +5,6 @@
 //! A file is built from [`SynthTxn`]s whose lengths and back-references can
 //! be slightly wrong, then optionally given a `Data.fs.index` that is valid
 //! for a prefix of it ([`prefix_state`]), then mutated ([`Mutation`]).
-#![allow(dead_code)]
 
 use std::fs::File;
 

@@ -1,7 +1,6 @@
 //! Helpers of the blob tests (tests/blobs.rs, tests/s3_blobs.rs): the
 //! ZODB oracle tests/py/blobtool.py, the number of random histories, a
 //! runner of histories on parallel threads, and snapshots of blob trees.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,6 @@
 //! repozo (ZODB 6.4 in the project's venv, provisioned on first use — a
 //! missing Python or ZODB fails the test loudly, never skips it), and
 //! fixture handling.
-#![allow(dead_code)]
 
 pub mod blobsite;
 pub mod py;

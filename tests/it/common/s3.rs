@@ -15,7 +15,6 @@
 //! Tests in this process configure the backend with [`S3Server::config`]
 //! (so no process-wide variable is set under running threads); commands
 //! they start get [`S3Server::env`], the `AWS_*` variables.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
