@@ -1,4 +1,4 @@
-//! Helpers of the blob tests (tests/blobs.rs, tests/s3_blobs.rs): the
+//! Helpers of the blob tests (tests/it/blobs.rs, tests/it/s3/blobs.rs): the
 //! ZODB oracle tests/py/blobtool.py, the number of random histories, a
 //! runner of histories on parallel threads, and snapshots of blob trees.
 

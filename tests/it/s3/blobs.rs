@@ -1,12 +1,12 @@
 //! Blob backups (`--blob-dir`) and retention with an S3 repository
 //! (`-r s3://BUCKET/PREFIX`, cargo feature `s3`), against a real S3
-//! server: moto, started by the suite (tests/common/s3.rs). Nothing is
+//! server: moto, started by the suite (tests/it/common/s3.rs). Nothing is
 //! skipped: without the venv or moto the tests fail saying why.
 //!
 //! Every history is written by real ZODB with a blob directory
 //! (tests/py/blobtool.py) and backed up by our binary twice under the
 //! same pinned stamps: to S3 and to a local twin repository, whose blob
-//! backups tests/blobs.rs checks against ZODB in depth. Here the S3
+//! backups tests/it/blobs.rs checks against ZODB in depth. Here the S3
 //! prefix must hold exactly the twin's files (manifests and
 //! `blobs/objects/…` byte for byte), every state must restore from S3 to
 //! what ZODB wrote (blobtool `check`) and to the same tree as from the

@@ -1,6 +1,6 @@
 //! Repositories on S3 (`-r s3://BUCKET/PREFIX`, cargo feature `s3`),
 //! against a real S3 server: moto, started by the suite
-//! (tests/common/s3.rs). Nothing here is skipped: without the venv or
+//! (tests/it/common/s3.rs). Nothing here is skipped: without the venv or
 //! moto the tests fail saying why.
 //!
 //! Random histories grown by ZODB are backed up by our binary both to S3
