@@ -7,6 +7,7 @@ pub mod blobsite;
 pub mod py;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod zodb;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
