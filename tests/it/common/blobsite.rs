@@ -1,5 +1,6 @@
-//! Helpers of the blob tests (tests/it/blobs.rs, tests/it/s3/blobs.rs): the
-//! ZODB oracle tests/py/blobtool.py, the number of random histories, a
+//! Helpers of the blob tests (tests/it/blobs.rs, tests/it/s3/blobs.rs,
+//! tests/it/permissions.rs): sites whose blobs ZODB writes and checks
+//! (the oracle tests/py/blobtool.py), the number of random histories, a
 //! runner of histories on parallel threads, and snapshots of blob trees.
 
 use std::collections::BTreeMap;
@@ -7,15 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::{py, stderr};
-
-/// A command's stdout as text.
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use super::{Site, py, stderr, stdout};
 
 /// `tests/py/blobtool.py ARGS` in `dir`, whatever its exit status.
-pub fn blobtool_status(dir: &Path, args: &[&str]) -> Output {
+fn blobtool_status(dir: &Path, args: &[&str]) -> Output {
     let script = py::repo_root().join("tests").join("py").join("blobtool.py");
     py::python_script(&script)
         .current_dir(dir)
@@ -24,54 +20,93 @@ pub fn blobtool_status(dir: &Path, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run blobtool.py {args:?}: {e}"))
 }
 
-/// `tests/py/blobtool.py ARGS` in `dir`; panics unless it exits 0.
-pub fn blobtool(dir: &Path, args: &[&str]) -> Output {
-    let o = blobtool_status(dir, args);
-    assert!(
-        o.status.success(),
-        "blobtool.py {args:?} failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    o
+/// A site with blobs: a `Data.fs` and a blob directory `blobs/` that
+/// ZODB writes (blobtool.py, which journals what it wrote in
+/// `journal.json`, so that a restore can be checked against any step).
+impl Site {
+    /// A site whose `Data.fs` and `blobs/` (layout `layout`, `bushy` or
+    /// `lawn`) ZODB wrote: journal step 0.
+    pub fn with_blobs(layout: &str, seed: u64) -> Site {
+        let site = Site::new();
+        site.init_blobs(layout, seed);
+        site
+    }
+
+    /// blobtool `init`: a new `Data.fs` and `blobs/` (layout `layout`),
+    /// journal step 0.
+    pub fn init_blobs(&self, layout: &str, seed: u64) {
+        self.blobtool_site("init", seed, &["--layout", layout]);
+    }
+
+    /// One blobtool `step` (with `extra` options: an action, a pack, …);
+    /// returns the journal step number it recorded.
+    pub fn step(&self, seed: u64, extra: &[&str]) -> usize {
+        self.blobtool_site("step", seed, extra);
+        self.current_step()
+    }
+
+    /// blobtool `command` on the site's `Data.fs` and `blobs/`, seeded,
+    /// journalled.
+    fn blobtool_site(&self, command: &str, seed: u64, extra: &[&str]) {
+        let seed = seed.to_string();
+        let mut args = vec![
+            command,
+            "Data.fs",
+            "blobs",
+            "--seed",
+            &seed,
+            "--journal",
+            "journal.json",
+        ];
+        args.extend_from_slice(extra);
+        self.blobtool(&args);
+    }
+
+    /// blobtool.py ARGS in the site; panics unless it exits 0.
+    pub fn blobtool(&self, args: &[&str]) -> Output {
+        let o = blobtool_status(self.dir(), args);
+        assert!(
+            o.status.success(),
+            "{}: blobtool.py {args:?} failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.name(),
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        o
+    }
+
+    /// The journal `journal.json`.
+    pub fn journal(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.read("journal.json")).unwrap()
+    }
+
+    /// The number of the journal's newest step (the state Data.fs holds).
+    pub fn current_step(&self) -> usize {
+        self.journal()["steps"].as_array().unwrap().len() - 1
+    }
+
+    /// blobtool `check` of a restored Data.fs `out` and blob directory
+    /// `blob_dir`: they hold journal step `k` (by default the newest).
+    pub fn check(&self, out: &str, blob_dir: &str, k: Option<usize>) {
+        let ks;
+        let mut args = vec!["check", out, blob_dir, "--journal", "journal.json"];
+        if let Some(k) = k {
+            ks = k.to_string();
+            args.extend(["--step", &ks]);
+        }
+        let o = blobtool_status(self.dir(), &args);
+        assert!(
+            o.status.success() && stdout(&o).starts_with("ok "),
+            "{}: restored {out} + {blob_dir} (step {k:?}) fails blobtool check:\n{}{}",
+            self.name(),
+            stdout(&o),
+            stderr(&o)
+        );
+    }
 }
 
-/// The journal `journal.json` that blobtool keeps in the site `dir`.
-pub fn journal(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("journal.json")).unwrap()).unwrap()
-}
-
-/// One blobtool `init` (with `extra` options) of a site in `dir`:
-/// `Data.fs`, `blobs/` and the journal `journal.json`.
-pub fn init(dir: &Path, seed: u64, extra: &[&str]) {
-    site_command(dir, "init", seed, extra);
-}
-
-/// One blobtool `step` (with `extra` options) on the site in `dir`
-/// (`Data.fs`, `blobs/`, `journal.json`); returns the journal step number
-/// it recorded.
-pub fn step(dir: &Path, seed: u64, extra: &[&str]) -> usize {
-    site_command(dir, "step", seed, extra);
-    journal(dir)["steps"].as_array().unwrap().len() - 1
-}
-
-/// blobtool `command` on the site in `dir`, seeded, journalled.
-fn site_command(dir: &Path, command: &str, seed: u64, extra: &[&str]) {
-    let seed = seed.to_string();
-    let mut args = vec![
-        command,
-        "Data.fs",
-        "blobs",
-        "--seed",
-        &seed,
-        "--journal",
-        "journal.json",
-    ];
-    args.extend_from_slice(extra);
-    blobtool(dir, &args);
-}
-
+/// The number of random histories: `$var`, else `default`.
 pub fn cases(var: &str, default: u64) -> u64 {
     let n = match std::env::var(var) {
         Ok(v) => v
