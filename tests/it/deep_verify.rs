@@ -14,26 +14,9 @@ use crate::common;
 use std::path::Path;
 use std::process::Output;
 
+use common::Tool::{self, Ours, Theirs};
 use common::py::{zodbtool, zodbtool_stdout};
-use common::{ours, run, stderr, theirs};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tool {
-    Ours,
-    Theirs,
-}
-
-use Tool::{Ours, Theirs};
-
-/// Runs `tool ARGS` in `cwd` with the clock pinned at `now`.
-fn repozo(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
-    let mut c = match tool {
-        Ours => ours(),
-        Theirs => theirs(),
-    };
-    c.current_dir(cwd).env("REPOZO_TEST_NOW", now).args(args);
-    run(c)
-}
+use common::{repozo, run, stderr};
 
 fn repozo_ok(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
     let o = repozo(tool, cwd, now, args);

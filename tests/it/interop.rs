@@ -15,8 +15,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::Tool::{self, Ours, Theirs};
 use common::py::{self, zodbtool, zodbtool_stdout};
-use common::{Rng, listing, ours, run, stamp_of, stderr, theirs, zodb};
+use common::{Rng, listing, repozo, run, stamp_of, stderr, zodb};
 use md5::{Digest, Md5};
 
 // ---------------------------------------------------------------------------
@@ -74,42 +75,6 @@ fn the_test_clock_formats_stamps_like_time_gmtime() {
 // ---------------------------------------------------------------------------
 // Running the tools
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tool {
-    Ours,
-    Theirs,
-}
-
-use Tool::{Ours, Theirs};
-
-impl Tool {
-    const BOTH: [Tool; 2] = [Ours, Theirs];
-
-    fn name(self) -> &'static str {
-        match self {
-            Ours => "ours",
-            Theirs => "theirs",
-        }
-    }
-
-    fn other(self) -> Tool {
-        match self {
-            Ours => Theirs,
-            Theirs => Ours,
-        }
-    }
-}
-
-/// Runs `tool ARGS` in `cwd` with the clock pinned at `now`.
-fn repozo(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
-    let mut c = match tool {
-        Ours => ours(),
-        Theirs => theirs(),
-    };
-    c.current_dir(cwd).env("REPOZO_TEST_NOW", now).args(args);
-    run(c)
-}
 
 /// [`repozo`], asserting rc 0 and no output on stdout (unless it is a
 /// recover to stdout, which the caller inspects).

@@ -11,14 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::{Site, is_data_file, listing, ok, ours, run, stderr, theirs, transaction_ends, zodb};
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Tool {
-    Ours,
-    Theirs,
-}
-use Tool::{Ours, Theirs};
+use common::Tool::{self, Ours, Theirs};
+use common::{Site, is_data_file, listing, ok, run, stderr, transaction_ends, zodb};
 
 /// The backups of the test repository: stamp, tool, flags. Each one is
 /// taken after the Data.fs grew by two transactions. Chains: A (Aug, week
@@ -178,10 +172,7 @@ fn build_history() -> tempfile::TempDir {
     std::fs::create_dir(dir.path().join("repo")).unwrap();
     for (i, (stamp, tool, flags)) in HISTORY.iter().enumerate() {
         std::fs::write(dir.path().join("Data.fs"), &data[..ends[2 * i + 1]]).unwrap();
-        let mut c = match tool {
-            Ours => ours(),
-            Theirs => theirs(),
-        };
+        let mut c = tool.command();
         c.current_dir(dir.path())
             .args([flags, "-r", "repo", "-f", "Data.fs"])
             .env("REPOZO_TEST_NOW", stamp);

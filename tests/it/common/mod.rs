@@ -38,6 +38,48 @@ pub fn theirs() -> Command {
     c
 }
 
+/// Which repozo runs: ours or ZODB's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tool {
+    Ours,
+    Theirs,
+}
+
+impl Tool {
+    pub const BOTH: [Tool; 2] = [Tool::Ours, Tool::Theirs];
+
+    /// `ours` or `theirs`, for file names and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Ours => "ours",
+            Tool::Theirs => "theirs",
+        }
+    }
+
+    /// The other tool.
+    pub fn other(self) -> Tool {
+        match self {
+            Tool::Ours => Tool::Theirs,
+            Tool::Theirs => Tool::Ours,
+        }
+    }
+
+    /// Its command: [`ours`] or [`theirs`].
+    pub fn command(self) -> Command {
+        match self {
+            Tool::Ours => ours(),
+            Tool::Theirs => theirs(),
+        }
+    }
+}
+
+/// Runs `tool ARGS` in `cwd` with the clock pinned at `now`.
+pub fn repozo(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
+    let mut c = tool.command();
+    c.current_dir(cwd).env("REPOZO_TEST_NOW", now).args(args);
+    run(c)
+}
+
 /// Runs a command to completion.
 pub fn run(mut c: Command) -> Output {
     c.output().expect("the command could not be started")
