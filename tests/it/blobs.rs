@@ -8,7 +8,6 @@
 //! `REPOZO_BLOB_CASES` sets the number of random histories (default 3, of
 //! 8 steps each).
 
-use crate::common;
 use crate::common::blobsite;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +15,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::common::{
+    Paused, Site, crashed, is_data_file, listing, next_stamp, ok, run, stderr, stdout,
+};
 use blobsite::snapshot;
-use common::{Paused, Site, crashed, is_data_file, listing, next_stamp, ok, run, stderr, stdout};
 
 /// One line of a `<stamp>.blobs` manifest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -43,7 +43,7 @@ use std::path::Path;
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::{Tool, listing, ok, ours, repozo, run, stderr, theirs};
+use common::{Tool, listing, ok, ours, repozo, run, stderr, theirs, zodb};
 
 /// "Now" for the cases that do not pin their own: after every stamp below.
 const NOW: &str = "2021-06-01-00-00-00";
@@ -89,7 +89,7 @@ fn grown() -> &'static (Vec<u8>, Vec<u8>) {
     GROWN.get_or_init(|| {
         let t = tmp();
         let fs = common::fixture("small.fs", t.path());
-        common::py::zodbtool(&["grow", fs.to_str().unwrap(), "--txns", "3", "--seed", "1"]);
+        zodb::grow(&fs, 3, 1);
         let data = std::fs::read(&fs).unwrap();
         let index = std::fs::read(t.path().join("small.fs.index")).unwrap();
         assert!(data.len() > small().0.len(), "grow did not grow small.fs");

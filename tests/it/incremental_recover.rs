@@ -24,8 +24,6 @@
 //! accept them, so there only the numbers of whatever line is printed are
 //! checked against OUT's size and the target's.
 
-use crate::common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -34,8 +32,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use common::py;
-use common::{Rng, crashed, listing, ours, run, stderr, zodb};
+use crate::common::py;
+use crate::common::{Rng, crashed, listing, ours, run, stderr, zodb};
 
 /// The `-o` argument of every run, relative to the run's working directory
 /// (the summary line starts with it exactly as given).

@@ -9,15 +9,13 @@
 //! Randomised scenarios use a tiny xorshift generator with fixed seeds, so
 //! every run does the same thing; failures name the seed and the step.
 
-use crate::common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::Tool::{self, Ours, Theirs};
-use common::py::{self, zodbtool, zodbtool_stdout};
-use common::{Rng, listing, repozo, run, stamp_of, stderr, zodb};
+use crate::common::Tool::{self, Ours, Theirs};
+use crate::common::py::{self, zodbtool, zodbtool_stdout};
+use crate::common::{Rng, listing, repozo, run, stamp_of, stderr, zodb};
 use md5::{Digest, Md5};
 
 // ---------------------------------------------------------------------------

@@ -4,15 +4,13 @@
 //! retention, both tools must still recover every restore point left to
 //! the same bytes, and `-V` must pass with both.
 
-use crate::common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::Tool::{self, Ours, Theirs};
-use common::{Site, is_data_file, listing, ok, run, stderr, transaction_ends, zodb};
+use crate::common::Tool::{self, Ours, Theirs};
+use crate::common::{Site, is_data_file, listing, ok, run, stderr, transaction_ends, zodb};
 
 /// The backups of the test repository: stamp, tool, flags. Each one is
 /// taken after the Data.fs grew by two transactions. Chains: A (Aug, week

@@ -18,8 +18,6 @@
 //! child before exec), and the test samples `/proc/<pid>/status` (`Threads:`)
 //! and `/proc/<pid>/fd` about every millisecond while it runs.
 
-use crate::common;
-
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,8 +25,8 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::py::zodbtool;
-use common::{listing, ours, stamp_of, stderr, theirs, zodb};
+use crate::common::py::zodbtool;
+use crate::common::{listing, ours, stamp_of, stderr, theirs, zodb};
 
 /// The descriptor limit every run of our binary gets.
 const NOFILE: libc::rlim_t = 256;

@@ -1,11 +1,9 @@
 //! What an operator sees: `--json` lines (the schema the README documents)
 //! and the progress bar (only on a terminal, only for work that lasts).
 
-use crate::common;
-
 use std::process::{Command, Output};
 
-use common::{Site, ok, ours, py, run, stderr};
+use crate::common::{Site, ok, ours, py, run, stderr};
 use serde_json::Value;
 
 /// The JSON lines of standard output, each parsed.

@@ -385,7 +385,8 @@ impl UserSite {
 
     /// `repo/<name>` of the one repository file whose name ends with `ext`.
     fn repo_file(&self, ext: &str) -> String {
-        let names: Vec<String> = common::listing(&self.path("repo"))
+        let names: Vec<String> = self
+            .repo_listing()
             .into_iter()
             .filter(|n| n.ends_with(ext) && !n.contains(".tmp-"))
             .collect();
@@ -518,7 +519,7 @@ fn a_backup_of_an_unreadable_data_fs_into_an_empty_repository_fails_naming_it() 
     let s = UserSite::new();
     let o = s.run_with_unreadable("Data.fs", &["-B", "-f", "Data.fs", "-r", "repo"]);
     assert_permission_denied(&o, "Data.fs");
-    assert!(common::listing(&s.path("repo")).is_empty());
+    assert!(s.repo_listing().is_empty());
 }
 
 #[test]
@@ -551,7 +552,7 @@ fn a_full_backup_into_a_repository_the_user_cannot_write_fails_and_leaves_it_emp
         show(&o)
     );
     assert_unchanged(&before, &s.snapshot(), &args);
-    assert!(common::listing(&s.path("repo")).is_empty());
+    assert!(s.repo_listing().is_empty());
 }
 
 #[test]
@@ -741,7 +742,7 @@ fn recover_with_an_unreadable_gzip_file_fails_and_keeps_the_old_output() {
 #[test]
 fn recover_with_an_unreadable_chain_index_fails_and_keeps_the_old_output() {
     let s = site_with_old_output(false);
-    let names = common::listing(&s.path("repo"));
+    let names = s.repo_listing();
     let last_index = names
         .iter()
         .filter(|n| n.ends_with(".index"))

@@ -2,13 +2,11 @@
 //! backups, damaged repositories and bad input. Every repository these tests
 //! leave behind is also recovered by ZODB's repozo, to the same bytes.
 
-use crate::common;
-
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{Paused, Site, committed_prefix, crashed, ok, ours, run, stderr};
+use crate::common::{Paused, Site, committed_prefix, crashed, ok, ours, run, stderr};
 
 /// `recovered` is the first whole transactions of `data`.
 fn assert_whole_txn_prefix(recovered: &[u8], data: &[u8], what: &str) {

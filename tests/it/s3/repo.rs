@@ -10,15 +10,13 @@
 //! Data.fs was then, and the prefix downloaded to a directory must be a
 //! repository ZODB's own repozo recovers and verifies.
 
-use crate::common;
-
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::s3::S3Site;
-use common::{Paused, Rng, Site, next_stamp, ok, run, stderr, zodb};
+use crate::common::s3::S3Site;
+use crate::common::{Paused, Rng, Site, next_stamp, ok, run, stderr, zodb};
 
 #[test]
 fn random_histories_backed_up_to_s3_recover_at_every_stamp_as_the_data_fs_was_then() {
