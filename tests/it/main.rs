@@ -4,6 +4,11 @@
 //! properties. The tests that need the cargo feature `s3` are under
 //! [`s3`], so that `cargo test --features s3 --test it -- s3::` runs
 //! exactly them (scripts/test.sh).
+//!
+//! proptest keeps the seeds of failed cases in
+//! `tests/proptest-regressions/<module>.txt`: its default persistence
+//! walks up from the source file to the directory holding `main.rs`
+//! (this one) and writes beside it.
 
 mod common;
 mod synth;
