@@ -25,7 +25,7 @@ profile hex) by bench.py's own code.  Nothing cached is modified.
 
 The server
 ----------
-moto_server from the test venv (the server tests/common/s3.rs starts), on
+moto_server from the test venv (the server tests/it/common/s3.rs starts), on
 a free loopback port, one bucket.  moto is an S3 implementation in Python,
 run as one process: every request goes through Werkzeug and Python code,
 on the same 2 cores as the client; it keeps objects above about 5 MB in

@@ -10,7 +10,7 @@
 # Environment:
 #   REPOZO_VENV    venv directory (default: <repo root>/.venv).  A relative
 #                  path is taken relative to the repository root, the same
-#                  way tests/common/py.rs resolves it.
+#                  way tests/it/common/py.rs resolves it.
 #   REPOZO_PYTHON  interpreter used to create the venv (default: python3).
 #
 # Idempotent: when <venv>/bin/python can `import ZODB` and the stamp file

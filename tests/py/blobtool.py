@@ -4,7 +4,7 @@
 Drives real ZODB (FileStorage with a blob directory) to write random
 histories of Blob objects, and checks restored Data.fs + blob trees against
 a journal of what ZODB itself wrote.  Run with the project venv's python
-(tests/blobs.rs does), e.g.:
+(tests/it/blobs.rs does), e.g.:
 
     .venv/bin/python tests/py/blobtool.py step Data.fs blobs --seed 7 \
         --journal j.json

@@ -1,4 +1,4 @@
-"""Python's own getopt.getopt, as an oracle for tests/getopt_vs_python.rs.
+"""Python's own getopt.getopt, as an oracle for tests/it/getopt_vs_python.rs.
 
 Reads JSON lines on stdin and answers each with one JSON line on stdout
 (ASCII only), flushed, so one process serves a whole test run:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """repozo_shim.py -- run ZODB 6.4's real repozo, with an optional fixed clock.
 
-Run it with the project venv's interpreter (tests/common/py.rs does):
+Run it with the project venv's interpreter (tests/it/common/py.rs does):
 
     .venv/bin/python tests/py/repozo_shim.py -BQr REPO -f Data.fs
 

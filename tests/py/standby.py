@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""standby.py -- ZODB side of tests/incremental_recover.rs.
+"""standby.py -- ZODB side of tests/it/incremental_recover.rs.
 
-Run with the interpreter of the project's venv (tests/common/py.rs does).
+Run with the interpreter of the project's venv (tests/it/common/py.rs does).
 
 Subcommands:
 

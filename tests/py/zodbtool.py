@@ -4,7 +4,7 @@
 The Rust port of repozo is tested against files written by genuine ZODB code,
 not by a hand-rolled imitation.  This helper is run with the interpreter of
 the project's venv (see scripts/setup-venv.sh; from Rust use
-tests/common/py.rs), e.g.:
+tests/it/common/py.rs), e.g.:
 
     .venv/bin/python tests/py/zodbtool.py grow /tmp/x/Data.fs --txns 20 --seed 7
 

@@ -1,6 +1,6 @@
 //! Repositories on S3 (`-r s3://BUCKET/PREFIX`, cargo feature `s3`),
 //! against a real S3 server: moto, started by the suite
-//! (tests/common/s3.rs). Nothing here is skipped: without the venv or
+//! (tests/it/common/s3.rs). Nothing here is skipped: without the venv or
 //! moto the tests fail saying why.
 //!
 //! Random histories grown by ZODB are backed up by our binary both to S3
@@ -9,284 +9,47 @@
 //! `.dat` up to its path field), every state must recover from S3 as the
 //! Data.fs was then, and the prefix downloaded to a directory must be a
 //! repository ZODB's own repozo recovers and verifies.
-#![cfg(feature = "s3")]
-
-mod common;
-#[path = "common/s3.rs"]
-mod s3server;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::py::{self, zodbtool};
-use common::{Rng, ok, ours, run, stderr, theirs};
-use s3server::S3Server;
-
-/// Distinct, increasing pinned stamps for every run of this process.
-fn next_stamp() -> String {
-    common::next_stamp_from(1_900_000_000)
-}
-
-/// A prefix of the shared server's bucket that no other test uses.
-fn unique_prefix(what: &str) -> String {
-    s3server::unique_prefix("s3repo", what)
-}
-
-/// A Data.fs grown by ZODB in a temporary directory, a local twin
-/// repository `repo` and an S3 repository under a fresh prefix.
-struct Site {
-    dir: tempfile::TempDir,
-    server: &'static S3Server,
-    prefix: String,
-}
-
-impl Site {
-    fn new(what: &str, txns: u32, seed: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("repo")).unwrap();
-        let site = Site {
-            dir,
-            server: S3Server::shared(),
-            prefix: unique_prefix(what),
-        };
-        site.grow(txns, seed);
-        site
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn url(&self) -> String {
-        self.server.url(&self.prefix)
-    }
-
-    fn grow(&self, txns: u32, seed: u32) {
-        self.grow_with(u64::from(txns), u64::from(seed), &[]);
-    }
-
-    /// Commits `txns` transactions of mostly 16-64 KB values (about
-    /// 0.6 MB each), so a few dozen make a data file of several S3 parts.
-    fn grow_big(&self, txns: u64, seed: u64) {
-        self.grow_with(txns, seed, &["--blobby"]);
-    }
-
-    /// zodbtool `grow` of the site's Data.fs with `extra` options.
-    fn grow_with(&self, txns: u64, seed: u64, extra: &[&str]) {
-        let data_fs = self.path("Data.fs");
-        let (t, s) = (txns.to_string(), seed.to_string());
-        let mut args = vec![
-            "grow",
-            data_fs.to_str().unwrap(),
-            "--txns",
-            &t,
-            "--seed",
-            &s,
-        ];
-        args.extend_from_slice(extra);
-        zodbtool(&args);
-    }
-
-    fn pack(&self) {
-        zodbtool(&["pack", self.path("Data.fs").to_str().unwrap()]);
-    }
-
-    /// The S3 repository through our own backend (listing, reading single
-    /// objects, the lock object), configured for the test server.
-    fn backend(&self) -> repozo::backend::s3::S3 {
-        let config = self.server.config();
-        let pairs: Vec<(&str, &str)> = config
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        repozo::backend::s3::S3::from_url(&self.url(), &pairs).unwrap()
-    }
-
-    /// The names and sizes of the objects directly under the prefix.
-    fn listing(&self) -> BTreeMap<String, u64> {
-        use repozo::backend::Backend;
-        self.backend()
-            .list("", false)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.name, e.size))
-            .collect()
-    }
-
-    /// How many multipart uploads under the prefix are begun and neither
-    /// completed nor aborted (the server's ListMultipartUploads).
-    fn uploads_pending(&self) -> usize {
-        let xml = self.server.pending_uploads(&format!("{}/", self.prefix));
-        assert!(xml.contains("ListMultipartUploadsResult"), "{xml}");
-        xml.matches("<Upload>").count()
-    }
-
-    /// The Data.fs bytes up to its last committed transaction.
-    fn committed(&self) -> Vec<u8> {
-        let path = self.path("Data.fs");
-        let f = File::open(&path).unwrap();
-        let size = f.metadata().unwrap().len();
-        let c = repozo::fs::committed(&path, &f, size, &repozo::Silent).unwrap();
-        let mut b = std::fs::read(&path).unwrap();
-        b.truncate(c.pos as usize);
-        b
-    }
-
-    /// Our binary in the site directory, pointed at the S3 server, with
-    /// the clock pinned at `now`.
-    fn ours_at(&self, now: &str, args: &[&str]) -> Command {
-        let mut c = ours();
-        c.current_dir(self.dir.path())
-            .args(args)
-            .env("REPOZO_TEST_NOW", now)
-            .envs(self.server.env());
-        c
-    }
-
-    fn ours(&self, args: &[&str]) -> Command {
-        self.ours_at(&next_stamp(), args)
-    }
-
-    /// Backs up with `flags` to S3 and to the local twin at the same
-    /// stamp; returns the stamp.
-    fn backup_both(&self, flags: &str) -> String {
-        let now = next_stamp();
-        let url = self.url();
-        for repo in [url.as_str(), "repo"] {
-            let o = run(self.ours_at(&now, &[flags, "-r", repo, "-f", "Data.fs"]));
-            assert!(
-                o.status.success(),
-                "repozo {flags} -r {repo} failed: {}",
-                stderr(&o)
-            );
-        }
-        now
-    }
-
-    /// The objects directly under the prefix, by name, with their bytes
-    /// (through boto3, which the venv has for moto).
-    fn objects(&self) -> BTreeMap<String, Vec<u8>> {
-        let down = tempfile::tempdir().unwrap();
-        self.download(down.path());
-        let mut out = BTreeMap::new();
-        for e in std::fs::read_dir(down.path()).unwrap() {
-            let e = e.unwrap();
-            out.insert(
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            );
-        }
-        out
-    }
-
-    /// Downloads every object directly under the prefix into `to`.
-    fn download(&self, to: &Path) {
-        let script = r#"
-import os, sys, boto3
-bucket, prefix, to = sys.argv[1], sys.argv[2].rstrip("/") + "/", sys.argv[3]
-s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-    for o in page.get("Contents", []):
-        s3.download_file(bucket, o["Key"], os.path.join(to, o["Key"][len(prefix):]))
-"#;
-        let mut c = Command::new(py::venv_python());
-        c.arg("-c")
-            .arg(script)
-            .arg(s3server::BUCKET)
-            .arg(&self.prefix)
-            .arg(to)
-            .envs(self.server.env());
-        let o = run(c);
-        assert!(o.status.success(), "the download failed: {}", stderr(&o));
-    }
-}
-
-/// The lines of a `.dat` with each path field reduced to its base name
-/// (all a reader uses), so an S3 `.dat` compares with a local one.
-fn dat_by_name(raw: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(raw)
-        .lines()
-        .map(|l| {
-            let (path, rest) = l.split_once(' ').unwrap();
-            format!("{} {rest}", path.rsplit('/').next().unwrap())
-        })
-        .collect()
-}
-
-/// Every object under the prefix is the twin's file of the same name, and
-/// the prefix holds nothing else (no lock, no probe left behind).
-fn assert_same_as_twin(site: &Site) {
-    let remote = site.objects();
-    let local: BTreeMap<String, Vec<u8>> = std::fs::read_dir(site.path("repo"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        remote.keys().collect::<Vec<_>>(),
-        local.keys().collect::<Vec<_>>(),
-        "the S3 prefix and the local repository hold different names"
-    );
-    for (name, bytes) in &remote {
-        if name.ends_with(".dat") {
-            assert_eq!(dat_by_name(bytes), dat_by_name(&local[name]), "{name}");
-            let text = String::from_utf8_lossy(bytes);
-            assert!(
-                text.lines()
-                    .all(|l| l.starts_with(&format!("{}/", site.url()))),
-                "{name} does not record s3://bucket/prefix/<name> paths:\n{text}"
-            );
-        } else {
-            assert!(bytes == &local[name], "{name} differs from the local twin");
-        }
-    }
-}
-
-fn read(path: PathBuf) -> Vec<u8> {
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::common::s3::S3Site;
+use crate::common::{Paused, Rng, Site, next_stamp, ok, run, stderr, zodb};
 
 #[test]
 fn random_histories_backed_up_to_s3_recover_at_every_stamp_as_the_data_fs_was_then() {
-    for seed in [1u32, 2] {
-        let site = Site::new("history", 5, seed * 100);
-        let mut rng = Rng::new(u64::from(seed));
+    for seed in [1u64, 2] {
+        let site = S3Site::new(Site::grown(5, seed * 100), "history");
+        let mut rng = Rng::new(seed);
         let mut states: Vec<(String, Vec<u8>)> = Vec::new();
         let modes = ["-B", "-BQ", "-Bz", "-BF", "-BQz", "-BzF"];
-        for step in 0..7u32 {
+        for step in 0..7u64 {
             if step > 0 {
                 if rng.chance(20) {
-                    site.pack();
+                    zodb::pack(&site.data_fs());
                 }
                 if !rng.chance(15) {
-                    site.grow(1 + rng.below(6) as u32, seed * 100 + step + 1);
+                    site.grow(1 + rng.below(6), seed * 100 + step + 1);
                 }
             }
             let mode = modes[rng.below(modes.len() as u64) as usize];
-            let stamp = site.backup_both(mode);
+            let stamp = site.backup_both(&[mode]);
             states.push((stamp, site.committed()));
         }
-        assert_same_as_twin(&site);
+        site.assert_same_as_twin();
         let url = site.url();
         for (i, (stamp, data)) in states.iter().enumerate() {
             for (repo, out) in [(url.as_str(), "s3.fs"), ("repo", "local.fs")] {
                 ok(run(site.ours(&["-R", "-r", repo, "-D", stamp, "-o", out])));
             }
             assert!(
-                read(site.path("s3.fs")) == *data,
+                site.read("s3.fs") == *data,
                 "seed {seed}, state {i} ({stamp}): recovered from S3 unlike the Data.fs then"
             );
             assert!(
-                read(site.path("s3.fs.index")) == read(site.path("local.fs.index")),
+                site.read("s3.fs.index") == site.read("local.fs.index"),
                 "seed {seed}, state {i}: the .index recovered from S3 differs"
             );
         }
@@ -306,18 +69,10 @@ fn random_histories_backed_up_to_s3_recover_at_every_stamp_as_the_data_fs_was_th
         std::fs::create_dir(site.path("down")).unwrap();
         site.download(&site.path("down"));
         // (Its clock pinned after our pinned stamps.)
-        let mut c = theirs();
-        c.current_dir(site.dir.path())
-            .env("REPOZO_TEST_NOW", next_stamp())
-            .args(["-R", "-r", "down", "-o", "zodb.fs"]);
-        ok(run(c));
-        assert!(read(site.path("zodb.fs")) == states.last().unwrap().1);
-        assert!(read(site.path("zodb.fs.index")) == read(site.path("s3.fs.index")));
-        let mut c = theirs();
-        c.current_dir(site.dir.path())
-            .env("REPOZO_TEST_NOW", next_stamp())
-            .args(["-V", "-r", "down"]);
-        ok(run(c));
+        ok(run(site.theirs(&["-R", "-r", "down", "-o", "zodb.fs"])));
+        assert!(site.read("zodb.fs") == states.last().unwrap().1);
+        assert!(site.read("zodb.fs.index") == site.read("s3.fs.index"));
+        ok(run(site.theirs(&["-V", "-r", "down"])));
     }
 }
 
@@ -329,7 +84,7 @@ fn a_crash_mid_backup_leaves_an_s3_repository_that_recovers_and_whose_next_backu
         ("backup:data-copied", "-BF"),
         ("backup:dat-written", "-BzF"),
     ] {
-        let site = Site::new("crash", 4, 30);
+        let site = S3Site::new(Site::grown(4, 30), "crash");
         let url = site.url();
         ok(run(site.ours(&["-B", "-r", &url, "-f", "Data.fs"])));
         let before = site.committed();
@@ -345,7 +100,7 @@ fn a_crash_mid_backup_leaves_an_s3_repository_that_recovers_and_whose_next_backu
         // What the repository holds now recovers: the old state, or the
         // new one if the .dat was written.
         ok(run(site.ours(&["-R", "-r", &url, "-o", "after-crash.fs"])));
-        let got = read(site.path("after-crash.fs"));
+        let got = site.read("after-crash.fs");
         let want = if step == "backup:dat-written" {
             site.committed()
         } else {
@@ -361,7 +116,7 @@ fn a_crash_mid_backup_leaves_an_s3_repository_that_recovers_and_whose_next_backu
         ok(run(c));
         ok(run(site.ours(&["-R", "-r", &url, "-o", "next.fs"])));
         assert!(
-            read(site.path("next.fs")) == site.committed(),
+            site.read("next.fs") == site.committed(),
             "{step} {flags}: the next backup did not continue"
         );
         ok(run(site.ours(&["-V", "-r", &url])));
@@ -372,41 +127,15 @@ fn a_crash_mid_backup_leaves_an_s3_repository_that_recovers_and_whose_next_backu
     }
 }
 
-/// Starts `c` paused at `step` (`REPOZO_FAILPOINT=<step>:pause`), waits
-/// until it says it got there, and returns it with its stderr reader.
-fn paused(mut c: Command, step: &str) -> (std::process::Child, impl std::io::BufRead) {
-    c.env("REPOZO_FAILPOINT", format!("{step}:pause"))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    assert_eq!(line, format!("failpoint {step} reached\n"));
-    (child, err)
-}
-
-fn finish(mut child: std::process::Child, mut err: impl std::io::BufRead) -> Output {
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
-    Output {
-        status: child.wait().unwrap(),
-        stdout: Vec::new(),
-        stderr: rest.into_bytes(),
-    }
-}
-
 #[test]
 fn two_backups_to_one_prefix_are_serialised_by_the_lock_and_a_third_gives_up_naming_the_owner() {
-    let site = Site::new("lock", 4, 40);
+    let site = S3Site::new(Site::grown(4, 40), "lock");
     let url = site.url();
     ok(run(site.ours(&["-B", "-r", &url, "-f", "Data.fs"])));
     site.grow(3, 41);
-    let (first, first_err) = paused(
-        site.ours(&["-B", "-r", &url, "-f", "Data.fs"]),
+    let first = Paused::at(
         "backup:data-copied",
+        site.ours(&["-B", "-r", &url, "-f", "Data.fs"]),
     );
     // One that may not wait: exit 11, naming the holder (its pid).
     let mut c = site.ours(&["-B", "-r", &url, "-f", "Data.fs"]);
@@ -427,7 +156,7 @@ fn two_backups_to_one_prefix_are_serialised_by_the_lock_and_a_third_gives_up_nam
         second.try_wait().unwrap().is_none(),
         "the second backup did not wait for the lock"
     );
-    let o = finish(first, first_err);
+    let o = first.resume();
     assert!(o.status.success(), "{}", stderr(&o));
     let o = second.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -439,7 +168,7 @@ fn two_backups_to_one_prefix_are_serialised_by_the_lock_and_a_third_gives_up_nam
         "{names:?}"
     );
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
-    assert!(read(site.path("out.fs")) == site.committed());
+    assert!(site.read("out.fs") == site.committed());
 }
 
 // ---------------------------------------------------------------------------
@@ -493,7 +222,7 @@ fn newest_data_stamp(listing: &BTreeMap<String, u64>) -> String {
 /// The pending multipart uploads and the objects under the prefix, once
 /// two looks 300 ms apart agree (the server may still be serving requests
 /// of a process that was just killed).
-fn settled(site: &Site) -> (usize, BTreeMap<String, u64>) {
+fn settled(site: &S3Site) -> (usize, BTreeMap<String, u64>) {
     let mut last = (site.uploads_pending(), site.listing());
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(300));
@@ -507,7 +236,7 @@ fn settled(site: &Site) -> (usize, BTreeMap<String, u64>) {
 }
 
 /// The pid recorded in the lock object, if there is one.
-fn lock_pid(site: &Site) -> Option<u64> {
+fn lock_pid(site: &S3Site) -> Option<u64> {
     use repozo::backend::Backend;
     let (data, _) = site.backend().read_versioned("lock").unwrap()?;
     let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
@@ -516,7 +245,7 @@ fn lock_pid(site: &Site) -> Option<u64> {
 
 /// Waits until `site` has more than `pending` multipart uploads under way;
 /// panics if `child` ends first.
-fn wait_for_upload(site: &Site, child: &mut std::process::Child, pending: usize, what: &str) {
+fn wait_for_upload(site: &S3Site, child: &mut std::process::Child, pending: usize, what: &str) {
     let start = Instant::now();
     while site.uploads_pending() <= pending {
         if let Some(status) = child.try_wait().unwrap() {
@@ -537,7 +266,7 @@ fn wait_for_upload(site: &Site, child: &mut std::process::Child, pending: usize,
 /// the last recorded stamp gives that state in every case. Returns which
 /// of the three it found.
 fn assert_recovers_after_failure(
-    site: &Site,
+    site: &S3Site,
     recorded: &str,
     backed: &[u8],
     data: &[u8],
@@ -549,7 +278,7 @@ fn assert_recovers_after_failure(
     let o = run(site.ours(&["-R", "-r", &url, "-o", "after.fs"]));
     let outcome;
     if o.status.success() {
-        let got = read(site.path("after.fs"));
+        let got = site.read("after.fs");
         assert!(
             got == backed || (new_data.is_some() && got == data),
             "{what}: -R gave neither the recorded nor the new state"
@@ -592,7 +321,7 @@ fn assert_recovers_after_failure(
             "after.fs",
         ])));
         assert!(
-            read(site.path("after.fs")) == data,
+            site.read("after.fs") == data,
             "{what}: -R --no-verify did not give the new state"
         );
         let v = run(site.ours(&["-V", "-r", &url]));
@@ -612,7 +341,7 @@ fn assert_recovers_after_failure(
         "recorded.fs",
     ])));
     assert!(
-        read(site.path("recorded.fs")) == backed,
+        site.read("recorded.fs") == backed,
         "{what}: -R -D {recorded} did not give the last recorded state"
     );
     outcome
@@ -622,7 +351,7 @@ fn assert_recovers_after_failure(
 /// (`REPOZO_LOCK_WAIT=0`), records or completes what is there, releases
 /// the lock; the repository then recovers the Data.fs and verifies, and
 /// `--list` finds nothing unrecorded.
-fn assert_next_backup_repairs(site: &Site, what: &str) {
+fn assert_next_backup_repairs(site: &S3Site, what: &str) {
     let url = site.url();
     let mut c = site.ours(&["-B", "-r", &url, "-f", "Data.fs"]);
     c.env("REPOZO_LOCK_WAIT", "0");
@@ -638,7 +367,7 @@ fn assert_next_backup_repairs(site: &Site, what: &str) {
     );
     ok(run(site.ours(&["-R", "-r", &url, "-o", "next.fs"])));
     assert!(
-        read(site.path("next.fs")) == site.committed(),
+        site.read("next.fs") == site.committed(),
         "{what}: the repository does not recover the Data.fs after the next backup"
     );
     ok(run(site.ours(&["-V", "-r", &url])));
@@ -653,7 +382,7 @@ fn assert_next_backup_repairs(site: &Site, what: &str) {
 #[test]
 fn a_backup_killed_by_sigkill_mid_upload_leaves_a_restorable_repository_whose_lock_the_next_backup_takes_at_once()
  {
-    let site = Site::new("kill", 2, 90);
+    let site = S3Site::new(Site::grown(2, 90), "kill");
     site.grow_big(20, 91);
     let url = site.url();
     ok(run(site.ours(&["-BF", "-r", &url, "-f", "Data.fs"])));
@@ -743,7 +472,7 @@ fn a_backup_killed_by_sigkill_mid_upload_leaves_a_restorable_repository_whose_lo
 #[test]
 fn an_abort_between_the_multipart_upload_and_the_dat_update_is_recorded_by_the_next_backup() {
     for flags in ["-B", "-BF"] {
-        let site = Site::new("datfail", 2, 100);
+        let site = S3Site::new(Site::grown(2, 100), "datfail");
         site.grow_big(4, 101);
         let url = site.url();
         let first = next_stamp();
@@ -780,7 +509,7 @@ fn an_abort_between_the_multipart_upload_and_the_dat_update_is_recorded_by_the_n
 
 #[test]
 fn a_backup_that_fails_or_is_interrupted_mid_upload_aborts_its_multipart_upload() {
-    let site = Site::new("abort", 2, 110);
+    let site = S3Site::new(Site::grown(2, 110), "abort");
     site.grow_big(4, 111);
     let url = site.url();
     ok(run(site.ours(&["-B", "-r", &url, "-f", "Data.fs"])));
@@ -788,14 +517,14 @@ fn a_backup_that_fails_or_is_interrupted_mid_upload_aborts_its_multipart_upload(
     let before = site.listing();
     // The Data.fs replaced (as a pack does) while the upload is under way:
     // exit 1, and the upload is aborted on the server.
-    let (child, err) = paused(
-        site.ours(&["-B", "-r", &url, "-f", "Data.fs"]),
+    let paused = Paused::at(
         "backup:data-copied",
+        site.ours(&["-B", "-r", &url, "-f", "Data.fs"]),
     );
     assert_eq!(site.uploads_pending(), 1, "the upload is under way");
     std::fs::copy(site.path("Data.fs"), site.path("Data.fs.pack")).unwrap();
     std::fs::rename(site.path("Data.fs.pack"), site.path("Data.fs")).unwrap();
-    let o = finish(child, err);
+    let o = paused.resume();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("was replaced"), "{}", stderr(&o));
     assert_eq!(
@@ -854,13 +583,13 @@ fn a_backup_that_fails_or_is_interrupted_mid_upload_aborts_its_multipart_upload(
     assert!(interrupted >= 1, "no SIGTERM landed during an upload");
     ok(run(site.ours(&["-B", "-r", &url, "-f", "Data.fs"])));
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
-    assert!(read(site.path("out.fs")) == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     ok(run(site.ours(&["-V", "-r", &url])));
 }
 
 #[test]
 fn histories_whose_files_exceed_the_multipart_part_size_recover_byte_for_byte_from_s3() {
-    let site = Site::new("big", 2, 120);
+    let site = S3Site::new(Site::grown(2, 120), "big");
     site.grow_big(20, 121);
     let mut rng = Rng::new(120);
     let mut states: Vec<(String, Vec<u8>)> = Vec::new();
@@ -868,11 +597,11 @@ fn histories_whose_files_exceed_the_multipart_part_size_recover_byte_for_byte_fr
     for step in 0..5u64 {
         if step > 0 {
             if step == 3 {
-                site.pack();
+                zodb::pack(&site.data_fs());
             }
             site.grow_big(18 + rng.below(8), 122 + step);
         }
-        let stamp = site.backup_both(modes[step as usize]);
+        let stamp = site.backup_both(&[modes[step as usize]]);
         states.push((stamp, site.committed()));
     }
     // Several objects of several parts each, plain and gzip, full and
@@ -888,7 +617,7 @@ fn histories_whose_files_exceed_the_multipart_part_size_recover_byte_for_byte_fr
         big(".fs") >= 1 && big(".deltafs") >= 1 && big(".fsz") >= 1,
         "too few data files above one part ({PART} bytes): {listing:?}"
     );
-    assert_same_as_twin(&site);
+    site.assert_same_as_twin();
     let url = site.url();
     // (The objects are the twin's files, .index included: recovering
     // from S3 is enough.)
@@ -897,11 +626,11 @@ fn histories_whose_files_exceed_the_multipart_part_size_recover_byte_for_byte_fr
             site.ours(&["-R", "-r", &url, "-D", stamp, "-o", "s3.fs"])
         ));
         assert!(
-            read(site.path("s3.fs")) == *data,
+            site.read("s3.fs") == *data,
             "state {i} ({stamp}): recovered from S3 unlike the Data.fs then"
         );
         assert!(
-            read(site.path("s3.fs.index")) == read(site.path(&format!("repo/{stamp}.index"))),
+            site.read("s3.fs.index") == site.read(&format!("repo/{stamp}.index")),
             "state {i}: the .index recovered from S3 is not the backup's"
         );
     }
@@ -909,73 +638,69 @@ fn histories_whose_files_exceed_the_multipart_part_size_recover_byte_for_byte_fr
     ok(run(site.ours(&["-V", "-Q", "-r", &url])));
     std::fs::create_dir(site.path("down")).unwrap();
     site.download(&site.path("down"));
-    let mut c = theirs();
-    c.current_dir(site.dir.path())
-        .env("REPOZO_TEST_NOW", next_stamp())
-        .args(["-R", "-r", "down", "-o", "zodb.fs"]);
-    ok(run(c));
-    assert!(read(site.path("zodb.fs")) == states.last().unwrap().1);
+    ok(run(site.theirs(&["-R", "-r", "down", "-o", "zodb.fs"])));
+    assert!(site.read("zodb.fs") == states.last().unwrap().1);
 }
 
 #[test]
 fn kill_old_on_full_to_s3_removes_the_older_chains_and_keeps_the_newest_full_as_a_local_twin_does()
 {
-    let site = Site::new("killold", 4, 60);
+    let site = S3Site::new(Site::grown(4, 60), "killold");
     let url = site.url();
-    site.backup_both("-B");
+    site.backup_both(&["-B"]);
     site.grow(2, 61);
-    site.backup_both("-B");
+    site.backup_both(&["-B"]);
     site.grow(2, 62);
-    site.backup_both("-BzF");
+    site.backup_both(&["-BzF"]);
     site.grow(2, 63);
-    site.backup_both("-Bz");
+    site.backup_both(&["-Bz"]);
     // -k with an incremental: nothing is removed.
     site.grow(2, 64);
-    site.backup_both("-Bk");
-    let data_files = |site: &Site| {
+    site.backup_both(&["-Bk"]);
+    let data_files = |site: &S3Site| {
         site.listing()
             .into_keys()
             .filter(|n| is_data(n))
             .collect::<Vec<_>>()
     };
     assert_eq!(data_files(&site).len(), 5);
-    assert_same_as_twin(&site);
+    site.assert_same_as_twin();
     // -B -F -k: only the new full and its .dat and .index are left.
     site.grow(3, 65);
-    let stamp = site.backup_both("-BFk");
-    assert_same_as_twin(&site);
+    let stamp = site.backup_both(&["-BFk"]);
+    site.assert_same_as_twin();
     assert_eq!(
         site.listing().into_keys().collect::<Vec<_>>(),
         [".dat", ".fs", ".index"].map(|e| format!("{stamp}{e}")),
     );
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
-    assert!(read(site.path("out.fs")) == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     ok(run(site.ours(&["-V", "-r", &url])));
 
     // Again with gzip, and a crash after the first removal: the repository
     // still recovers, and the rerun finishes the job.
     site.grow(2, 66);
-    site.backup_both("-B");
+    site.backup_both(&["-B"]);
     site.grow(2, 67);
-    site.backup_both("-BQ");
+    site.backup_both(&["-BQ"]);
     site.grow(2, 68);
     let mut c = site.ours(&["-BzFk", "-r", &url, "-f", "Data.fs"]);
     c.env("REPOZO_FAILPOINT", "backup:removed-one-old");
     assert!(run(c).status.code().is_none(), "the failpoint did not fire");
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
-    assert!(read(site.path("out.fs")) == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     ok(run(site.ours(&["-V", "-r", &url])));
     site.grow(1, 69);
-    let stamp = site.backup_both("-BzFk");
+    let stamp = site.backup_both(&["-BzFk"]);
     let names = site.listing().into_keys().collect::<Vec<_>>();
     assert_eq!(
         names,
         [".dat", ".fsz", ".index"].map(|e| format!("{stamp}{e}")),
     );
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
-    assert!(read(site.path("out.fs")) == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     ok(run(site.ours(&["-R", "-r", "repo", "-o", "local.fs"])));
-    assert!(read(site.path("out.fs.index")) == read(site.path("local.fs.index")));
+    assert!(site.read("out.fs.index") == site.read("local.fs.index"));
     ok(run(site.ours(&["-V", "-r", &url])));
 }
 
@@ -993,7 +718,7 @@ fn incremental_summary(o: &Output, what: &str) -> String {
 #[test]
 fn an_incremental_recover_from_s3_steps_a_standby_forward_as_new_backups_arrive_with_and_without_q()
 {
-    let site = Site::new("standby", 4, 70);
+    let site = S3Site::new(Site::grown(4, 70), "standby");
     let url = site.url();
     std::fs::create_dir(site.path("standby")).unwrap();
     let mut rng = Rng::new(70);
@@ -1012,15 +737,15 @@ fn an_incremental_recover_from_s3_steps_a_standby_forward_as_new_backups_arrive_
     for (i, (grow, flags, quick, expect)) in steps.iter().enumerate() {
         let seed = 71 + i as u64;
         match *grow {
-            "small" => site.grow(1 + rng.below(4) as u32, seed as u32),
+            "small" => site.grow(1 + rng.below(4), seed),
             "big" => site.grow_big(16, seed),
             "pack" => {
-                site.pack();
-                site.grow(2, seed as u32);
+                zodb::pack(&site.data_fs());
+                site.grow(2, seed);
             }
             _ => {}
         }
-        let stamp = site.backup_both(flags);
+        let stamp = site.backup_both(&[flags]);
         let data = site.committed();
         let before = std::fs::metadata(site.path("standby/Data.fs")).map(|m| m.len());
         let mut args = vec!["-R", "--incremental", "-r", &url, "-o", "standby/Data.fs"];
@@ -1038,13 +763,13 @@ fn an_incremental_recover_from_s3_steps_a_standby_forward_as_new_backups_arrive_
             );
         }
         assert!(
-            read(site.path("standby/Data.fs")) == data,
+            site.read("standby/Data.fs") == data,
             "{what}: the standby is not the Data.fs"
         );
         // Its index is the one a full recover from the local twin writes.
         ok(run(site.ours(&["-R", "-r", "repo", "-o", "ref.fs"])));
         assert!(
-            read(site.path("standby/Data.fs.index")) == read(site.path("ref.fs.index")),
+            site.read("standby/Data.fs.index") == site.read("ref.fs.index"),
             "{what}: the standby's .index"
         );
         states.push((stamp, data));
@@ -1066,7 +791,7 @@ fn an_incremental_recover_from_s3_steps_a_standby_forward_as_new_backups_arrive_
         "rewind",
     );
     assert_eq!(line, format!("truncated to {} bytes", data.len()));
-    assert!(read(site.path("standby/Data.fs")) == *data);
+    assert!(site.read("standby/Data.fs") == *data);
     let line = incremental_summary(
         &run(site.ours(&[
             "-R",
@@ -1080,5 +805,5 @@ fn an_incremental_recover_from_s3_steps_a_standby_forward_as_new_backups_arrive_
         "forward again",
     );
     assert!(line.starts_with("appended "), "{line}");
-    assert!(read(site.path("standby/Data.fs")) == states.last().unwrap().1);
+    assert!(site.read("standby/Data.fs") == states.last().unwrap().1);
 }

@@ -4,21 +4,13 @@
 //! retention, both tools must still recover every restore point left to
 //! the same bytes, and `-V` must pass with both.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
-use common::{listing, ok, ours, py, run, stderr, theirs};
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Tool {
-    Ours,
-    Theirs,
-}
-use Tool::{Ours, Theirs};
+use crate::common::Tool::{self, Ours, Theirs};
+use crate::common::{Site, is_data_file, listing, ok, run, stderr, transaction_ends, zodb};
 
 /// The backups of the test repository: stamp, tool, flags. Each one is
 /// taken after the Data.fs grew by two transactions. Chains: A (Aug, week
@@ -52,16 +44,14 @@ fn source() -> &'static (Vec<u8>, Vec<usize>) {
     SOURCE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grown.fs");
-        py::zodbtool(&[
-            "grow",
-            path.to_str().unwrap(),
-            "--txns",
-            "30",
-            "--seed",
-            "11",
-        ]);
+        zodb::grow(&path, 30, 11);
         let data = std::fs::read(&path).unwrap();
-        let ends = txn_ends(&data);
+        let ends = transaction_ends(&data);
+        assert_eq!(
+            ends.last(),
+            Some(&data.len()),
+            "the grown Data.fs does not end on a transaction"
+        );
         assert!(
             ends.len() > 2 * HISTORY.len(),
             "{} transactions",
@@ -71,24 +61,6 @@ fn source() -> &'static (Vec<u8>, Vec<usize>) {
     })
 }
 
-/// Ends of the transactions of a FileStorage (each transaction is its
-/// header's length plus the 8-byte redundant length after it).
-fn txn_ends(data: &[u8]) -> Vec<usize> {
-    let mut ends = Vec::new();
-    let mut pos = 4;
-    while pos + 16 <= data.len() {
-        let tlen = u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap()) as usize;
-        pos += tlen + 8;
-        ends.push(pos);
-    }
-    assert_eq!(
-        pos,
-        data.len(),
-        "the grown Data.fs does not end on a transaction"
-    );
-    ends
-}
-
 /// The Data.fs state each backup of [`HISTORY`] saw, by stamp.
 fn state_at(stamp: &str) -> &'static [u8] {
     let (data, ends) = source();
@@ -96,14 +68,11 @@ fn state_at(stamp: &str) -> &'static [u8] {
     &data[..ends[2 * i + 1]]
 }
 
-/// A directory with `Data.fs` (its final state) and `repo`, a copy of the
-/// repository [`HISTORY`] built once per test run, plus [`STRAYS`].
-struct Site {
-    dir: tempfile::TempDir,
-}
-
+/// The list and retention tests' own steps on a [`Site`].
 impl Site {
-    fn new() -> Self {
+    /// A site with `Data.fs` (its final state) and `repo`, a copy of the
+    /// repository [`HISTORY`] built once per test run, plus [`STRAYS`].
+    fn with_history() -> Site {
         // Built once per test process, kept in memory, written out for
         // each test.
         static TEMPLATE: OnceLock<Vec<(PathBuf, Vec<u8>)>> = OnceLock::new();
@@ -121,36 +90,11 @@ impl Site {
             }
             files
         });
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("repo")).unwrap();
+        let site = Site::new();
         for (rel, bytes) in template {
-            std::fs::write(dir.path().join(rel), bytes).unwrap();
+            std::fs::write(site.dir().join(rel), bytes).unwrap();
         }
-        Site { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.path("repo")
-    }
-
-    /// Our binary in the site directory (at `now`, if given).
-    fn ours(&self, now: Option<&str>, args: &[&str]) -> Command {
-        let mut c = ours();
-        c.current_dir(self.dir.path()).args(args);
-        if let Some(now) = now {
-            c.env("REPOZO_TEST_NOW", now);
-        }
-        c
-    }
-
-    fn theirs(&self, args: &[&str]) -> Command {
-        let mut c = theirs();
-        c.current_dir(self.dir.path()).args(args);
-        c
+        site
     }
 
     /// Every file of the repository with its bytes.
@@ -170,7 +114,7 @@ impl Site {
         let _ = std::fs::remove_file(&out);
         let args = ["-R", "-r", "repo", "-D", date, "-o", out.to_str().unwrap()];
         let c = match tool {
-            Ours => self.ours(None, &args),
+            Ours => self.ours(&args),
             Theirs => self.theirs(&args),
         };
         ok(run(c));
@@ -188,7 +132,7 @@ impl Site {
                 "{tool:?} recovered other bytes than the newest state"
             );
         }
-        ok(run(self.ours(None, &["-V", "-r", "repo"])));
+        ok(run(self.ours(&["-V", "-r", "repo"])));
         ok(run(self.theirs(&["-V", "-r", "repo"])));
     }
 
@@ -209,13 +153,6 @@ impl Site {
         }
     }
 
-    fn data_files(&self) -> Vec<String> {
-        listing(&self.repo())
-            .into_iter()
-            .filter(|n| is_data_file(n))
-            .collect()
-    }
-
     fn strays_survive(&self) {
         for s in STRAYS {
             assert_eq!(
@@ -233,10 +170,7 @@ fn build_history() -> tempfile::TempDir {
     std::fs::create_dir(dir.path().join("repo")).unwrap();
     for (i, (stamp, tool, flags)) in HISTORY.iter().enumerate() {
         std::fs::write(dir.path().join("Data.fs"), &data[..ends[2 * i + 1]]).unwrap();
-        let mut c = match tool {
-            Ours => ours(),
-            Theirs => theirs(),
-        };
+        let mut c = tool.command();
         c.current_dir(dir.path())
             .args([flags, "-r", "repo", "-f", "Data.fs"])
             .env("REPOZO_TEST_NOW", stamp);
@@ -246,10 +180,6 @@ fn build_history() -> tempfile::TempDir {
         std::fs::write(dir.path().join("repo").join(s), format!("not ours: {s}")).unwrap();
     }
     dir
-}
-
-fn is_data_file(name: &str) -> bool {
-    repozo::repo::is_data_file(name)
 }
 
 /// The data files of the chains starting at `chains`, as [`HISTORY`]
@@ -284,8 +214,8 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn the_text_list_shows_every_restore_point_by_chain_oldest_first() {
-    let site = Site::new();
-    let o = ok(run(site.ours(None, &["--list", "-r", "repo"])));
+    let site = Site::with_history();
+    let o = ok(run(site.ours(&["--list", "-r", "repo"])));
     let text = stdout(&o);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].trim_start().starts_with("stamp"), "{text}");
@@ -346,8 +276,8 @@ fn the_text_list_shows_every_restore_point_by_chain_oldest_first() {
 
 #[test]
 fn the_json_list_has_every_field_of_every_restore_point_and_a_summary() {
-    let site = Site::new();
-    let o = ok(run(site.ours(None, &["--list", "--json", "-r", "repo"])));
+    let site = Site::with_history();
+    let o = ok(run(site.ours(&["--list", "--json", "-r", "repo"])));
     let values: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -395,7 +325,7 @@ fn the_json_list_has_every_field_of_every_restore_point_and_a_summary() {
 
 #[test]
 fn the_list_flags_unlisted_and_missing_files_and_a_missing_index() {
-    let site = Site::new();
+    let site = Site::with_history();
     let repo = site.repo();
     // D's last incremental loses its .dat line, C's middle file is gone,
     // and B's incremental has no .index.
@@ -409,7 +339,7 @@ fn the_list_flags_unlisted_and_missing_files_and_a_missing_index() {
     let odd = site.path("re\"po\\x");
     std::fs::rename(&repo, &odd).unwrap();
 
-    let o = ok(run(site.ours(None, &["--list", "-r", "re\"po\\x"])));
+    let o = ok(run(site.ours(&["--list", "-r", "re\"po\\x"])));
     let text = stdout(&o);
     assert!(
         text.contains("  ! 2026-09-16-01-00-00.deltafs is not listed in 2026-09-14-01-00-00.dat\n"),
@@ -436,9 +366,7 @@ fn the_list_flags_unlisted_and_missing_files_and_a_missing_index() {
     assert_eq!(row("2026-09-16-01-00-00")[4], "?");
     assert_eq!(row("2026-08-21-01-00-00")[5], "no");
 
-    let o = ok(run(
-        site.ours(None, &["--list", "--json", "-r", "re\"po\\x"])
-    ));
+    let o = ok(run(site.ours(&["--list", "--json", "-r", "re\"po\\x"])));
     let values: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -473,8 +401,8 @@ fn the_list_flags_unlisted_and_missing_files_and_a_missing_index() {
 
 #[test]
 fn listing_a_missing_repository_exits_10_like_any_mode_and_an_empty_one_lists_nothing() {
-    let site = Site::new();
-    let o = run(site.ours(None, &["--list", "-r", "nope"]));
+    let site = Site::with_history();
+    let o = run(site.ours(&["--list", "-r", "nope"]));
     assert_eq!(o.status.code(), Some(10));
     assert_eq!(
         stderr(&o),
@@ -483,15 +411,15 @@ fn listing_a_missing_repository_exits_10_like_any_mode_and_an_empty_one_lists_no
     );
     assert!(o.stdout.is_empty());
     std::fs::create_dir(site.path("empty")).unwrap();
-    let o = ok(run(site.ours(None, &["--list", "-r", "empty"])));
+    let o = ok(run(site.ours(&["--list", "-r", "empty"])));
     assert_eq!(stdout(&o), "0 chains, 0 restore points, 0 bytes stored\n");
-    let o = ok(run(site.ours(None, &["--list", "--json", "-r", "empty"])));
+    let o = ok(run(site.ours(&["--list", "--json", "-r", "empty"])));
     assert_eq!(
         stdout(&o),
         "{\"message_type\":\"summary\",\"operation\":\"list\",\"chains\":0,\
          \"restore_points\":0,\"stored_bytes\":0}\n"
     );
-    let o = run(site.ours(None, &["-r", "nope", "--keep=1"]));
+    let o = run(site.ours(&["-r", "nope", "--keep=1"]));
     assert_eq!(o.status.code(), Some(10));
     assert_eq!(
         stderr(&o),
@@ -509,7 +437,7 @@ fn retain_and_check(site: &Site, args: &[&str], kept_chains: &[&str]) {
     let before = site.snapshot();
     let mut full_args = vec!["-v", "-r", "repo"];
     full_args.extend_from_slice(args);
-    let o = ok(run(site.ours(None, &full_args)));
+    let o = ok(run(site.ours(&full_args)));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let after = site.snapshot();
     let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
@@ -553,34 +481,34 @@ fn retain_and_check(site: &Site, args: &[&str], kept_chains: &[&str]) {
 
 #[test]
 fn keep_n_removes_the_older_chains_whole_and_both_tools_still_recover_and_verify() {
-    retain_and_check(&Site::new(), &["--keep=2"], &[C, D]);
+    retain_and_check(&Site::with_history(), &["--keep=2"], &[C, D]);
 }
 
 #[test]
 fn keep_daily_keeps_the_newest_point_of_each_of_the_last_days_that_have_backups() {
     // Days with backups, newest first: 09-16, 09-15, 09-14 (all D), then
     // 09-09 (C): the fourth day keeps C.
-    retain_and_check(&Site::new(), &["--keep-daily=4"], &[C, D]);
-    retain_and_check(&Site::new(), &["--keep-daily", "3"], &[D]);
+    retain_and_check(&Site::with_history(), &["--keep-daily=4"], &[C, D]);
+    retain_and_check(&Site::with_history(), &["--keep-daily", "3"], &[D]);
 }
 
 #[test]
 fn keep_weekly_counts_iso_weeks_that_have_backups() {
     // Weeks 38 (D), 37 (C), 34 (B); A's week 32 is the fourth.
-    retain_and_check(&Site::new(), &["--keep-weekly=3"], &[B, C, D]);
+    retain_and_check(&Site::with_history(), &["--keep-weekly=3"], &[B, C, D]);
 }
 
 #[test]
 fn keep_monthly_can_remove_a_chain_between_two_kept_ones() {
     // September's newest point is D's, August's is B's: C, between them,
     // goes, and every restore point of B and D still recovers.
-    retain_and_check(&Site::new(), &["--keep-monthly=2"], &[B, D]);
+    retain_and_check(&Site::with_history(), &["--keep-monthly=2"], &[B, D]);
 }
 
 #[test]
 fn rules_add_up_and_a_chain_is_kept_when_any_rule_keeps_one_of_its_points() {
     retain_and_check(
-        &Site::new(),
+        &Site::with_history(),
         &["--keep=1", "--keep-monthly=2", "--keep-daily=4"],
         &[B, C, D],
     );
@@ -588,13 +516,13 @@ fn rules_add_up_and_a_chain_is_kept_when_any_rule_keeps_one_of_its_points() {
 
 #[test]
 fn a_second_run_of_the_same_rules_removes_nothing() {
-    let site = Site::new();
-    ok(run(site.ours(None, &["-r", "repo", "--keep=2"])));
+    let site = Site::with_history();
+    ok(run(site.ours(&["-r", "repo", "--keep=2"])));
     let before = site.snapshot();
-    let o = ok(run(site.ours(None, &["-r", "repo", "--keep=2"])));
+    let o = ok(run(site.ours(&["-r", "repo", "--keep=2"])));
     assert!(o.stderr.is_empty() && o.stdout.is_empty(), "{}", stderr(&o));
     assert_eq!(site.snapshot(), before);
-    let o = ok(run(site.ours(None, &["-v", "-r", "repo", "--keep=2"])));
+    let o = ok(run(site.ours(&["-v", "-r", "repo", "--keep=2"])));
     assert_eq!(
         stderr(&o),
         "removed 0 files (0 bytes) of 0 expired chains; kept 2 chains\n"
@@ -603,12 +531,15 @@ fn a_second_run_of_the_same_rules_removes_nothing() {
 
 #[test]
 fn a_dry_run_says_what_would_go_and_why_and_leaves_the_repository_byte_identical() {
-    let site = Site::new();
+    let site = Site::with_history();
     let before = site.snapshot();
-    let o = ok(run(site.ours(
-        None,
-        &["-r", "repo", "--keep-monthly=2", "--dry-run", "-v"],
-    )));
+    let o = ok(run(site.ours(&[
+        "-r",
+        "repo",
+        "--keep-monthly=2",
+        "--dry-run",
+        "-v",
+    ])));
     assert_eq!(site.snapshot(), before);
     let text = stdout(&o);
     let expected_head = [
@@ -666,16 +597,15 @@ fn a_dry_run_says_what_would_go_and_why_and_leaves_the_repository_byte_identical
 
 #[test]
 fn a_backup_with_keep_removes_old_chains_only_after_the_new_backup_is_written() {
-    let site = Site::new();
+    let site = Site::with_history();
     // The Data.fs grows by a transaction; a forced full starts chain E.
     let (data, ends) = source();
     let n = 2 * HISTORY.len() + 1;
     std::fs::write(site.path("Data.fs"), &data[..ends[n]]).unwrap();
     let now = "2026-10-05-01-00-00";
-    let o = ok(run(site.ours(
-        Some(now),
-        &["-BF", "-r", "repo", "-f", "Data.fs", "--keep=2"],
-    )));
+    let o = ok(run(
+        site.ours_at(now, &["-BF", "-r", "repo", "-f", "Data.fs", "--keep=2"])
+    ));
     assert!(o.stdout.is_empty());
     // A (5 files), B (5) and C (7) go; D and the new chain stay.
     assert!(
@@ -691,8 +621,8 @@ fn a_backup_with_keep_removes_old_chains_only_after_the_new_backup_is_written() 
 
     // Nothing to back up: retention still runs (a dry run here), after it.
     let before = site.snapshot();
-    let o = ok(run(site.ours(
-        Some("2026-10-06-01-00-00"),
+    let o = ok(run(site.ours_at(
+        "2026-10-06-01-00-00",
         &["-B", "-r", "repo", "-f", "Data.fs", "--keep=1", "--dry-run"],
     )));
     assert_eq!(site.snapshot(), before);
@@ -705,10 +635,10 @@ fn a_backup_with_keep_removes_old_chains_only_after_the_new_backup_is_written() 
 
 #[test]
 fn a_failed_backup_applies_no_retention() {
-    let site = Site::new();
+    let site = Site::with_history();
     let before = site.snapshot();
-    let o = run(site.ours(
-        Some("2026-10-05-01-00-00"),
+    let o = run(site.ours_at(
+        "2026-10-05-01-00-00",
         &["-B", "-r", "repo", "-f", "missing.fs", "--keep=1"],
     ));
     assert_eq!(o.status.code(), Some(1));
@@ -721,11 +651,11 @@ fn a_failed_backup_applies_no_retention() {
 
 #[test]
 fn a_retention_run_waits_for_the_repository_lock_and_gives_up_with_exit_11() {
-    let site = Site::new();
+    let site = Site::with_history();
     let before = site.snapshot();
     let dir = std::fs::File::open(site.repo()).unwrap();
     dir.lock().unwrap();
-    let mut c = site.ours(None, &["-r", "repo", "--keep=1"]);
+    let mut c = site.ours(&["-r", "repo", "--keep=1"]);
     c.env("REPOZO_LOCK_WAIT", "0");
     let o = run(c);
     assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
@@ -736,11 +666,11 @@ fn a_retention_run_waits_for_the_repository_lock_and_gives_up_with_exit_11() {
     );
     assert_eq!(site.snapshot(), before);
     // A dry run takes the lock too: it reports what a run would do now.
-    let mut c = site.ours(None, &["-r", "repo", "--keep=1", "--dry-run"]);
+    let mut c = site.ours(&["-r", "repo", "--keep=1", "--dry-run"]);
     c.env("REPOZO_LOCK_WAIT", "0");
     assert_eq!(run(c).status.code(), Some(11));
     drop(dir);
-    ok(run(site.ours(None, &["-r", "repo", "--keep=1"])));
+    ok(run(site.ours(&["-r", "repo", "--keep=1"])));
     assert_eq!(site.data_files(), data_files_of(&[D]));
 }
 
@@ -749,10 +679,10 @@ fn a_crash_after_any_removal_leaves_every_remaining_restore_point_recoverable() 
     // --keep-monthly=2 removes A and C, C lying between kept chains: were
     // C's full removed before its incrementals, these would be recovered
     // on top of B's chain.
-    let site = Site::new();
+    let site = Site::with_history();
     let mut crashes = 0;
     loop {
-        let mut c = site.ours(None, &["-r", "repo", "--keep-monthly=2"]);
+        let mut c = site.ours(&["-r", "repo", "--keep-monthly=2"]);
         c.env("REPOZO_FAILPOINT", "retain:removed-one");
         let o = run(c);
         if o.status.success() {
@@ -782,7 +712,7 @@ fn a_crash_after_any_removal_leaves_every_remaining_restore_point_recoverable() 
 
 #[test]
 fn bad_values_and_combinations_are_usage_errors_that_change_nothing() {
-    let site = Site::new();
+    let site = Site::with_history();
     let before = site.snapshot();
     let cases: &[(&[&str], &str)] = &[
         (
@@ -844,7 +774,7 @@ fn bad_values_and_combinations_are_usage_errors_that_change_nothing() {
         (&["--lis", "-r", "repo"], "option --lis not recognized"),
     ];
     for (args, msg) in cases {
-        let o = run(site.ours(None, args));
+        let o = run(site.ours(args));
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = stderr(&o);
         let help = repozo::cli::usage::help_text("repozo");
@@ -860,7 +790,7 @@ fn the_test_repository_is_what_the_history_says() {
     // Guards the other tests' expectations: all four chains are there,
     // each backup holds the state it was taken of, every one has an
     // .index and every full a .dat.
-    let site = Site::new();
+    let site = Site::with_history();
     assert_eq!(site.data_files(), data_files_of(&[A, B, C, D]));
     for name in site.data_files() {
         assert!(site.repo().join(format!("{}.index", &name[..19])).exists());

@@ -24,19 +24,16 @@
 //! accept them, so there only the numbers of whatever line is printed are
 //! checked against OUT's size and the target's.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use common::py::{self, zodbtool};
-use common::{Rng, listing, ours, run, stderr};
+use crate::common::py;
+use crate::common::{Rng, crashed, listing, ours, run, stderr, zodb};
 
 /// The `-o` argument of every run, relative to the run's working directory
 /// (the summary line starts with it exactly as given).
@@ -113,10 +110,6 @@ fn prefix_consistent(a: &[u8], b: &[u8]) -> bool {
     a[..n] == b[..n]
 }
 
-fn crashed(o: &Output) -> bool {
-    o.status.signal().is_some()
-}
-
 // ---------------------------------------------------------------------------
 // The Python side
 // ---------------------------------------------------------------------------
@@ -141,14 +134,8 @@ fn standby_tool(args: &[&str]) -> Output {
     o
 }
 
-fn grow(data_fs: &Path, txns: u64, seed: u64, blobby: bool) {
-    let (t, sd) = (txns.to_string(), seed.to_string());
-    let mut args = vec!["grow", s(data_fs), "--txns", &t, "--seed", &sd];
-    if blobby {
-        args.extend(["--blobby", "--max-value", "40000"]);
-    }
-    zodbtool(&args);
-}
+/// zodbtool `grow` options for large values, of at most 40 KB each.
+const BIG_VALUES: &[&str] = &["--blobby", "--max-value", "40000"];
 
 /// `count` tiny transactions that change only the root mapping.
 fn small(data_fs: &Path, count: u64, tag: &str) {
@@ -160,14 +147,6 @@ fn small(data_fs: &Path, count: u64, tag: &str) {
         "--tag",
         tag,
     ]);
-}
-
-fn undo(data_fs: &Path) {
-    zodbtool(&["undo", s(data_fs), "--count", "1"]);
-}
-
-fn pack(data_fs: &Path) {
-    zodbtool(&["pack", s(data_fs)]);
 }
 
 // ---------------------------------------------------------------------------
@@ -699,22 +678,22 @@ fn build_fixed() -> Fixed {
         assert!(o.status.success(), "backup {args:?}: {}", stderr(&o));
     };
     // Chain A.
-    grow(&data_fs, 11, 101, true);
+    zodb::grow_with(&data_fs, 11, 101, BIG_VALUES);
     small(&data_fs, 2, "a0");
     backup(&["-BF"], &stamps[0]);
-    grow(&data_fs, 2, 102, false);
+    zodb::grow(&data_fs, 2, 102);
     small(&data_fs, 2, "a1");
     backup(&["-Bz"], &stamps[1]);
-    grow(&data_fs, 1, 103, true);
+    zodb::grow_with(&data_fs, 1, 103, BIG_VALUES);
     small(&data_fs, 3, "a2");
     backup(&["-B"], &stamps[2]);
     small(&data_fs, 3, "a3");
     backup(&["-BQ"], &stamps[3]);
     // A pack: the next backup starts chain B.
-    pack(&data_fs);
+    zodb::pack(&data_fs);
     small(&data_fs, 1, "b0");
     backup(&["-B"], &stamps[4]);
-    grow(&data_fs, 1, 104, false);
+    zodb::grow(&data_fs, 1, 104);
     small(&data_fs, 1, "b1");
     backup(&["-Bz"], &stamps[5]);
 
@@ -804,18 +783,19 @@ fn build_history(seed: u64, steps: usize) -> History {
         let what = format!("seed {seed} step {i}");
         if i == 0 {
             // Large values: OUT is over 3 MiB from the start.
-            grow(&data_fs, 10, seed * 1000, true);
+            zodb::grow_with(&data_fs, 10, seed * 1000, BIG_VALUES);
         } else if i != idle {
             let txns = 1 + rng.below(3);
-            grow(&data_fs, txns, seed * 1000 + i as u64, rng.chance(25));
+            let values: &[&str] = if rng.chance(25) { BIG_VALUES } else { &[] };
+            zodb::grow_with(&data_fs, txns, seed * 1000 + i as u64, values);
             if rng.chance(25) {
-                undo(&data_fs);
+                zodb::undo(&data_fs);
             }
             if rng.chance(30) {
                 small(&data_fs, 1 + rng.below(3), &format!("h{i}"));
             }
             if i == forced_pack || (i != last && rng.chance(8)) {
-                pack(&data_fs);
+                zodb::pack(&data_fs);
             }
         }
         let mut args = vec!["-B", "-r", "repo", "-f", "Data.fs"];
@@ -1335,12 +1315,12 @@ fn another_database_in_out_means_a_full_recover_or_with_no_fallback_exit_1_and_o
     let st = f.standby();
     // A small unrelated database, and a large one (longer than the target).
     let other = st.dir.join("other.fs");
-    grow(&other, 3, 555, false);
+    zodb::grow(&other, 3, 555);
     let target = &f.a[1];
     for (i, size) in ["small", "large"].into_iter().enumerate() {
         let mut seed = 556;
         while i == 1 && std::fs::metadata(&other).unwrap().len() <= f.end(target) {
-            grow(&other, 4, seed, true);
+            zodb::grow_with(&other, 4, seed, BIG_VALUES);
             seed += 1;
         }
         std::fs::copy(&other, st.out()).unwrap();

@@ -36,14 +36,14 @@
 //!    is ignored in verify mode" under `-v`, and verifies the newest
 //!    chain); the date is validated as for recover.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::{listing, ok, ours, run, stderr, theirs};
+use common::{Tool, listing, ok, ours, repozo, run, stderr, theirs, zodb};
 
 /// "Now" for the cases that do not pin their own: after every stamp below.
 const NOW: &str = "2021-06-01-00-00-00";
@@ -53,26 +53,8 @@ const T1: &str = "2021-01-01-00-00-01";
 const T2: &str = "2021-01-01-00-00-02";
 const T3: &str = "2021-01-01-00-00-03";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Side {
-    Ours,
-    Theirs,
-}
-
-const SIDES: [Side; 2] = [Side::Ours, Side::Theirs];
-
-/// Runs one side's repozo in `dir` with the clock pinned at `now`.
-fn repozo(side: Side, dir: &Path, now: &str, args: &[&str]) -> Output {
-    let mut c = match side {
-        Side::Ours => ours(),
-        Side::Theirs => theirs(),
-    };
-    c.current_dir(dir).env("REPOZO_TEST_NOW", now).args(args);
-    run(c)
-}
-
 /// Like [`repozo`], but the run must succeed (used by setups).
-fn repozo_ok(side: Side, dir: &Path, now: &str, args: &[&str]) {
+fn repozo_ok(side: Tool, dir: &Path, now: &str, args: &[&str]) {
     let o = repozo(side, dir, now, args);
     assert!(
         o.status.success(),
@@ -107,7 +89,7 @@ fn grown() -> &'static (Vec<u8>, Vec<u8>) {
     GROWN.get_or_init(|| {
         let t = tmp();
         let fs = common::fixture("small.fs", t.path());
-        common::py::zodbtool(&["grow", fs.to_str().unwrap(), "--txns", "3", "--seed", "1"]);
+        zodb::grow(&fs, 3, 1);
         let data = std::fs::read(&fs).unwrap();
         let index = std::fs::read(t.path().join("small.fs.index")).unwrap();
         assert!(data.len() > small().0.len(), "grow did not grow small.fs");
@@ -165,24 +147,24 @@ fn in_repo(dir: &Path, name: &str) -> std::path::PathBuf {
 // Setups: each prepares a fresh directory for one side.
 // ---------------------------------------------------------------------------
 
-type Setup = fn(&Path, Side);
+type Setup = fn(&Path, Tool);
 
 /// Nothing at all: no repository, no Data.fs.
-fn nothing(_: &Path, _: Side) {}
+fn nothing(_: &Path, _: Tool) {}
 
 /// An empty `repo` directory.
-fn empty_repo(d: &Path, _: Side) {
+fn empty_repo(d: &Path, _: Tool) {
     std::fs::create_dir(d.join("repo")).unwrap();
 }
 
 /// An empty `repo` and `Data.fs` (= small.fs) with its index.
-fn data_fs(d: &Path, s: Side) {
+fn data_fs(d: &Path, s: Tool) {
     empty_repo(d, s);
     write_data_fs(d, &small());
 }
 
 /// [`data_fs`] plus a full backup at T0.
-fn full(d: &Path, s: Side) {
+fn full(d: &Path, s: Tool) {
     cached("full", d, s, |d, s| {
         data_fs(d, s);
         repozo_ok(s, d, T0, &["-BF", "-r", "repo", "-f", "Data.fs"]);
@@ -190,7 +172,7 @@ fn full(d: &Path, s: Side) {
 }
 
 /// [`data_fs`] plus a gzipped full backup at T0.
-fn full_gz(d: &Path, s: Side) {
+fn full_gz(d: &Path, s: Tool) {
     cached("full_gz", d, s, |d, s| {
         data_fs(d, s);
         repozo_ok(s, d, T0, &["-BFz", "-r", "repo", "-f", "Data.fs"]);
@@ -199,7 +181,7 @@ fn full_gz(d: &Path, s: Side) {
 
 /// A chain: full backup of small.fs at T0, incremental of the grown
 /// Data.fs at T1 (Data.fs is left grown).
-fn chain(d: &Path, s: Side) {
+fn chain(d: &Path, s: Tool) {
     cached("chain", d, s, |d, s| {
         full(d, s);
         write_data_fs(d, grown());
@@ -209,7 +191,7 @@ fn chain(d: &Path, s: Side) {
 }
 
 /// [`chain`], gzipped.
-fn chain_gz(d: &Path, s: Side) {
+fn chain_gz(d: &Path, s: Tool) {
     cached("chain_gz", d, s, |d, s| {
         full_gz(d, s);
         write_data_fs(d, grown());
@@ -237,9 +219,9 @@ fn snapshot(root: &Path, rel: &Path, out: &mut Snapshot) {
 /// Prepares `d` with `build` run by side `s` — built once per test process
 /// and side in a scratch directory, then copied — so that the many cases
 /// sharing a repository state do not rebuild it with repozo every time.
-fn cached(key: &'static str, d: &Path, s: Side, build: fn(&Path, Side)) {
+fn cached(key: &'static str, d: &Path, s: Tool, build: fn(&Path, Tool)) {
     type Cache =
-        std::sync::Mutex<std::collections::HashMap<(&'static str, Side), std::sync::Arc<Snapshot>>>;
+        std::sync::Mutex<std::collections::HashMap<(&'static str, Tool), std::sync::Arc<Snapshot>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let hit = cache.lock().unwrap().get(&(key, s)).cloned();
@@ -391,7 +373,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 /// Runs every case on both sides and fails listing every mismatch.
 fn check_parity(cases: &[Case]) {
     let mismatches: Vec<String> = par_map(cases, |c| {
-        let outs: Vec<Output> = SIDES
+        let outs: Vec<Output> = Tool::BOTH
             .iter()
             .map(|&side| {
                 let dir = tmp();
@@ -559,7 +541,7 @@ fn runtime_errors_match_the_reference() {
     ]);
 }
 
-fn full_without_dat(d: &Path, s: Side) {
+fn full_without_dat(d: &Path, s: Tool) {
     full(d, s);
     rm(&in_repo(d, &format!("{T0}.dat")));
 }
@@ -568,7 +550,7 @@ fn full_without_dat(d: &Path, s: Side) {
 fn both(setup: Setup, now: &str, args: &[&str]) -> (Output, Output, Vec<tempfile::TempDir>) {
     let mut dirs = Vec::new();
     let mut outs = Vec::new();
-    for side in SIDES {
+    for side in Tool::BOTH {
         let d = tmp();
         setup(d.path(), side);
         outs.push(repozo(side, d.path(), now, args));
@@ -741,47 +723,47 @@ fn ours_rebuilds_a_missing_or_damaged_dat_before_a_quick_backup_on_purpose() {
 // Corruptions for the verify cases. Plain: the full is `repo/T0.fs`, the
 // incremental `repo/T1.deltafs`; gzip: `.fsz` / `.deltafsz`.
 
-fn chain_full_too_long(d: &Path, s: Side) {
+fn chain_full_too_long(d: &Path, s: Tool) {
     chain(d, s);
     append(&in_repo(d, &format!("{T0}.fs")), b"x");
 }
-fn chain_delta_too_short(d: &Path, s: Side) {
+fn chain_delta_too_short(d: &Path, s: Tool) {
     chain(d, s);
     let p = in_repo(d, &format!("{T1}.deltafs"));
     let b = std::fs::read(&p).unwrap();
     std::fs::write(&p, &b[..b.len() - 7]).unwrap();
 }
-fn chain_delta_bad_sum(d: &Path, s: Side) {
+fn chain_delta_bad_sum(d: &Path, s: Tool) {
     chain(d, s);
     flip_byte(&in_repo(d, &format!("{T1}.deltafs")), 30);
 }
-fn chain_full_bad_sum(d: &Path, s: Side) {
+fn chain_full_bad_sum(d: &Path, s: Tool) {
     chain(d, s);
     flip_byte(&in_repo(d, &format!("{T0}.fs")), 1000);
 }
-fn chain_delta_missing(d: &Path, s: Side) {
+fn chain_delta_missing(d: &Path, s: Tool) {
     chain(d, s);
     rm(&in_repo(d, &format!("{T1}.deltafs")));
 }
-fn chain_gz_full_too_long(d: &Path, s: Side) {
+fn chain_gz_full_too_long(d: &Path, s: Tool) {
     chain_gz(d, s);
     regzip(&in_repo(d, &format!("{T0}.fsz")), |b| b.push(b'x'));
 }
-fn chain_gz_delta_too_short(d: &Path, s: Side) {
+fn chain_gz_delta_too_short(d: &Path, s: Tool) {
     chain_gz(d, s);
     regzip(&in_repo(d, &format!("{T1}.deltafsz")), |b| {
         b.truncate(b.len() - 7)
     });
 }
-fn chain_gz_delta_bad_sum(d: &Path, s: Side) {
+fn chain_gz_delta_bad_sum(d: &Path, s: Tool) {
     chain_gz(d, s);
     regzip(&in_repo(d, &format!("{T1}.deltafsz")), |b| b[30] ^= 0xff);
 }
-fn chain_gz_full_bad_sum(d: &Path, s: Side) {
+fn chain_gz_full_bad_sum(d: &Path, s: Tool) {
     chain_gz(d, s);
     regzip(&in_repo(d, &format!("{T0}.fsz")), |b| b[1000] ^= 0xff);
 }
-fn chain_gz_delta_missing(d: &Path, s: Side) {
+fn chain_gz_delta_missing(d: &Path, s: Tool) {
     chain_gz(d, s);
     rm(&in_repo(d, &format!("{T1}.deltafsz")));
 }
@@ -868,7 +850,7 @@ use Step::{Grow, Run, Shrink};
 /// their header holds the real time).
 fn check_flow(steps: &[Step]) {
     let dirs = [tmp(), tmp()];
-    for (side, d) in SIDES.iter().zip(&dirs) {
+    for (side, d) in Tool::BOTH.iter().zip(&dirs) {
         data_fs(d.path(), *side);
     }
     let mut mismatches = Vec::new();
@@ -885,8 +867,8 @@ fn check_flow(steps: &[Step]) {
                 continue;
             }
         };
-        let o = repozo(Side::Ours, dirs[0].path(), now, args);
-        let t = repozo(Side::Theirs, dirs[1].path(), now, args);
+        let o = repozo(Tool::Ours, dirs[0].path(), now, args);
+        let t = repozo(Tool::Theirs, dirs[1].path(), now, args);
         assert!(
             t.status.success(),
             "the reference failed `{}`: {}",
@@ -1013,7 +995,7 @@ fn ours_writes_no_empty_incremental_for_trailing_bytes_on_purpose() {
         &["-BQv", "-r", "repo", "-f", "Data.fs"][..],
     ] {
         let mut lists = Vec::new();
-        for side in SIDES {
+        for side in Tool::BOTH {
             let d = tmp();
             full(d.path(), side);
             // An uncommitted, partial transaction header after the last
@@ -1025,7 +1007,7 @@ fn ours_writes_no_empty_incremental_for_trailing_bytes_on_purpose() {
             let delta = in_repo(d.path(), &format!("{T1}.deltafs"));
             let dat_after = std::fs::read(in_repo(d.path(), &format!("{T0}.dat"))).unwrap();
             match side {
-                Side::Ours => {
+                Tool::Ours => {
                     assert!(!delta.exists(), "ours wrote an empty incremental");
                     assert_eq!(dat_after, dat_before, "ours changed the .dat");
                     assert!(
@@ -1034,7 +1016,7 @@ fn ours_writes_no_empty_incremental_for_trailing_bytes_on_purpose() {
                         stderr(&o)
                     );
                 }
-                Side::Theirs => {
+                Tool::Theirs => {
                     // For the record: repozo writes and records 0 bytes.
                     assert_eq!(std::fs::metadata(&delta).unwrap().len(), 0);
                     assert!(dat_after.len() > dat_before.len());
@@ -1060,7 +1042,7 @@ fn ours_writes_no_empty_incremental_for_trailing_bytes_on_purpose() {
 #[test]
 fn ours_does_not_delete_the_old_output_before_recovering_on_purpose() {
     let mut runs = Vec::new();
-    for side in SIDES {
+    for side in Tool::BOTH {
         let d = tmp();
         full(d.path(), side);
         std::fs::write(d.path().join("out.fs"), b"OLD DATA").unwrap();
@@ -1099,7 +1081,7 @@ fn ours_keeps_the_old_output_when_recover_fails_on_purpose() {
         (full_without_dat, &["-Rw", "-r", "repo", "-o", "out.fs"][..]),
     ] {
         let mut outs = Vec::new();
-        for side in SIDES {
+        for side in Tool::BOTH {
             let d = tmp();
             setup(d.path(), side);
             std::fs::write(d.path().join("out.fs"), b"OLD DATA").unwrap();
@@ -1108,7 +1090,7 @@ fn ours_keeps_the_old_output_when_recover_fails_on_purpose() {
             let part = d.path().join("out.fs.part");
             let out = d.path().join("out.fs");
             match side {
-                Side::Ours => {
+                Tool::Ours => {
                     assert!(!part.exists(), "ours left {}", part.display());
                     assert_eq!(std::fs::read(&out).unwrap(), b"OLD DATA");
                     assert_eq!(
@@ -1116,7 +1098,7 @@ fn ours_keeps_the_old_output_when_recover_fails_on_purpose() {
                         b"OLD INDEX"
                     );
                 }
-                Side::Theirs => {
+                Tool::Theirs => {
                     // For the record: repozo deleted the output and left a
                     // (partial) .part.
                     assert!(part.exists());
@@ -1136,7 +1118,7 @@ fn ours_keeps_the_old_output_when_recover_fails_on_purpose() {
 #[test]
 fn ours_removes_a_stale_output_index_on_purpose() {
     let mut runs = Vec::new();
-    for side in SIDES {
+    for side in Tool::BOTH {
         let d = tmp();
         full(d.path(), side);
         rm(&in_repo(d.path(), &format!("{T0}.index")));
@@ -1149,8 +1131,8 @@ fn ours_removes_a_stale_output_index_on_purpose() {
         ));
         let idx = d.path().join("out.fs.index");
         match side {
-            Side::Ours => assert!(!idx.exists(), "ours kept the stale index"),
-            Side::Theirs => assert_eq!(std::fs::read(&idx).unwrap(), b"STALE"),
+            Tool::Ours => assert!(!idx.exists(), "ours kept the stale index"),
+            Tool::Theirs => assert_eq!(std::fs::read(&idx).unwrap(), b"STALE"),
         }
         runs.push((stderr(&o), std::fs::read(d.path().join("out.fs")).unwrap()));
     }
@@ -1163,13 +1145,13 @@ fn ours_removes_a_stale_output_index_on_purpose() {
 
 // Deviation 4: tracebacks in repozo, one clear line in ours.
 
-fn bad_magic(d: &Path, s: Side) {
+fn bad_magic(d: &Path, s: Tool) {
     empty_repo(d, s);
     let mut b = small().0;
     b[..4].copy_from_slice(b"XY30");
     std::fs::write(d.join("Data.fs"), b).unwrap();
 }
-fn corrupt_record(d: &Path, s: Side) {
+fn corrupt_record(d: &Path, s: Tool) {
     empty_repo(d, s);
     // The redundant length of the last transaction is wrong.
     let mut b = small().0;
@@ -1177,22 +1159,22 @@ fn corrupt_record(d: &Path, s: Side) {
     b[n - 1] ^= 0x01;
     std::fs::write(d.join("Data.fs"), b).unwrap();
 }
-fn empty_data_fs(d: &Path, s: Side) {
+fn empty_data_fs(d: &Path, s: Tool) {
     empty_repo(d, s);
     std::fs::write(d.join("Data.fs"), b"").unwrap();
 }
-fn full_with_bad_dat_line(d: &Path, s: Side) {
+fn full_with_bad_dat_line(d: &Path, s: Tool) {
     full(d, s);
     append(&in_repo(d, &format!("{T0}.dat")), b"repo/bogus 0 12\n");
 }
-fn chain_without_delta_in_dat(d: &Path, s: Side) {
+fn chain_without_delta_in_dat(d: &Path, s: Tool) {
     chain(d, s);
     let p = in_repo(d, &format!("{T0}.dat"));
     let text = std::fs::read_to_string(&p).unwrap();
     let first = text.lines().next().unwrap();
     std::fs::write(&p, format!("{first}\n")).unwrap();
 }
-fn chain_gz_truncated_full(d: &Path, s: Side) {
+fn chain_gz_truncated_full(d: &Path, s: Tool) {
     chain_gz(d, s);
     let p = in_repo(d, &format!("{T0}.fsz"));
     let b = std::fs::read(&p).unwrap();
@@ -1245,7 +1227,7 @@ fn ours_reports_reference_tracebacks_as_one_line_on_purpose() {
     ];
     let mut problems = Vec::new();
     for (setup, args, what) in cases {
-        let outs: Vec<Output> = SIDES
+        let outs: Vec<Output> = Tool::BOTH
             .iter()
             .map(|&side| {
                 let d = tmp();

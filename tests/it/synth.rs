@@ -1,11 +1,10 @@
 //! Synthetic FileStorages for the never-panic properties, shared by
-//! `tests/never_panic.rs` (the library's readers) and
-//! `tests/never_panic_bin.rs` (the binary).
+//! `never_panic` (the library's readers) and
+//! `never_panic_bin` (the binary).
 //!
 //! A file is built from [`SynthTxn`]s whose lengths and back-references can
 //! be slightly wrong, then optionally given a `Data.fs.index` that is valid
 //! for a prefix of it ([`prefix_state`]), then mutated ([`Mutation`]).
-#![allow(dead_code)]
 
 use std::fs::File;
 

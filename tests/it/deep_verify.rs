@@ -9,31 +9,14 @@
 //! `-V` (ours and ZODB's) and fail `--deep` with a message naming the
 //! backup file, the offsets and what is wrong.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;
 
+use common::Tool::{self, Ours, Theirs};
 use common::py::{zodbtool, zodbtool_stdout};
-use common::{ours, run, stderr, theirs};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tool {
-    Ours,
-    Theirs,
-}
-
-use Tool::{Ours, Theirs};
-
-/// Runs `tool ARGS` in `cwd` with the clock pinned at `now`.
-fn repozo(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
-    let mut c = match tool {
-        Ours => ours(),
-        Theirs => theirs(),
-    };
-    c.current_dir(cwd).env("REPOZO_TEST_NOW", now).args(args);
-    run(c)
-}
+use common::{repozo, run, stderr, zodb};
 
 fn repozo_ok(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
     let o = repozo(tool, cwd, now, args);
@@ -413,7 +396,7 @@ fn damage_in_an_incremental_backup_is_reported_at_its_offset_in_that_file() {
     };
     r(Ours, 0, &["-BF"]);
     let full_len = std::fs::metadata(&data_fs).unwrap().len();
-    zodbtool(&["grow", s(&data_fs), "--txns", "5", "--seed", "21"]);
+    zodb::grow(&data_fs, 5, 21);
     save_index(&data_fs);
     // The second transaction after the full backup gets the first one's id.
     let new: Vec<Rec> = transactions(&scan(&data_fs))
@@ -451,7 +434,7 @@ fn a_backup_file_that_does_not_start_at_a_transaction_boundary_fails_deep_verify
         &stamp(0),
         &["-BF", "-r", "repo", "-f", s(&data_fs)],
     );
-    zodbtool(&["grow", s(&data_fs), "--txns", "2", "--seed", "51"]);
+    zodb::grow(&data_fs, 2, 51);
     repozo_ok(Ours, d, &stamp(1), &["-B", "-r", "repo", "-f", s(&data_fs)]);
     // Move the increment's first 10 bytes to the end of the full backup,
     // and record both files as they now are: every size and md5 matches.
@@ -560,7 +543,7 @@ fn the_gap_zodbs_repozo_leaves_after_a_same_second_full_and_incremental_fails_de
     let same = stamp(0);
     theirs_backup(&same, &["-BF"]);
     let full_end = std::fs::metadata(&data_fs).unwrap().len();
-    zodbtool(&["grow", s(&data_fs), "--txns", "3", "--seed", "31"]);
+    zodb::grow(&data_fs, 3, 31);
     theirs_backup(&same, &["-B"]);
     let delta_end = std::fs::metadata(&data_fs).unwrap().len();
     assert!(d.join(format!("repo/{same}.deltafs")).is_file());
@@ -581,7 +564,7 @@ fn the_gap_zodbs_repozo_leaves_after_a_same_second_full_and_incremental_fails_de
         "{msg}"
     );
     // The next -Q backup continues after the dropped increment: a gap.
-    zodbtool(&["grow", s(&data_fs), "--txns", "2", "--seed", "32"]);
+    zodb::grow(&data_fs, 2, 32);
     theirs_backup(&stamp(1), &["-BQ"]);
     plain_verify_passes(d, "repo");
     for args in [
@@ -622,11 +605,11 @@ fn verify_with_a_date_checks_the_chain_recover_would_use_for_that_date() {
     };
     // Two chains: 0 (full) + 1, then 2 (full) + 3.
     backup(Theirs, 0, &["-BF"]);
-    zodbtool(&["grow", s(&data_fs), "--txns", "2", "--seed", "41"]);
+    zodb::grow(&data_fs, 2, 41);
     backup(Ours, 1, &["-B"]);
-    zodbtool(&["grow", s(&data_fs), "--txns", "2", "--seed", "42"]);
+    zodb::grow(&data_fs, 2, 42);
     backup(Ours, 2, &["-BF", "-z"]);
-    zodbtool(&["grow", s(&data_fs), "--txns", "2", "--seed", "43"]);
+    zodb::grow(&data_fs, 2, 43);
     backup(Theirs, 3, &["-B"]);
     // Damage the older chain's increment (same size, another md5).
     let older = d.join(format!("repo/{}.deltafs", stamp(1)));

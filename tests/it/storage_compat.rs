@@ -4,13 +4,13 @@
 //! saves to the same bytes as `fs._index.save(getSize(), …)` — with and
 //! without a `Data.fs.index` next to the file.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::py;
+use common::{py, zodb};
 use repozo::fs::{TXN_HEADER_LEN, TxnHeader, committed};
 use repozo::{Silent, index};
 
@@ -27,8 +27,7 @@ fn base() -> &'static Base {
     BASE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let fs = dir.path().join("Data.fs");
-        let p = fs.to_str().unwrap();
-        py::zodbtool(&["grow", p, "--txns", "8", "--seed", "11"]);
+        zodb::grow(&fs, 8, 11);
         let bytes = std::fs::read(&fs).unwrap();
         let index = std::fs::read(dir.path().join("Data.fs.index")).unwrap();
         let mut txns = Vec::new();
@@ -235,10 +234,10 @@ fn a_stale_data_fs_index_is_used_and_gives_zodbs_index() {
     let dir = tempfile::tempdir().unwrap();
     let fs = dir.path().join("Data.fs");
     let p = fs.to_str().unwrap();
-    py::zodbtool(&["grow", p, "--txns", "5", "--seed", "3"]);
+    zodb::grow(&fs, 5, 3);
     let stale = dir.path().join("stale.index");
     py::zodbtool(&["copy-index", p, stale.to_str().unwrap()]);
-    py::zodbtool(&["grow", p, "--txns", "5", "--seed", "4"]);
+    zodb::grow(&fs, 5, 4);
     std::fs::copy(&stale, dir.path().join("Data.fs.index")).unwrap();
     let f = File::open(&fs).unwrap();
     let c = committed(&fs, &f, f.metadata().unwrap().len(), &Silent).unwrap();

@@ -18,8 +18,6 @@
 //! child before exec), and the test samples `/proc/<pid>/status` (`Threads:`)
 //! and `/proc/<pid>/fd` about every millisecond while it runs.
 
-mod common;
-
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,8 +25,8 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::py::zodbtool;
-use common::{listing, ours, stamp_of, stderr, theirs};
+use crate::common::py::zodbtool;
+use crate::common::{listing, ours, stamp_of, stderr, theirs, zodb};
 
 /// The descriptor limit every run of our binary gets.
 const NOFILE: libc::rlim_t = 256;
@@ -186,7 +184,7 @@ fn build_chain() -> Chain {
         t0.elapsed().as_secs_f64()
     );
     for i in 0..OURS_EXTRA {
-        commit(&c.data_fs(), 100 + i);
+        zodb::commit(&c.data_fs(), 100 + i);
         let now = minute(len + i);
         for (gzip, args) in [(true, "-BQz"), (false, "-BQ")] {
             let mut cmd = ours();
@@ -242,18 +240,6 @@ fn build_chain() -> Chain {
         c.root.display()
     );
     c
-}
-
-/// Commits one more small transaction through ZODB.
-fn commit(data_fs: &Path, seed: u64) {
-    zodbtool(&[
-        "chain",
-        s(data_fs),
-        "--count",
-        "1",
-        "--seed",
-        &seed.to_string(),
-    ]);
 }
 
 /// Whether the gzip file starts with a member carrying our `RZ` extra
@@ -586,7 +572,7 @@ fn backs_up_under_the_limit(c: &Chain, gzip: bool) {
     let copy = copy_of(c, gzip);
     let repo = &copy.repo;
     let later = c.later();
-    commit(&copy.data_fs, 200);
+    zodb::commit(&copy.data_fs, 200);
     let before = listing(repo);
     let dat = repo.join(format!("{}.dat", minute(0)));
     let dat_lines = read(&dat).iter().filter(|&&b| b == b'\n').count();

@@ -8,28 +8,17 @@
 //! `REPOZO_BLOB_CASES` sets the number of random histories (default 3, of
 //! 8 steps each).
 
-#[path = "common/blobsite.rs"]
-mod blobsite;
-mod common;
+use crate::common::blobsite;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use blobsite::{blobtool, blobtool_status, snapshot, stdout};
-use common::{listing, ok, ours, run, stderr, theirs};
-
-/// A fresh stamp for every tool invocation, so tests need no sleeping:
-/// counts up from a fixed instant, ten seconds per call.
-fn next_stamp() -> String {
-    common::next_stamp_from(1_950_000_000)
-}
-
-fn crashed(o: &Output) -> bool {
-    o.status.signal().is_some()
-}
+use crate::common::{
+    Paused, Site, crashed, is_data_file, listing, next_stamp, ok, run, stderr, stdout,
+};
+use blobsite::snapshot;
 
 /// One line of a `<stamp>.blobs` manifest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,14 +158,6 @@ fn parse_manifest(path: &Path) -> Manifest {
     }
 }
 
-/// Whether `name` is a repozo data file (`is_data_file` of ZODB's repozo).
-fn is_data_file(name: &str) -> bool {
-    let Some((stamp, ext)) = name.split_once('.') else {
-        return false;
-    };
-    stamp.len() == 19 && matches!(ext, "fs" | "fsz" | "deltafs" | "deltafsz")
-}
-
 fn is_full(name: &str) -> bool {
     name.ends_with(".fs") || name.ends_with(".fsz")
 }
@@ -248,46 +229,15 @@ fn stored_objects(repo: &Path) -> BTreeSet<String> {
     out
 }
 
-/// A test directory: `Data.fs` + `blobs/` written by ZODB through
-/// blobtool.py, its journal, and a `repo` directory.
-struct Site {
-    dir: tempfile::TempDir,
-    name: String,
+/// `-B -r repo -f Data.fs --blob-dir=blobs EXTRA`.
+fn backup_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-B", "-r", "repo", "-f", "Data.fs", "--blob-dir=blobs"];
+    args.extend_from_slice(extra);
+    args
 }
 
+/// The blob tests' own steps on a [`Site`] with blobs.
 impl Site {
-    fn new(name: &str, layout: &str, seed: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("repo")).unwrap();
-        let s = Site {
-            dir,
-            name: name.to_owned(),
-        };
-        blobsite::init(s.dir.path(), seed, &["--layout", layout]);
-        s
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.path("repo")
-    }
-
-    fn blobtool(&self, args: &[&str]) -> Output {
-        blobtool(self.dir.path(), args)
-    }
-
-    fn journal(&self) -> serde_json::Value {
-        blobsite::journal(self.dir.path())
-    }
-
-    /// The number of the journal's newest step (the state Data.fs holds).
-    fn current_step(&self) -> usize {
-        self.journal()["steps"].as_array().unwrap().len() - 1
-    }
-
     /// The blob hashes (sha256) the journal recorded for step `k` that no
     /// earlier step had: blob contents new to the site.
     fn new_contents_at(&self, k: usize) -> usize {
@@ -306,57 +256,21 @@ impl Site {
             .count()
     }
 
-    /// One blobtool `step`; returns its journal step number.
-    fn step(&self, seed: u64, extra: &[&str]) -> usize {
-        blobsite::step(self.dir.path(), seed, extra)
-    }
-
-    /// Our binary in the site directory, at a fresh stamp.
-    fn ours(&self, args: &[&str]) -> Command {
-        self.ours_at(args, &next_stamp())
-    }
-
-    fn ours_at(&self, args: &[&str], stamp: &str) -> Command {
-        let mut c = ours();
-        c.current_dir(self.dir.path())
-            .args(args)
-            .env("REPOZO_TEST_NOW", stamp)
-            .env_remove("REPOZO_FAILPOINT");
-        c
-    }
-
-    /// ZODB's repozo in the site directory, at a fresh stamp; returns the
-    /// stamp with the command.
-    fn theirs(&self, args: &[&str]) -> (Command, String) {
-        let stamp = next_stamp();
-        let mut c = theirs();
-        c.current_dir(self.dir.path())
-            .args(args)
-            .env("REPOZO_TEST_NOW", &stamp);
-        (c, stamp)
-    }
-
-    fn backup_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["-B", "-r", "repo", "-f", "Data.fs", "--blob-dir=blobs"];
-        args.extend_from_slice(extra);
-        args
-    }
-
     /// Our `-B --blob-dir=blobs EXTRA`; must exit 0. Returns its stamp.
     fn backup(&self, extra: &[&str]) -> String {
         let stamp = next_stamp();
-        let o = run(self.ours_at(&Self::backup_args(extra), &stamp));
+        let o = run(self.ours_at(&stamp, &backup_args(extra)));
         assert!(
             o.status.success(),
             "{}: backup {extra:?} at {stamp} failed with {}: {}",
-            self.name,
+            self.name(),
             o.status,
             stderr(&o)
         );
         assert!(
             self.repo().join("blobs").join("STATE").is_file(),
             "{}: no blobs/STATE after a blob backup",
-            self.name
+            self.name()
         );
         stamp
     }
@@ -377,26 +291,8 @@ impl Site {
         assert!(
             o.status.success(),
             "{}: restore -D {date:?} -o {out} --blob-dir={blob_dir} failed with {}: {}",
-            self.name,
+            self.name(),
             o.status,
-            stderr(&o)
-        );
-    }
-
-    /// blobtool `check` of a restored pair, as of journal step `k`.
-    fn check(&self, out: &str, blob_dir: &str, k: Option<usize>) {
-        let ks;
-        let mut args = vec!["check", out, blob_dir, "--journal", "journal.json"];
-        if let Some(k) = k {
-            ks = k.to_string();
-            args.extend(["--step", &ks]);
-        }
-        let o = blobtool_status(self.dir.path(), &args);
-        assert!(
-            o.status.success() && stdout(&o).starts_with("ok "),
-            "{}: restored {out} + {blob_dir} (step {k:?}) fails blobtool check:\n{}{}",
-            self.name,
-            stdout(&o),
             stderr(&o)
         );
     }
@@ -424,7 +320,7 @@ impl Site {
         let records = self.records(restored);
         let ranges = dat_ranges(&repo);
         let mut union = BTreeSet::new();
-        let what = format!("{} at {date}", self.name);
+        let what = format!("{} at {date}", self.name());
         for f in chain_at(&repo, date) {
             let mp = manifest_path(&repo, &f);
             assert!(mp.is_file(), "{what}: {f} has no manifest");
@@ -485,13 +381,6 @@ impl Site {
         parse_manifest(&self.repo().join(format!("{stamp}.blobs")))
     }
 
-    fn data_files(&self) -> Vec<String> {
-        listing(&self.repo())
-            .into_iter()
-            .filter(|n| is_data_file(n))
-            .collect()
-    }
-
     fn latest_chain(&self) -> Vec<String> {
         chain_at(&self.repo(), "9999-99-99-99-99-99")
     }
@@ -504,49 +393,10 @@ impl Site {
         assert!(
             o.status.success(),
             "{}: -V {extra:?} failed with {}: {}",
-            self.name,
+            self.name(),
             o.status,
             stderr(&o)
         );
-    }
-}
-
-/// Starts `c` paused at `step` and returns the child once it said so
-/// (any other stderr lines before are kept in the returned text).
-fn start_paused(mut c: Command, step: &str) -> (std::process::Child, String) {
-    c.env("REPOZO_FAILPOINT", format!("{step}:pause"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut before = String::new();
-    let want = format!("failpoint {step} reached\n");
-    loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-        if n == 0 {
-            let status = child.wait().unwrap();
-            panic!("the backup never reached failpoint {step} ({status}); stderr:\n{before}");
-        }
-        if line == want {
-            break;
-        }
-        before.push_str(&line);
-    }
-    child.stderr = Some(err.into_inner());
-    (child, before)
-}
-
-/// Lets a paused child go on and collects its end.
-fn resume(mut child: std::process::Child) -> Output {
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut rest).unwrap();
-    Output {
-        status: child.wait().unwrap(),
-        stdout: Vec::new(),
-        stderr: rest.into_bytes(),
     }
 }
 
@@ -555,7 +405,7 @@ const STEPS: u64 = 8;
 /// One random history: after every step a backup (plain, -Q, -z, -F in
 /// turn), then every backup restored as of its stamp and checked.
 fn random_history(seed: u64) {
-    let site = Site::new(&format!("history {seed}"), "bushy", seed);
+    let site = Site::with_blobs("bushy", seed).named(&format!("history {seed}"));
     let modes: [&[&str]; 4] = [&[], &["-Q"], &["-z"], &["-F"]];
     let mut backups = vec![(site.backup(&[]), site.current_step())];
     for i in 1..=STEPS {
@@ -594,7 +444,7 @@ fn random_blob_histories_restore_at_every_stamp_to_what_zodb_wrote() {
 
 #[test]
 fn zodbs_repozo_restores_verifies_and_prunes_a_repository_with_blobs() {
-    let site = Site::new("interop", "bushy", 21);
+    let site = Site::with_blobs("bushy", 21).named("interop");
     let mut stamps = vec![site.backup(&[])];
     for (i, mode) in [&[][..], &["-z"], &["-Q"], &[]].iter().enumerate() {
         site.step(2100 + i as u64, &["--no-pack"]);
@@ -603,14 +453,15 @@ fn zodbs_repozo_restores_verifies_and_prunes_a_repository_with_blobs() {
     for (i, stamp) in stamps.iter().enumerate() {
         let (o, t) = (format!("o{i}.fs"), format!("t{i}.fs"));
         site.restore(Some(stamp), &o, &format!("o{i}-blobs"));
-        let (c, _) = site.theirs(&["-R", "-r", "repo", "-D", stamp, "-o", &t]);
-        ok(run(c));
+        ok(run(
+            site.theirs(&["-R", "-r", "repo", "-D", stamp, "-o", &t])
+        ));
         assert!(
-            std::fs::read(site.path(&o)).unwrap() == std::fs::read(site.path(&t)).unwrap(),
+            site.read(&o) == site.read(&t),
             "ours and ZODB's repozo restored different Data.fs bytes at {stamp}"
         );
     }
-    ok(run(site.theirs(&["-V", "-r", "repo"]).0));
+    ok(run(site.theirs(&["-V", "-r", "repo"])));
 
     let manifests = |site: &Site| -> BTreeMap<String, Vec<u8>> {
         listing(&site.repo())
@@ -627,8 +478,11 @@ fn zodbs_repozo_restores_verifies_and_prunes_a_repository_with_blobs() {
 
     // Its -B -k making an incremental deletes nothing.
     site.step(2150, &["--no-pack"]);
-    let (c, inc) = site.theirs(&["-B", "-k", "-r", "repo", "-f", "Data.fs"]);
-    ok(run(c));
+    let inc = next_stamp();
+    ok(run(site.theirs_at(
+        &inc,
+        &["-B", "-k", "-r", "repo", "-f", "Data.fs"],
+    )));
     assert!(site.repo().join(format!("{inc}.deltafs")).is_file());
     assert!(
         snapshot(&site.repo().join("blobs")) == blobs_before,
@@ -638,8 +492,11 @@ fn zodbs_repozo_restores_verifies_and_prunes_a_repository_with_blobs() {
 
     // Its -BF -k drops the old chain and leaves our files alone.
     site.step(2160, &["--no-pack"]);
-    let (c, full) = site.theirs(&["-BF", "-k", "-r", "repo", "-f", "Data.fs"]);
-    ok(run(c));
+    let full = next_stamp();
+    ok(run(site.theirs_at(
+        &full,
+        &["-BF", "-k", "-r", "repo", "-f", "Data.fs"],
+    )));
     assert_eq!(site.data_files(), vec![format!("{full}.fs")]);
     assert!(
         snapshot(&site.repo().join("blobs")) == blobs_before,
@@ -658,19 +515,19 @@ fn zodbs_repozo_restores_verifies_and_prunes_a_repository_with_blobs() {
     site.check("last.fs", "last-blobs", Some(k));
     site.check_manifests(&next_stamp(), "last.fs");
     site.verify(&[]);
-    ok(run(site.theirs(&["-V", "-r", "repo"]).0));
+    ok(run(site.theirs(&["-V", "-r", "repo"])));
 }
 
 #[test]
 fn a_pack_during_the_blob_copy_is_caught_by_blobs_old_or_reported_as_gone() {
     for keep in ["yes", "no"] {
-        let site = Site::new(&format!("pack race keep-old {keep}"), "bushy", 31);
+        let site = Site::with_blobs("bushy", 31).named(&format!("pack race keep-old {keep}"));
         site.step(3100, &["--action", "modify"]);
         let k = site.current_step();
         let stamp = next_stamp();
-        let (child, _) = start_paused(
-            site.ours_at(&Site::backup_args(&[]), &stamp),
+        let paused = Paused::at(
             "backup:blobs-start",
+            site.ours_at(&stamp, &backup_args(&[])),
         );
         let o = site.blobtool(&[
             "modify-and-pack",
@@ -689,7 +546,7 @@ fn a_pack_during_the_blob_copy_is_caught_by_blobs_old_or_reported_as_gone() {
             .split(' ')
             .collect();
         let modified = (modified[0].to_owned(), modified[1].to_owned());
-        let o = resume(child);
+        let o = paused.resume();
         if keep == "yes" {
             assert!(
                 o.status.success(),
@@ -758,7 +615,7 @@ fn a_crash_during_the_blob_backup_leaves_a_restorable_repository_that_the_next_b
         "backup:manifest-written",
     ];
     for (i, fp) in steps.iter().enumerate() {
-        let site = Site::new(&format!("crash at {fp}"), "bushy", 40 + i as u64);
+        let site = Site::with_blobs("bushy", 40 + i as u64).named(&format!("crash at {fp}"));
         site.backup(&[]);
         let k = site.step(4000 + i as u64, &["--action", "create"]);
         assert!(
@@ -766,7 +623,7 @@ fn a_crash_during_the_blob_backup_leaves_a_restorable_repository_that_the_next_b
             "test setup: step {k} made no new blob contents, nothing to store"
         );
         let stamp = next_stamp();
-        let mut c = site.ours_at(&Site::backup_args(&[]), &stamp);
+        let mut c = site.ours_at(&stamp, &backup_args(&[]));
         c.env("REPOZO_FAILPOINT", fp);
         let o = run(c);
         assert!(
@@ -776,15 +633,15 @@ fn a_crash_during_the_blob_backup_leaves_a_restorable_repository_that_the_next_b
             stderr(&o)
         );
         // The Data.fs backup is complete: both tools restore it.
-        let data = std::fs::read(site.path("Data.fs")).unwrap();
+        let data = site.read("Data.fs");
         ok(run(site.ours(&["-R", "-r", "repo", "-o", "ours.fs"])));
-        ok(run(site.theirs(&["-R", "-r", "repo", "-o", "theirs.fs"]).0));
+        ok(run(site.theirs(&["-R", "-r", "repo", "-o", "theirs.fs"])));
         assert!(
-            std::fs::read(site.path("ours.fs")).unwrap() == data,
+            site.read("ours.fs") == data,
             "{fp}: ours restored other bytes"
         );
         assert!(
-            std::fs::read(site.path("theirs.fs")).unwrap() == data,
+            site.read("theirs.fs") == data,
             "{fp}: ZODB's repozo restored other bytes"
         );
         let has_manifest = site.repo().join(format!("{stamp}.blobs")).is_file();
@@ -826,7 +683,7 @@ fn a_crash_during_the_blob_backup_leaves_a_restorable_repository_that_the_next_b
 
 #[test]
 fn a_damaged_object_fails_verify_and_restore_and_the_restore_touches_nothing() {
-    let site = Site::new("damaged object", "bushy", 51);
+    let site = Site::with_blobs("bushy", 51).named("damaged object");
     site.step(5100, &["--action", "create"]);
     site.backup(&[]);
     site.step(5101, &["--action", "modify"]);
@@ -840,7 +697,7 @@ fn a_damaged_object_fails_verify_and_restore_and_the_restore_touches_nothing() {
     let f = old.join("0x00/0x00/0x00/0x00/0x00/0x00/0x00/0x01/0x01.blob");
     std::fs::write(&f, b"old blob").unwrap();
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let site_before = listing(site.dir.path());
+    let site_before = listing(site.dir());
     let (out_before, old_before) = (snapshot(&site.path("out.fs")), snapshot(&old));
 
     // Objects by size, biggest first.
@@ -907,7 +764,7 @@ fn a_damaged_object_fails_verify_and_restore_and_the_restore_touches_nothing() {
         "the restore changed the blob directory"
     );
     assert_eq!(
-        listing(site.dir.path()),
+        listing(site.dir()),
         site_before,
         "the restore left files behind"
     );
@@ -927,7 +784,7 @@ fn a_damaged_object_fails_verify_and_restore_and_the_restore_touches_nothing() {
 
 #[test]
 fn a_lawn_blob_directory_round_trips_as_lawn() {
-    let site = Site::new("lawn", "lawn", 61);
+    let site = Site::with_blobs("lawn", 61).named("lawn");
     site.backup(&[]);
     site.step(6100, &["--action", "modify"]);
     site.step(6101, &["--action", "undo"]);
@@ -947,7 +804,7 @@ fn a_lawn_blob_directory_round_trips_as_lawn() {
 
 #[test]
 fn a_full_backup_with_kill_old_keeps_only_the_objects_its_manifest_references() {
-    let site = Site::new("kill old", "bushy", 71);
+    let site = Site::with_blobs("bushy", 71).named("kill old");
     site.backup(&[]);
     site.step(7100, &["--action", "modify"]);
     site.backup(&["-z"]);
@@ -994,14 +851,17 @@ fn a_full_backup_with_kill_old_keeps_only_the_objects_its_manifest_references() 
 #[test]
 fn a_chain_written_by_zodbs_repozo_or_by_us_without_blob_dir_gets_manifests_on_our_first_blob_backup()
  {
-    let site = Site::new("theirs first", "bushy", 81);
+    let site = Site::with_blobs("bushy", 81).named("theirs first");
     let mut stamps = Vec::new();
     for (i, flags) in ["-B", "-Bz", "-BQ"].iter().enumerate() {
         if i > 0 {
             site.step(8100 + i as u64, &["--no-pack"]);
         }
-        let (c, stamp) = site.theirs(&[flags, "-r", "repo", "-f", "Data.fs"]);
-        ok(run(c));
+        let stamp = next_stamp();
+        ok(run(site.theirs_at(
+            &stamp,
+            &[flags, "-r", "repo", "-f", "Data.fs"],
+        )));
         stamps.push((stamp, site.current_step()));
     }
     assert_eq!(site.data_files().len(), 3);
@@ -1009,7 +869,7 @@ fn a_chain_written_by_zodbs_repozo_or_by_us_without_blob_dir_gets_manifests_on_o
     site.step(8110, &["--no-pack"]);
     let stamp = next_stamp();
     ok(run(
-        site.ours_at(&["-B", "-r", "repo", "-f", "Data.fs"], &stamp)
+        site.ours_at(&stamp, &["-B", "-r", "repo", "-f", "Data.fs"])
     ));
     stamps.push((stamp, site.current_step()));
     assert_eq!(site.data_files().len(), 4);
@@ -1047,7 +907,7 @@ fn a_chain_written_by_zodbs_repozo_or_by_us_without_blob_dir_gets_manifests_on_o
 
 #[test]
 fn blob_dir_without_an_output_file_is_refused() {
-    let site = Site::new("no -o", "bushy", 91);
+    let site = Site::with_blobs("bushy", 91).named("no -o");
     site.backup(&[]);
     let o = run(site.ours(&["-R", "-r", "repo", "--blob-dir=r-blobs"]));
     assert!(
@@ -1066,7 +926,7 @@ fn blob_dir_without_an_output_file_is_refused() {
 
 #[test]
 fn a_standby_blob_directory_follows_incremental_recovers_forward_and_back() {
-    let site = Site::new("standby", "bushy", 101);
+    let site = Site::with_blobs("bushy", 101).named("standby");
     let mut states = Vec::new();
     states.push((site.backup(&[]), site.current_step()));
     for i in 0..3u64 {
@@ -1112,10 +972,7 @@ fn a_standby_blob_directory_follows_incremental_recovers_forward_and_back() {
     site.check("standby.fs", "standby-blobs", Some(*kn));
     // The same bytes as a full restore of that state.
     site.restore(Some(last), "full.fs", "full-blobs");
-    assert_eq!(
-        std::fs::read(site.path("standby.fs")).unwrap(),
-        std::fs::read(site.path("full.fs")).unwrap()
-    );
+    assert_eq!(site.read("standby.fs"), site.read("full.fs"));
     assert_eq!(
         snapshot(&site.path("standby-blobs")),
         snapshot(&site.path("full-blobs")),
@@ -1159,7 +1016,7 @@ fn walk_blobs(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn deep_verify_finds_a_blob_record_missing_from_the_manifests() {
-    let site = Site::new("deep", "bushy", 111);
+    let site = Site::with_blobs("bushy", 111).named("deep");
     site.backup(&[]);
     site.step(11100, &["--action", "create"]);
     let stamp = site.backup(&[]);

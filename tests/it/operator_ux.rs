@@ -1,39 +1,10 @@
 //! What an operator sees: `--json` lines (the schema docs/operating.md documents)
 //! and the progress bar (only on a terminal, only for work that lasts).
 
-mod common;
-
-use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{ok, ours, py, run, stderr};
+use crate::common::{Site, ok, ours, py, run, stderr};
 use serde_json::Value;
-
-/// A site: `Data.fs` written by ZODB and an empty `repo`.
-fn site() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::create_dir(d.path().join("repo")).unwrap();
-    grow(d.path(), 3, 1);
-    d
-}
-
-fn grow(dir: &Path, txns: u32, seed: u32) {
-    let data_fs = dir.join("Data.fs");
-    py::zodbtool(&[
-        "grow",
-        data_fs.to_str().unwrap(),
-        "--txns",
-        &txns.to_string(),
-        "--seed",
-        &seed.to_string(),
-    ]);
-}
-
-fn cmd(dir: &Path, now: &str, args: &[&str]) -> Command {
-    let mut c = ours();
-    c.current_dir(dir).args(args).env("REPOZO_TEST_NOW", now);
-    c
-}
 
 /// The JSON lines of standard output, each parsed.
 fn json_lines(o: &Output) -> Vec<Value> {
@@ -60,14 +31,13 @@ fn summary(o: &Output) -> Value {
 
 #[test]
 fn json_summaries_of_backup_recover_and_verify_follow_the_documented_schema() {
-    let site = site();
-    let d = site.path();
+    let site = Site::grown(3, 1);
     let args = ["-B", "--json", "-f", "Data.fs", "-r", "repo"];
-    let full = summary(&ok(run(cmd(d, "2030-01-01-00-00-00", &args))));
+    let full = summary(&ok(run(site.ours_at("2030-01-01-00-00-00", &args))));
     assert_eq!(full["operation"], "backup");
     assert_eq!(full["kind"], "full");
     assert_eq!(full["files"][0], "repo/2030-01-01-00-00-00.fs");
-    let dat = std::fs::read_to_string(d.join("repo/2030-01-01-00-00-00.dat")).unwrap();
+    let dat = std::fs::read_to_string(site.path("repo/2030-01-01-00-00-00.dat")).unwrap();
     let line = format!(
         "repo/2030-01-01-00-00-00.fs {} {} {}\n",
         full["start"],
@@ -77,19 +47,18 @@ fn json_summaries_of_backup_recover_and_verify_follow_the_documented_schema() {
     assert_eq!(dat, line, "the summary carries the new .dat line");
     assert_eq!(full["bytes_written"], full["end"]);
 
-    grow(d, 2, 2);
-    let incr = summary(&ok(run(cmd(d, "2030-01-02-00-00-00", &args))));
+    site.grow(2, 2);
+    let incr = summary(&ok(run(site.ours_at("2030-01-02-00-00-00", &args))));
     assert_eq!(incr["kind"], "incremental");
     assert_eq!(incr["start"], full["end"]);
     assert!(incr["end"].as_u64() > full["end"].as_u64());
     assert_eq!(incr["files"][0], "repo/2030-01-02-00-00-00.deltafs");
 
-    let none = summary(&ok(run(cmd(d, "2030-01-03-00-00-00", &args))));
+    let none = summary(&ok(run(site.ours_at("2030-01-03-00-00-00", &args))));
     assert_eq!(none["kind"], "none");
     assert_eq!(none["files"].as_array().map(Vec::len), Some(0));
 
-    let rec = summary(&ok(run(cmd(
-        d,
+    let rec = summary(&ok(run(site.ours_at(
         "2030-01-03-00-00-00",
         &["-R", "--json", "-r", "repo", "-o", "out.fs"],
     ))));
@@ -98,23 +67,20 @@ fn json_summaries_of_backup_recover_and_verify_follow_the_documented_schema() {
     assert_eq!(rec["files"].as_array().map(Vec::len), Some(2));
     assert_eq!(rec["bytes_written"], incr["end"]);
     assert_eq!(
-        std::fs::metadata(d.join("out.fs")).unwrap().len(),
+        std::fs::metadata(site.path("out.fs")).unwrap().len(),
         incr["end"].as_u64().unwrap()
     );
 
-    let ver = summary(&ok(run(cmd(
-        d,
-        "2030-01-03-00-00-00",
-        &["-V", "--json", "-r", "repo"],
-    ))));
+    let ver = summary(&ok(run(
+        site.ours_at("2030-01-03-00-00-00", &["-V", "--json", "-r", "repo"])
+    )));
     assert_eq!(ver["operation"], "verify");
     assert_eq!(ver["kind"], "md5");
     assert_eq!(ver["bytes_read"], incr["end"]);
 
-    std::fs::remove_file(d.join("out.fs")).unwrap();
-    let _ = std::fs::remove_file(d.join("out.fs.index"));
-    let first = summary(&ok(run(cmd(
-        d,
+    std::fs::remove_file(site.path("out.fs")).unwrap();
+    let _ = std::fs::remove_file(site.path("out.fs.index"));
+    let first = summary(&ok(run(site.ours_at(
         "2030-01-03-00-00-00",
         &[
             "-R",
@@ -129,8 +95,7 @@ fn json_summaries_of_backup_recover_and_verify_follow_the_documented_schema() {
         ],
     ))));
     assert_eq!(first["kind"], "full");
-    let inc = summary(&ok(run(cmd(
-        d,
+    let inc = summary(&ok(run(site.ours_at(
         "2030-01-03-00-00-00",
         &[
             "-R",
@@ -152,12 +117,8 @@ fn json_summaries_of_backup_recover_and_verify_follow_the_documented_schema() {
 
 #[test]
 fn a_failure_with_json_writes_an_exit_error_object_on_stderr() {
-    let site = site();
-    let o = run(cmd(
-        site.path(),
-        "2030-01-01-00-00-00",
-        &["-V", "--json", "-r", "nonexist"],
-    ));
+    let site = Site::grown(3, 1);
+    let o = run(site.ours_at("2030-01-01-00-00-00", &["-V", "--json", "-r", "nonexist"]));
     assert_eq!(o.status.code(), Some(10));
     assert!(o.stdout.is_empty());
     let last = stderr(&o).lines().last().unwrap().to_string();
@@ -169,12 +130,8 @@ fn a_failure_with_json_writes_an_exit_error_object_on_stderr() {
 
 #[test]
 fn json_with_recover_to_standard_output_is_a_usage_error() {
-    let site = site();
-    let o = run(cmd(
-        site.path(),
-        "2030-01-01-00-00-00",
-        &["-R", "--json", "-r", "repo"],
-    ));
+    let site = Site::grown(3, 1);
+    let o = run(site.ours_at("2030-01-01-00-00-00", &["-R", "--json", "-r", "repo"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).ends_with("recover with -o/--output\n"),
@@ -186,14 +143,14 @@ fn json_with_recover_to_standard_output_is_a_usage_error() {
 /// Runs a backup paused at its start for `pause` seconds, on a terminal
 /// (through `tests/py/pty_run.py`); returns everything it drew.
 fn backup_on_a_terminal(extra: &[&str], pause: &str) -> String {
-    let site = site();
+    let site = Site::grown(3, 1);
     let mut c = Command::new("python3");
     c.arg(py::repo_root().join("tests/py/pty_run.py"))
         .arg(pause)
         .arg(env!("CARGO_BIN_EXE_repozo"))
         .args(["-B", "-f", "Data.fs", "-r", "repo"])
         .args(extra)
-        .current_dir(site.path())
+        .current_dir(site.dir())
         .env("REPOZO_TEST_NOW", "2030-01-01-00-00-00")
         .env("REPOZO_FAILPOINT", "backup:locked:pause");
     let o = ok(run(c));
@@ -239,9 +196,8 @@ fn json_reports_status_lines_during_work_that_lasts_over_a_second() {
 
 #[test]
 fn off_a_terminal_nothing_is_printed_but_what_repozo_prints() {
-    let site = site();
-    let mut c = cmd(
-        site.path(),
+    let site = Site::grown(3, 1);
+    let mut c = site.ours_at(
         "2030-01-01-00-00-00",
         &["-B", "-f", "Data.fs", "-r", "repo"],
     );

@@ -10,18 +10,18 @@
 //! (`[Errno 13] Permission denied: '<path>'`) naming the path, and that
 //! the repository and any existing output are left exactly as they were.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, Permissions};
+use std::ops::Deref;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{ok, run, stderr};
+use common::{Site, next_stamp, ok, run, stderr, transaction_ends};
 
 /// The unprivileged user the commands run as when the tests run as root.
 const TEST_USER: &str = "repozo-test";
@@ -216,12 +216,6 @@ fn binary() -> &'static Path {
     })
 }
 
-/// A fresh stamp for every backup, counting up from a fixed instant.
-fn next_stamp() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    repozo::Stamp::from_unix(1_900_000_000 + N.fetch_add(1, Ordering::SeqCst) * 10).to_string()
-}
-
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, path.display()));
@@ -304,26 +298,24 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     out
 }
 
-/// Offsets just past each transaction of a FileStorage file.
-fn transaction_ends(data: &[u8]) -> Vec<usize> {
-    let mut ends = Vec::new();
-    let mut pos = 4;
-    while pos + 16 <= data.len() {
-        let tlen = u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap()) as usize;
-        pos += tlen + 8;
-        ends.push(pos);
+/// A [`Site`] of the test user's: its directory, `Data.fs` (a copy of
+/// `small.fs`) and `repo/` are the user's, and [`UserSite::ours`] runs
+/// our binary as the user. Commands run in it with relative paths, so
+/// messages name `Data.fs` and `repo/...`. (What the site does through
+/// [`Site`] itself, blobtool and the like, runs as the test process.)
+struct UserSite {
+    site: Site,
+}
+
+impl Deref for UserSite {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
     }
-    ends
 }
 
-/// A directory with `Data.fs` and an empty `repo`, both the test user's;
-/// commands run in it with relative paths, so messages name `Data.fs` and
-/// `repo/...`.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
+impl UserSite {
     fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("repozo-perm-")
@@ -333,15 +325,12 @@ impl Site {
         give(dir.path());
         assert_reachable(&dir.path().join("x"));
         assert_reachable(binary());
-        let s = Site { dir };
-        fs::create_dir(s.path("repo")).unwrap();
-        give(&s.path("repo"));
+        let s = UserSite {
+            site: Site::in_dir(dir),
+        };
+        give(&s.repo());
         s.write("Data.fs", &s.small_fs()[..]);
         s
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
     }
 
     fn small_fs(&self) -> Vec<u8> {
@@ -360,7 +349,7 @@ impl Site {
     fn ours(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
         c.arg0("repozo");
-        c.current_dir(self.dir.path())
+        c.current_dir(self.dir())
             .args(args)
             .env("REPOZO_TEST_NOW", next_stamp())
             .env_remove("REPOZO_FAILPOINT");
@@ -374,7 +363,7 @@ impl Site {
         self.chain_upto(gzip, 8);
     }
 
-    /// As [`Site::chain`], with the incremental backup ending after
+    /// As [`UserSite::chain`], with the incremental backup ending after
     /// transaction `upto` (5..=8) of `small.fs`.
     fn chain_upto(&self, gzip: bool, upto: usize) {
         let all = self.small_fs();
@@ -396,7 +385,8 @@ impl Site {
 
     /// `repo/<name>` of the one repository file whose name ends with `ext`.
     fn repo_file(&self, ext: &str) -> String {
-        let names: Vec<String> = common::listing(&self.path("repo"))
+        let names: Vec<String> = self
+            .repo_listing()
             .into_iter()
             .filter(|n| n.ends_with(ext) && !n.contains(".tmp-"))
             .collect();
@@ -405,7 +395,7 @@ impl Site {
     }
 
     fn snapshot(&self) -> BTreeMap<String, Option<Vec<u8>>> {
-        snapshot(self.dir.path())
+        snapshot(self.dir())
     }
 
     /// Runs `args` as the test user with `rel` unreadable, and checks that
@@ -500,7 +490,7 @@ fn assert_not_called_missing(o: &Output) {
 #[test]
 fn commands_under_test_run_as_an_unprivileged_user_without_supplementary_groups() {
     let id = identity();
-    let s = Site::new();
+    let s = UserSite::new();
     let mut c = Command::new("id");
     c.current_dir(s.path("."));
     let out = ok(run(as_user(c)));
@@ -526,15 +516,15 @@ fn commands_under_test_run_as_an_unprivileged_user_without_supplementary_groups(
 
 #[test]
 fn a_backup_of_an_unreadable_data_fs_into_an_empty_repository_fails_naming_it() {
-    let s = Site::new();
+    let s = UserSite::new();
     let o = s.run_with_unreadable("Data.fs", &["-B", "-f", "Data.fs", "-r", "repo"]);
     assert_permission_denied(&o, "Data.fs");
-    assert!(common::listing(&s.path("repo")).is_empty());
+    assert!(s.repo_listing().is_empty());
 }
 
 #[test]
 fn an_incremental_backup_of_an_unreadable_data_fs_fails_naming_it_and_keeps_the_chain() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain_upto(false, 6);
     for args in [
         &["-B", "-f", "Data.fs", "-r", "repo"][..],
@@ -550,7 +540,7 @@ fn an_incremental_backup_of_an_unreadable_data_fs_fails_naming_it_and_keeps_the_
 
 #[test]
 fn a_full_backup_into_a_repository_the_user_cannot_write_fails_and_leaves_it_empty() {
-    let s = Site::new();
+    let s = UserSite::new();
     let _ro = Unwritable::new(&s.path("repo"));
     let before = s.snapshot();
     let args = ["-B", "-f", "Data.fs", "-r", "repo"];
@@ -562,12 +552,12 @@ fn a_full_backup_into_a_repository_the_user_cannot_write_fails_and_leaves_it_emp
         show(&o)
     );
     assert_unchanged(&before, &s.snapshot(), &args);
-    assert!(common::listing(&s.path("repo")).is_empty());
+    assert!(s.repo_listing().is_empty());
 }
 
 #[test]
 fn an_incremental_backup_into_a_repository_the_user_cannot_write_fails_and_keeps_the_chain() {
-    let s = Site::new();
+    let s = UserSite::new();
     let all = s.small_fs();
     let ends = transaction_ends(&all);
     s.write("Data.fs", &all[..ends[5]]);
@@ -596,7 +586,7 @@ fn an_incremental_backup_into_a_repository_the_user_cannot_write_fails_and_keeps
 
 #[test]
 fn verify_reports_an_unreadable_incremental_file_as_permission_denied_not_missing() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(false);
     ok(run(s.ours(&["-V", "-r", "repo"])));
     let target = s.repo_file(".deltafs");
@@ -607,7 +597,7 @@ fn verify_reports_an_unreadable_incremental_file_as_permission_denied_not_missin
 
 #[test]
 fn verify_reports_an_unreadable_full_backup_as_permission_denied_not_missing() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(false);
     let target = s.repo_file(".fs");
     let o = s.run_with_unreadable(&target, &["-V", "-r", "repo"]);
@@ -617,7 +607,7 @@ fn verify_reports_an_unreadable_full_backup_as_permission_denied_not_missing() {
 
 #[test]
 fn verify_reports_an_unreadable_gzipped_full_backup_as_permission_denied_not_missing() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(true);
     ok(run(s.ours(&["-V", "-r", "repo"])));
     let target = s.repo_file(".fsz");
@@ -628,7 +618,7 @@ fn verify_reports_an_unreadable_gzipped_full_backup_as_permission_denied_not_mis
 
 #[test]
 fn quick_verify_reports_an_unreadable_gzip_file_as_permission_denied_not_missing() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(true);
     ok(run(s.ours(&["-V", "-Q", "-r", "repo"])));
     for ext in [".fsz", ".deltafsz"] {
@@ -644,7 +634,7 @@ fn quick_verify_fails_on_an_unreadable_plain_file_as_repozo_does() {
     // -Q needs only the size, but repozo opens the file to learn it, and a
     // file that cannot be read cannot be recovered: stat alone passing it
     // would report a repository that recover then fails on.
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(false);
     ok(run(s.ours(&["-V", "-Q", "-r", "repo"])));
     for ext in [".fs", ".deltafs"] {
@@ -659,7 +649,7 @@ fn quick_verify_fails_on_an_unreadable_plain_file_as_repozo_does() {
 fn verify_still_reports_a_file_that_does_not_exist_as_missing() {
     // An incremental file: removing the full one would change the chain.
     for (gzip, ext) in [(false, ".deltafs"), (true, ".deltafsz")] {
-        let s = Site::new();
+        let s = UserSite::new();
         s.chain(gzip);
         let target = s.repo_file(ext);
         fs::remove_file(s.path(&target)).unwrap();
@@ -678,7 +668,7 @@ fn verify_still_reports_a_file_that_does_not_exist_as_missing() {
 
 #[test]
 fn verify_with_an_unreadable_dat_fails_naming_it() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(false);
     let dat = s.repo_file(".dat");
     for args in [&["-V", "-r", "repo"][..], &["-V", "-Q", "-r", "repo"]] {
@@ -691,8 +681,8 @@ fn verify_with_an_unreadable_dat_fails_naming_it() {
 
 /// A site with a chain and an existing `out.fs` and `out.fs.index` that a
 /// failed recover must leave alone.
-fn site_with_old_output(gzip: bool) -> Site {
-    let s = Site::new();
+fn site_with_old_output(gzip: bool) -> UserSite {
+    let s = UserSite::new();
     s.chain(gzip);
     s.write(
         "out.fs",
@@ -702,7 +692,7 @@ fn site_with_old_output(gzip: bool) -> Site {
     s
 }
 
-fn assert_no_part(s: &Site) {
+fn assert_no_part(s: &UserSite) {
     assert!(
         !s.path("out.fs.part").exists(),
         "out.fs.part was left behind"
@@ -752,7 +742,7 @@ fn recover_with_an_unreadable_gzip_file_fails_and_keeps_the_old_output() {
 #[test]
 fn recover_with_an_unreadable_chain_index_fails_and_keeps_the_old_output() {
     let s = site_with_old_output(false);
-    let names = common::listing(&s.path("repo"));
+    let names = s.repo_listing();
     let last_index = names
         .iter()
         .filter(|n| n.ends_with(".index"))
@@ -777,7 +767,7 @@ fn recover_with_w_and_an_unreadable_dat_fails_naming_it_and_keeps_the_old_output
 
 #[test]
 fn recover_into_a_directory_the_user_cannot_write_fails_with_permission_denied() {
-    let s = Site::new();
+    let s = UserSite::new();
     s.chain(false);
     fs::create_dir(s.path("locked")).unwrap();
     let _ro = Unwritable::new(&s.path("locked"));
@@ -799,7 +789,7 @@ fn recover_into_a_directory_the_user_cannot_write_fails_with_permission_denied()
 
 #[test]
 fn a_backup_whose_chain_dat_is_unreadable_fails_naming_the_dat_and_starts_no_new_chain() {
-    let s = Site::new();
+    let s = UserSite::new();
     // The Data.fs has two transactions the chain lacks, so neither
     // "nothing to do" nor a needless full backup can hide the error.
     s.chain_upto(false, 6);
@@ -815,17 +805,6 @@ fn a_backup_whose_chain_dat_is_unreadable_fails_naming_the_dat_and_starts_no_new
 }
 
 // ---- 7. blobs (--blob-dir) ----------------------------------------------
-
-/// `tests/py/blobtool.py ARGS` (real ZODB) in `dir`, as the test process;
-/// panics unless it exits 0.
-fn blobtool(dir: &Path, args: &[&str]) -> Output {
-    let script = common::py::repo_root().join("tests/py/blobtool.py");
-    let mut c = common::py::python_script(&script);
-    c.current_dir(dir).args(args);
-    let o = run(c);
-    assert!(o.status.success(), "blobtool.py {args:?}:\n{}", show(&o));
-    o
-}
 
 /// Gives `path` and everything under it to the test user.
 fn give_tree(path: &Path) {
@@ -857,63 +836,39 @@ fn files_under(site: &Path, dir: &Path) -> Vec<String> {
 
 const BLOB_BACKUP: [&str; 6] = ["-B", "-f", "Data.fs", "-r", "repo", "--blob-dir=blobs"];
 
-impl Site {
+impl UserSite {
     /// A site whose `Data.fs` and bushy `blobs/` are written by ZODB
     /// (journal step 0 in `journal.json`), all of it the test user's.
     fn with_blobs() -> Self {
-        let s = Site::new();
+        let s = UserSite::new();
         fs::remove_file(s.path("Data.fs")).unwrap();
-        blobtool(
-            s.dir.path(),
-            &[
-                "init",
-                "Data.fs",
-                "blobs",
-                "--seed",
-                "7",
-                "--journal",
-                "journal.json",
-            ],
-        );
-        give_tree(s.dir.path());
+        s.init_blobs("bushy", 7);
+        give_tree(s.dir());
         s
     }
 
     /// One ZODB transaction creating new blobs (the next journal step).
-    fn create_blobs(&self, seed: &str) {
-        blobtool(
-            self.dir.path(),
-            &[
-                "step",
-                "Data.fs",
-                "blobs",
-                "--seed",
-                seed,
-                "--journal",
-                "journal.json",
-                "--action",
-                "create",
-            ],
-        );
-        give_tree(self.dir.path());
+    fn create_blobs(&self, seed: u64) {
+        self.step(seed, &["--action", "create"]);
+        give_tree(self.dir());
     }
 
     /// The `*.blob` files of the blob directory (`blobs/...`).
     fn blob_files(&self) -> Vec<String> {
-        let mut v = files_under(self.dir.path(), &self.path("blobs"));
+        let mut v = files_under(self.dir(), &self.path("blobs"));
         v.retain(|f| f.ends_with(".blob"));
         v
     }
 
     fn manifests(&self) -> Vec<String> {
-        let mut v = common::listing(&self.path("repo"));
+        let mut v = self.repo_listing();
         v.retain(|n| n.ends_with(".blobs"));
         v
     }
 
     /// The stored blob objects (`repo/blobs/objects/...`).
     fn objects(&self) -> Vec<String> {
-        files_under(self.dir.path(), &self.path("repo/blobs/objects"))
+        files_under(self.dir(), &self.path("repo/blobs/objects"))
     }
 
     /// No half-written object: every object hashes to its name, and
@@ -928,7 +883,7 @@ impl Site {
                 "{what}: {obj} does not hold the content its name says"
             );
         }
-        let incoming = files_under(self.dir.path(), &self.path("repo/blobs/incoming"));
+        let incoming = files_under(self.dir(), &self.path("repo/blobs/incoming"));
         assert!(
             incoming.is_empty(),
             "{what}: left in blobs/incoming: {incoming:?}"
@@ -946,18 +901,7 @@ impl Site {
             "out.fs",
             "--blob-dir=out-blobs",
         ])));
-        blobtool(
-            self.dir.path(),
-            &[
-                "check",
-                "out.fs",
-                "out-blobs",
-                "--journal",
-                "journal.json",
-                "--step",
-                &step.to_string(),
-            ],
-        );
+        self.check("out.fs", "out-blobs", Some(step));
         fs::remove_dir_all(self.path("out-blobs")).unwrap();
         fs::remove_file(self.path("out.fs")).unwrap();
         let _ = fs::remove_file(self.path("out.fs.index"));
@@ -969,7 +913,7 @@ impl Site {
 /// and leaves no object half-written; with the mode restored, the next
 /// `-B --blob-dir` writes the missing manifest and the restore is one ZODB
 /// reads as journal step `step`.
-fn unreadable_blob_fails_then_next_backup_repairs(s: &Site, unreadable: &str, step: usize) {
+fn unreadable_blob_fails_then_next_backup_repairs(s: &UserSite, unreadable: &str, step: usize) {
     let manifests = s.manifests();
     let objects = s.objects();
     let o = {
@@ -1008,7 +952,7 @@ fn unreadable_blob_fails_then_next_backup_repairs(s: &Site, unreadable: &str, st
 
 #[test]
 fn a_full_blob_backup_with_an_unreadable_blob_file_fails_naming_it_and_the_next_one_repairs_it() {
-    let s = Site::with_blobs();
+    let s = UserSite::with_blobs();
     let files = s.blob_files();
     assert!(files.len() >= 5, "blobtool init wrote {files:?}");
     // The last one, so that others are copied to blobs/incoming first.
@@ -1018,10 +962,10 @@ fn a_full_blob_backup_with_an_unreadable_blob_file_fails_naming_it_and_the_next_
 #[test]
 fn an_incremental_blob_backup_with_an_unreadable_blob_file_fails_naming_it_and_the_next_one_repairs_it()
  {
-    let s = Site::with_blobs();
+    let s = UserSite::with_blobs();
     ok(run(s.ours(&BLOB_BACKUP)));
     let before = s.blob_files();
-    s.create_blobs("3");
+    s.create_blobs(3);
     let new: Vec<String> = s
         .blob_files()
         .into_iter()
@@ -1033,7 +977,7 @@ fn an_incremental_blob_backup_with_an_unreadable_blob_file_fails_naming_it_and_t
 
 #[test]
 fn a_blob_backup_with_an_unreadable_oid_directory_fails_naming_it_and_the_next_one_repairs_it() {
-    let s = Site::with_blobs();
+    let s = UserSite::with_blobs();
     let file = s.blob_files().pop().unwrap();
     let dir = Path::new(&file)
         .parent()
@@ -1061,11 +1005,11 @@ fn a_blob_backup_with_an_unreadable_oid_directory_fails_naming_it_and_the_next_o
 
 #[test]
 fn a_blob_directory_the_user_cannot_list_or_enter_fails_naming_it_before_writing_anything() {
-    let s = Site::with_blobs();
+    let s = UserSite::with_blobs();
     for backed_up in [false, true] {
         if backed_up {
             ok(run(s.ours(&BLOB_BACKUP)));
-            s.create_blobs("5");
+            s.create_blobs(5);
         }
         // 000: neither; 300: enter, not list; 600: list, not enter.
         for mode in [0o000, 0o300, 0o600] {
@@ -1086,7 +1030,7 @@ fn a_blob_directory_the_user_cannot_list_or_enter_fails_naming_it_before_writing
 
 #[test]
 fn a_blob_restore_into_a_directory_whose_parent_the_user_cannot_write_changes_nothing() {
-    let s = Site::with_blobs();
+    let s = UserSite::with_blobs();
     ok(run(s.ours(&BLOB_BACKUP)));
     fs::create_dir(s.path("locked")).unwrap();
     for dir in ["locked", "locked/blobs", "locked/blobs/0x01"] {
@@ -1130,7 +1074,7 @@ fn a_blob_restore_into_a_directory_whose_parent_the_user_cannot_write_changes_no
 
 #[test]
 fn verify_reports_an_unreadable_blob_object_as_permission_denied_not_missing() {
-    let s = Site::with_blobs();
+    let s = UserSite::with_blobs();
     ok(run(s.ours(&BLOB_BACKUP)));
     ok(run(s.ours(&["-V", "-r", "repo"])));
     let object = s.objects().pop().unwrap();

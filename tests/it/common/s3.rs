@@ -15,14 +15,20 @@
 //! Tests in this process configure the backend with [`S3Server::config`]
 //! (so no process-wide variable is set under running threads); commands
 //! they start get [`S3Server::env`], the `AWS_*` variables.
-#![allow(dead_code)]
+//!
+//! [`S3Site`] is a [`Site`] whose backups also go to S3, to a prefix of
+//! the shared server's bucket that no other test uses.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::{Site, next_stamp, ours, py, run, stderr};
 
 /// The bucket every server is started with.
 pub const BUCKET: &str = "repozo-test";
@@ -50,10 +56,10 @@ impl S3Server {
     /// Starts a server of one's own (a few seconds: moto is Python);
     /// panics if it cannot.
     pub fn start() -> S3Server {
-        let venv = super::common::py::venv_dir();
+        let venv = py::venv_dir();
         // Provisions the venv (moto included) if needed; panics loudly if
         // that fails.
-        let _ = super::common::py::venv_python();
+        let _ = py::venv_python();
         let moto = venv.join("bin").join("moto_server");
         assert!(
             moto.is_file(),
@@ -204,6 +210,16 @@ impl S3Server {
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect()
     }
+
+    /// Our own backend for `url` (`s3://BUCKET/PREFIX`) on this server.
+    pub fn client(&self, url: &str) -> repozo::backend::s3::S3 {
+        let config = self.config();
+        let pairs: Vec<(&str, &str)> = config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        repozo::backend::s3::S3::from_url(url, &pairs).unwrap()
+    }
 }
 
 impl Drop for S3Server {
@@ -241,4 +257,207 @@ pub fn unique_prefix(what: &str, name: &str) -> String {
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     )
+}
+
+/// A [`Site`] whose backups also go to S3: a fresh prefix of the shared
+/// server's bucket, `-r s3://BUCKET/PREFIX`, beside the local twin
+/// repository `repo/` (backed up at the same stamps). The site is named
+/// by its prefix in failure messages.
+pub struct S3Site {
+    site: Site,
+    pub server: &'static S3Server,
+    pub prefix: String,
+}
+
+impl Deref for S3Site {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl S3Site {
+    /// `site` with a fresh prefix whose name says `what` it is for.
+    pub fn new(site: Site, what: &str) -> S3Site {
+        let prefix = unique_prefix("site", what);
+        S3Site {
+            site: site.named(&prefix),
+            server: S3Server::shared(),
+            prefix,
+        }
+    }
+
+    /// `s3://BUCKET/PREFIX`.
+    pub fn url(&self) -> String {
+        self.server.url(&self.prefix)
+    }
+
+    /// The S3 repository through our own backend (listing, reading single
+    /// objects, the lock object), configured for the test server.
+    pub fn backend(&self) -> repozo::backend::s3::S3 {
+        self.server.client(&self.url())
+    }
+
+    /// The names and sizes of the objects directly under the prefix.
+    pub fn listing(&self) -> BTreeMap<String, u64> {
+        use repozo::backend::Backend;
+        self.backend()
+            .list("", false)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.size))
+            .collect()
+    }
+
+    /// How many multipart uploads under the prefix are begun and neither
+    /// completed nor aborted (the server's ListMultipartUploads).
+    pub fn uploads_pending(&self) -> usize {
+        let xml = self.server.pending_uploads(&format!("{}/", self.prefix));
+        assert!(xml.contains("ListMultipartUploadsResult"), "{xml}");
+        xml.matches("<Upload>").count()
+    }
+
+    /// Our binary in the site, pointed at the S3 server, at a fresh stamp.
+    pub fn ours(&self, args: &[&str]) -> Command {
+        self.ours_at(&next_stamp(), args)
+    }
+
+    /// Our binary in the site, pointed at the S3 server, its clock pinned
+    /// at `now`.
+    pub fn ours_at(&self, now: &str, args: &[&str]) -> Command {
+        let mut c = ours();
+        c.current_dir(self.dir())
+            .args(args)
+            .env("REPOZO_TEST_NOW", now)
+            .envs(self.server.env());
+        c
+    }
+
+    /// Backs up with `flags -f Data.fs` to S3 and to the local twin at
+    /// one stamp (both must succeed); returns the stamp.
+    pub fn backup_both(&self, flags: &[&str]) -> String {
+        let now = next_stamp();
+        let url = self.url();
+        for repo in [url.as_str(), "repo"] {
+            let args = [flags, &["-r", repo, "-f", "Data.fs"]].concat();
+            let o = run(self.ours_at(&now, &args));
+            assert!(
+                o.status.success(),
+                "{}: repozo {args:?} failed with {}: {}",
+                self.prefix,
+                o.status,
+                stderr(&o)
+            );
+        }
+        now
+    }
+
+    /// Every object under the prefix, by its name below it
+    /// (`/`-separated), with its bytes.
+    pub fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        let down = tempfile::tempdir().unwrap();
+        self.download(down.path());
+        files(down.path())
+    }
+
+    /// Downloads every object under the prefix into `to`, keeping the
+    /// `/`-separated names as paths (through boto3, which moto brings).
+    pub fn download(&self, to: &Path) {
+        let script = r#"
+import os, sys, boto3
+bucket, prefix, to = sys.argv[1], sys.argv[2].rstrip("/") + "/", sys.argv[3]
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        dest = os.path.join(to, o["Key"][len(prefix):])
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        s3.download_file(bucket, o["Key"], dest)
+"#;
+        let mut c = Command::new(py::venv_python());
+        c.arg("-c")
+            .arg(script)
+            .arg(BUCKET)
+            .arg(&self.prefix)
+            .arg(to)
+            .envs(self.server.env());
+        let o = run(c);
+        assert!(o.status.success(), "the download failed: {}", stderr(&o));
+    }
+
+    /// Every object under the prefix is the twin's file of the same path,
+    /// and each side has nothing the other lacks (no lock, no probe left
+    /// behind), except `blobs/STATE` and `blobs/incoming/` (a directory
+    /// store's only). `.dat` lines are compared by base name, and on S3
+    /// each names `s3://BUCKET/PREFIX/<name>`.
+    pub fn assert_same_as_twin(&self) {
+        let remote = self.objects();
+        let mut local = files(&self.repo());
+        local.retain(|p, _| p != "blobs/STATE" && !p.starts_with("blobs/incoming/"));
+        assert_eq!(
+            remote.keys().collect::<Vec<_>>(),
+            local.keys().collect::<Vec<_>>(),
+            "{}: the S3 prefix and the local twin hold different files",
+            self.prefix
+        );
+        let url = self.url();
+        for (name, bytes) in &remote {
+            if name.ends_with(".dat") {
+                assert_eq!(
+                    dat_by_name(bytes),
+                    dat_by_name(&local[name]),
+                    "{}: {name}",
+                    self.prefix
+                );
+                let text = String::from_utf8_lossy(bytes);
+                assert!(
+                    text.lines().all(|l| l.starts_with(&format!("{url}/"))),
+                    "{name} does not record {url}/<name> paths:\n{text}"
+                );
+            } else {
+                assert!(
+                    *bytes == local[name],
+                    "{}: {name} differs between S3 and the twin",
+                    self.prefix
+                );
+            }
+        }
+    }
+}
+
+/// The lines of a `.dat` with each path field reduced to its base name
+/// (all a reader uses), so an S3 `.dat` compares with a local one.
+fn dat_by_name(raw: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .map(|l| {
+            let (path, rest) = l.split_once(' ').unwrap_or((l, ""));
+            format!("{} {rest}", path.rsplit('/').next().unwrap_or(path))
+        })
+        .collect()
+}
+
+/// Every regular file under `root`, by its `/`-separated path below it,
+/// with its bytes.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
 }

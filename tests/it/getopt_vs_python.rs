@@ -13,7 +13,7 @@
 //! error string. `REPOZO_PROPTEST_CASES` sets the number of random cases
 //! per property (default 512).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

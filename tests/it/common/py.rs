@@ -1,7 +1,6 @@
 //! Access to the Python side of the test suite: real ZODB 6.4 and its repozo.
 //!
-//! Included from integration tests through `tests/common/mod.rs`
-//! (`pub mod py;`).  Only `std` is used.
+//! Only `std` is used.
 //!
 //! * [`venv_python`] provisions the venv once per test process by running
 //!   `scripts/setup-venv.sh` (which is idempotent and serialises concurrent
@@ -14,12 +13,10 @@
 //! * [`reference_repozo`] is a `Command` for ZODB's repozo via
 //!   `tests/py/repozo_shim.py` (honours `REPOZO_TEST_NOW`, prints
 //!   "Usage: repozo [options]" in its help).
-//! * [`reference_repozo_script`] is the venv's real `bin/repozo`.
 //!
 //! The venv lives at `<repo>/.venv` unless `REPOZO_VENV` is set; a relative
 //! `REPOZO_VENV` is taken relative to the repository root (as the setup
 //! script does).
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -156,23 +153,4 @@ pub fn zodbtool_stdout(args: &[&str]) -> String {
 /// The caller adds arguments, env (e.g. `REPOZO_TEST_NOW`) and cwd.
 pub fn reference_repozo() -> Command {
     python_script(&repo_root().join("tests").join("py").join("repozo_shim.py"))
-}
-
-/// Path of the venv's real `repozo` console script (provisions the venv).
-/// Note: its help prints "Usage: <argv[0] as exec'd> [options]", i.e. the
-/// full path when run by absolute path.
-pub fn reference_repozo_script() -> PathBuf {
-    let python = venv_python();
-    let script = python
-        .parent()
-        .expect("venv python has a parent directory")
-        .join("repozo");
-    if !script.is_file() {
-        panic!(
-            "reference repozo console script {} is missing; \
-             run scripts/setup-venv.sh",
-            script.display()
-        );
-    }
-    script
 }

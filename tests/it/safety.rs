@@ -2,160 +2,11 @@
 //! backups, damaged repositories and bad input. Every repository these tests
 //! leave behind is also recovered by ZODB's repozo, to the same bytes.
 
-mod common;
-
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{listing, ok, ours, py, run, stderr, theirs};
-
-/// A fresh stamp for every tool invocation, so tests need no sleeping:
-/// counts up from a fixed instant, one second per call.
-fn next_stamp() -> String {
-    common::next_stamp_from(1_900_000_000)
-}
-
-/// A test directory with a Data.fs grown by ZODB and a `repo` directory.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new(txns: u32, seed: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("repo")).unwrap();
-        let s = Site { dir };
-        s.grow(txns, seed);
-        s
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn data_fs(&self) -> PathBuf {
-        self.path("Data.fs")
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.path("repo")
-    }
-
-    fn grow(&self, txns: u32, seed: u32) {
-        let (t, s) = (txns.to_string(), seed.to_string());
-        py::zodbtool(&[
-            "grow",
-            self.data_fs().to_str().unwrap(),
-            "--txns",
-            &t,
-            "--seed",
-            &s,
-        ]);
-    }
-
-    /// The Data.fs bytes up to its last committed transaction.
-    fn committed(&self) -> Vec<u8> {
-        committed_prefix(&self.data_fs())
-    }
-
-    /// Our binary run in the site directory at a fresh stamp.
-    fn ours(&self, args: &[&str]) -> Command {
-        let mut c = ours();
-        c.current_dir(self.dir.path())
-            .args(args)
-            .env("REPOZO_TEST_NOW", next_stamp());
-        c
-    }
-
-    /// ZODB's repozo run in the site directory at a fresh stamp.
-    fn theirs(&self, args: &[&str]) -> Command {
-        let mut c = theirs();
-        c.current_dir(self.dir.path())
-            .args(args)
-            .env("REPOZO_TEST_NOW", next_stamp());
-        c
-    }
-
-    /// Recovers with both tools to separate files; asserts they agree and
-    /// returns the bytes.
-    fn recover_both(&self) -> Vec<u8> {
-        let _ = std::fs::remove_file(self.path("ours.fs"));
-        let _ = std::fs::remove_file(self.path("theirs.fs"));
-        ok(run(self.ours(&["-R", "-r", "repo", "-o", "ours.fs"])));
-        ok(run(self.theirs(&["-R", "-r", "repo", "-o", "theirs.fs"])));
-        let a = std::fs::read(self.path("ours.fs")).unwrap();
-        let b = std::fs::read(self.path("theirs.fs")).unwrap();
-        assert!(a == b, "ours and ZODB's repozo recovered different bytes");
-        a
-    }
-
-    /// Like [`Site::recover_both`] after a crash: our recover verifies every
-    /// file against the `.dat`, so a file renamed into place but not yet
-    /// recorded makes it refuse, saying how to restore it unchecked; then
-    /// `--no-verify` must give ZODB's repozo's bytes.
-    fn recover_both_after_crash(&self, what: &str) -> Vec<u8> {
-        let _ = std::fs::remove_file(self.path("ours.fs"));
-        let o = run(self.ours(&["-R", "-r", "repo", "-o", "ours.fs"]));
-        if !o.status.success() {
-            assert!(
-                stderr(&o).contains("--no-verify"),
-                "{what}: recover failed without saying how to go on: {}",
-                stderr(&o)
-            );
-            assert!(!self.path("ours.fs").exists(), "{what}: output left behind");
-            ok(run(self.ours(&[
-                "-R",
-                "--no-verify",
-                "-r",
-                "repo",
-                "-o",
-                "ours.fs",
-            ])));
-        }
-        let _ = std::fs::remove_file(self.path("theirs.fs"));
-        ok(run(self.theirs(&["-R", "-r", "repo", "-o", "theirs.fs"])));
-        let a = std::fs::read(self.path("ours.fs")).unwrap();
-        let b = std::fs::read(self.path("theirs.fs")).unwrap();
-        assert!(
-            a == b,
-            "{what}: ours and ZODB's repozo recovered different bytes"
-        );
-        a
-    }
-
-    /// Like [`Site::recover_both`], on the real clock.
-    fn recover_both_now(&self) -> Vec<u8> {
-        for (mut c, out) in [(ours(), "ours.fs"), (theirs(), "theirs.fs")] {
-            let _ = std::fs::remove_file(self.path(out));
-            c.current_dir(self.dir.path())
-                .args(["-R", "-r", "repo", "-o", out]);
-            ok(run(c));
-        }
-        let a = std::fs::read(self.path("ours.fs")).unwrap();
-        assert!(a == std::fs::read(self.path("theirs.fs")).unwrap());
-        a
-    }
-
-    /// Both tools' `-V` pass.
-    fn verify_both(&self) {
-        ok(run(self.ours(&["-V", "-r", "repo"])));
-        ok(run(self.theirs(&["-V", "-r", "repo"])));
-    }
-
-    fn repo_listing(&self) -> Vec<String> {
-        listing(&self.repo())
-    }
-}
-
-fn committed_prefix(path: &Path) -> Vec<u8> {
-    let f = File::open(path).unwrap();
-    let size = f.metadata().unwrap().len();
-    let c = repozo::fs::committed(path, &f, size, &repozo::Silent).unwrap();
-    let mut b = std::fs::read(path).unwrap();
-    b.truncate(c.pos as usize);
-    b
-}
+use crate::common::{Paused, Site, committed_prefix, crashed, ok, ours, run, stderr};
 
 /// `recovered` is the first whole transactions of `data`.
 fn assert_whole_txn_prefix(recovered: &[u8], data: &[u8], what: &str) {
@@ -173,11 +24,6 @@ fn assert_whole_txn_prefix(recovered: &[u8], data: &[u8], what: &str) {
     );
 }
 
-fn crashed(o: &Output) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    o.status.signal().is_some()
-}
-
 #[test]
 fn a_crash_at_every_backup_step_leaves_a_repository_that_recovers_and_continues() {
     let steps = [
@@ -191,7 +37,7 @@ fn a_crash_at_every_backup_step_leaves_a_repository_that_recovers_and_continues(
     for (i, step) in steps.iter().enumerate() {
         for (j, mode) in modes.iter().enumerate() {
             let what = format!("crash at {step} in mode {mode:?}");
-            let site = Site::new(3, (i * 10 + j) as u32);
+            let site = Site::grown(3, (i * 10 + j) as u64);
             ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
             site.grow(2, 99);
             let mut args = vec!["-B", "-r", "repo", "-f", "Data.fs"];
@@ -225,7 +71,7 @@ fn a_crash_at_every_backup_step_leaves_a_repository_that_recovers_and_continues(
 
 #[test]
 fn a_crash_while_removing_old_backups_leaves_a_repository_that_recovers() {
-    let site = Site::new(3, 5);
+    let site = Site::grown(3, 5);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     site.grow(1, 6);
     ok(run(site.ours(&["-B", "-r", "repo", "-f", "Data.fs"])));
@@ -248,47 +94,33 @@ fn a_crash_while_removing_old_backups_leaves_a_repository_that_recovers() {
 
 #[test]
 fn a_crash_during_recover_keeps_the_old_output_untouched() {
-    let site = Site::new(3, 8);
+    let site = Site::grown(3, 8);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     std::fs::write(site.path("out.fs"), b"old output").unwrap();
     std::fs::write(site.path("out.fs.index"), b"old index").unwrap();
     let mut c = site.ours(&["-R", "-r", "repo", "-o", "out.fs"]);
     c.env("REPOZO_FAILPOINT", "recover:data-copied");
     assert!(crashed(&run(c)));
-    assert_eq!(std::fs::read(site.path("out.fs")).unwrap(), b"old output");
-    assert_eq!(
-        std::fs::read(site.path("out.fs.index")).unwrap(),
-        b"old index"
-    );
+    assert_eq!(site.read("out.fs"), b"old output");
+    assert_eq!(site.read("out.fs.index"), b"old index");
     // Crashing between the two renames leaves the new, complete Data.fs.
     let mut c = site.ours(&["-R", "-r", "repo", "-o", "out.fs"]);
     c.env("REPOZO_FAILPOINT", "recover:output-renamed");
     assert!(crashed(&run(c)));
-    assert!(std::fs::read(site.path("out.fs")).unwrap() == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     ok(run(site.ours(&["-R", "-r", "repo", "-o", "out.fs"])));
-    assert!(std::fs::read(site.path("out.fs")).unwrap() == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     assert!(!site.path("out.fs.part").exists());
 }
 
 #[test]
 fn random_kills_during_large_backups_never_break_the_repository() {
-    let site = Site::new(0, 1);
-    let grow_big = |seed: &str| {
-        py::zodbtool(&[
-            "grow",
-            site.data_fs().to_str().unwrap(),
-            "--txns",
-            "40",
-            "--seed",
-            seed,
-            "--blobby",
-        ]);
-    };
-    grow_big("1");
+    let site = Site::grown(0, 1);
+    site.grow_big(40, 1);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     let mut rng = 0x9e37_79b9_u64;
     for round in 0..6 {
-        grow_big(&format!("{}", round + 2));
+        site.grow_big(40, round + 2);
         let gzip = round % 2 == 1;
         let args: &[&str] = if gzip {
             &["-Bz", "-r", "repo", "-f", "Data.fs"]
@@ -317,33 +149,18 @@ fn random_kills_during_large_backups_never_break_the_repository() {
 
 #[test]
 fn a_data_fs_replaced_during_the_backup_fails_cleanly_and_records_nothing() {
-    let site = Site::new(3, 90);
+    let site = Site::grown(3, 90);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     site.grow(2, 91);
     let before = site.repo_listing();
-    let mut c = site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]);
-    c.env("REPOZO_FAILPOINT", "backup:data-copied:pause")
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    // Handshake: the child says when it has reached the pause point and
-    // waits for a line on its standard input.
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    assert_eq!(line, "failpoint backup:data-copied reached\n");
+    let paused = Paused::at(
+        "backup:data-copied",
+        site.ours(&["-B", "-r", "repo", "-f", "Data.fs"]),
+    );
     // What a pack does: a new file renamed over the old name.
     std::fs::copy(site.data_fs(), site.path("Data.fs.pack")).unwrap();
     std::fs::rename(site.path("Data.fs.pack"), site.data_fs()).unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let o = std::process::Output {
-        status,
-        stdout: Vec::new(),
-        stderr: rest.into_bytes(),
-    };
+    let o = paused.resume();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("was replaced"), "{}", stderr(&o));
     assert_eq!(site.repo_listing(), before);
@@ -353,11 +170,11 @@ fn a_data_fs_replaced_during_the_backup_fails_cleanly_and_records_nothing() {
 
 #[test]
 fn concurrent_backups_into_one_repository_take_turns() {
-    let site = Site::new(3, 12);
+    let site = Site::grown(3, 12);
     // Real clock here: the lock, not pinned stamps, keeps the runs apart.
     let backup = || {
         let mut c = ours();
-        c.current_dir(site.dir.path())
+        c.current_dir(site.dir())
             .args(["-B", "-r", "repo", "-f", "Data.fs"]);
         c
     };
@@ -381,7 +198,7 @@ fn concurrent_backups_into_one_repository_take_turns() {
 
 #[test]
 fn a_backup_that_cannot_get_the_lock_fails_with_exit_code_11_and_changes_nothing() {
-    let site = Site::new(3, 14);
+    let site = Site::grown(3, 14);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     site.grow(1, 15);
     let before = site.repo_listing();
@@ -403,19 +220,15 @@ fn a_backup_that_cannot_get_the_lock_fails_with_exit_code_11_and_changes_nothing
 
 #[test]
 fn a_full_and_an_incremental_in_the_same_second_both_recover() {
-    let site = Site::new(3, 16);
+    let site = Site::grown(3, 16);
     let same = "2026-01-01-00-00-00";
-    let mut c = ours();
-    c.current_dir(site.dir.path())
-        .args(["-BF", "-r", "repo", "-f", "Data.fs"])
-        .env("REPOZO_TEST_NOW", same);
-    ok(run(c));
+    ok(run(
+        site.ours_at(same, &["-BF", "-r", "repo", "-f", "Data.fs"])
+    ));
     site.grow(2, 17);
-    let mut c = ours();
-    c.current_dir(site.dir.path())
-        .args(["-B", "-r", "repo", "-f", "Data.fs"])
-        .env("REPOZO_TEST_NOW", same);
-    ok(run(c));
+    ok(run(
+        site.ours_at(same, &["-B", "-r", "repo", "-f", "Data.fs"])
+    ));
     let names = site.repo_listing();
     assert!(
         names.contains(&"2026-01-01-00-00-01.deltafs".to_string()),
@@ -428,7 +241,7 @@ fn a_full_and_an_incremental_in_the_same_second_both_recover() {
 
 #[test]
 fn trailing_uncommitted_bytes_make_no_empty_increment() {
-    let site = Site::new(3, 18);
+    let site = Site::grown(3, 18);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -443,8 +256,8 @@ fn trailing_uncommitted_bytes_make_no_empty_increment() {
 }
 
 /// A repository with a plain full, a gzip increment and a plain increment.
-fn damaged_site(seed: u32) -> Site {
-    let site = Site::new(3, seed);
+fn damaged_site(seed: u64) -> Site {
+    let site = Site::grown(3, seed);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     site.grow(2, seed + 1);
     ok(run(site.ours(&["-Bz", "-r", "repo", "-f", "Data.fs"])));
@@ -487,11 +300,7 @@ fn assert_damage_caught(site: &Site, quick_catches: bool) {
     ] {
         let o = run(site.ours(args));
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert_eq!(
-            std::fs::read(site.path("out.fs")).unwrap(),
-            b"the live database",
-            "{args:?}"
-        );
+        assert_eq!(site.read("out.fs"), b"the live database", "{args:?}");
         assert!(!site.path("out.fs.part").exists(), "{args:?}");
     }
 }
@@ -531,18 +340,14 @@ fn verify_reports_a_data_file_recover_would_use_but_the_dat_does_not_list() {
     let site = damaged_site(50);
     let extra = site.repo().join("2040-01-01-00-00-00.deltafs");
     std::fs::write(&extra, b"stray").unwrap();
-    let mut c = ours();
-    c.current_dir(site.dir.path())
-        .args(["-V", "-r", "repo"])
-        .env("REPOZO_TEST_NOW", "2041-01-01-00-00-00");
-    let o = run(c);
+    let o = run(site.ours_at("2041-01-01-00-00-00", &["-V", "-r", "repo"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not listed in"), "{}", stderr(&o));
 }
 
 #[test]
 fn a_repository_path_with_spaces_works_and_zodb_reads_it_with_plain_recover() {
-    let site = Site::new(3, 60);
+    let site = Site::grown(3, 60);
     std::fs::create_dir(site.path("my backups")).unwrap();
     let r = "my backups";
     ok(run(site.ours(&["-BF", "-r", r, "-f", "Data.fs"])));
@@ -552,13 +357,13 @@ fn a_repository_path_with_spaces_works_and_zodb_reads_it_with_plain_recover() {
     ok(run(site.ours(&["-R", "-w", "-r", r, "-o", "ours.fs"])));
     ok(run(site.theirs(&["-R", "-r", r, "-o", "theirs.fs"])));
     let data = site.committed();
-    assert!(std::fs::read(site.path("ours.fs")).unwrap() == data);
-    assert!(std::fs::read(site.path("theirs.fs")).unwrap() == data);
+    assert!(site.read("ours.fs") == data);
+    assert!(site.read("theirs.fs") == data);
 }
 
 #[test]
 fn bad_input_gives_a_clear_error_exit_1_or_10_and_leaves_the_repository_unchanged() {
-    let site = Site::new(3, 70);
+    let site = Site::grown(3, 70);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     std::fs::write(site.path("empty.fs"), b"").unwrap();
     std::fs::write(site.path("text.fs"), b"this is not a FileStorage at all").unwrap();
@@ -616,34 +421,18 @@ fn bad_input_gives_a_clear_error_exit_1_or_10_and_leaves_the_repository_unchange
     assert!(!site.path("x.fs").exists());
 }
 
-/// Starts `c` with a pause at `step`, waits until it has reached it (the
-/// handshake of `REPOZO_FAILPOINT=<step>:pause`), sends it `signal`, lets
-/// it go on, and returns what it printed after the pause and its status.
-fn signal_at_pause(mut c: Command, step: &str, signal: i32) -> std::process::Output {
-    c.env("REPOZO_FAILPOINT", format!("{step}:pause"))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    assert_eq!(line, format!("failpoint {step} reached\n"));
-    // SAFETY: plain system call on our own, not yet reaped, child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    std::process::Output {
-        status: child.wait().unwrap(),
-        stdout: Vec::new(),
-        stderr: rest.into_bytes(),
-    }
+/// Runs `c` to the pause at `step`, sends it `signal`, lets it go on, and
+/// returns its end.
+fn signal_at_pause(c: Command, step: &str, signal: i32) -> Output {
+    let paused = Paused::at(step, c);
+    paused.signal(signal);
+    paused.resume()
 }
 
 #[test]
 fn ctrl_c_or_sigterm_during_a_backup_exits_130_and_leaves_the_repository_as_it_was() {
     for (signal, seed) in [(libc::SIGINT, 95), (libc::SIGTERM, 97)] {
-        let site = Site::new(3, seed);
+        let site = Site::grown(3, seed);
         ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
         let backed_up = site.committed();
         site.grow(2, seed + 1);
@@ -667,7 +456,7 @@ fn ctrl_c_or_sigterm_during_a_backup_exits_130_and_leaves_the_repository_as_it_w
 
 #[test]
 fn ctrl_c_during_a_recover_exits_130_and_keeps_the_old_output() {
-    let site = Site::new(3, 99);
+    let site = Site::grown(3, 99);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     std::fs::write(site.path("out.fs"), b"the live database").unwrap();
     let o = signal_at_pause(
@@ -676,10 +465,7 @@ fn ctrl_c_during_a_recover_exits_130_and_keeps_the_old_output() {
         libc::SIGINT,
     );
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read(site.path("out.fs")).unwrap(),
-        b"the live database"
-    );
+    assert_eq!(site.read("out.fs"), b"the live database");
     assert!(!site.path("out.fs.part").exists());
     assert!(!site.path("out.fs.index").exists());
 }
@@ -704,10 +490,7 @@ fn a_chain_with_a_deleted_incremental_is_refused_by_recover_and_keeps_the_old_ou
             stderr(&o)
         );
         assert!(o.stdout.is_empty(), "{args:?}: nothing recovered to stdout");
-        assert_eq!(
-            std::fs::read(site.path("out.fs")).unwrap(),
-            b"the live database"
-        );
+        assert_eq!(site.read("out.fs"), b"the live database");
         assert!(!site.path("out.fs.part").exists());
     }
     // --incremental does not fall back to a full recover of the gap either.
@@ -719,15 +502,15 @@ fn a_chain_with_a_deleted_incremental_is_refused_by_recover_and_keeps_the_old_ou
         "-o",
         "standby.fs",
     ])));
-    let before = std::fs::read(site.path("standby.fs")).unwrap();
+    let before = site.read("standby.fs");
     let o = run(site.ours(&["-R", "--incremental", "-r", "repo", "-o", "standby.fs"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert_eq!(std::fs::read(site.path("standby.fs")).unwrap(), before);
+    assert_eq!(site.read("standby.fs"), before);
 }
 
 #[test]
 fn a_signal_after_the_data_file_is_in_place_lets_the_backup_and_recover_finish_their_metadata() {
-    let site = Site::new(3, 71);
+    let site = Site::grown(3, 71);
     ok(run(site.ours(&["-BF", "-r", "repo", "-f", "Data.fs"])));
     site.grow(2, 72);
     let o = signal_at_pause(
@@ -748,9 +531,9 @@ fn a_signal_after_the_data_file_is_in_place_lets_the_backup_and_recover_finish_t
         libc::SIGINT,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(std::fs::read(site.path("out.fs")).unwrap() == site.committed());
+    assert!(site.read("out.fs") == site.committed());
     assert_eq!(
-        std::fs::read(site.path("out.fs.index")).unwrap(),
+        site.read("out.fs.index"),
         std::fs::read(site.repo().join(&index)).unwrap()
     );
 }

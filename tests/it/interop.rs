@@ -9,14 +9,13 @@
 //! Randomised scenarios use a tiny xorshift generator with fixed seeds, so
 //! every run does the same thing; failures name the seed and the step.
 
-mod common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::py::{self, zodbtool, zodbtool_stdout};
-use common::{Rng, listing, ours, run, stamp_of, stderr, theirs};
+use crate::common::Tool::{self, Ours, Theirs};
+use crate::common::py::{self, zodbtool, zodbtool_stdout};
+use crate::common::{Rng, listing, repozo, run, stamp_of, stderr, zodb};
 use md5::{Digest, Md5};
 
 // ---------------------------------------------------------------------------
@@ -75,42 +74,6 @@ fn the_test_clock_formats_stamps_like_time_gmtime() {
 // Running the tools
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tool {
-    Ours,
-    Theirs,
-}
-
-use Tool::{Ours, Theirs};
-
-impl Tool {
-    const BOTH: [Tool; 2] = [Ours, Theirs];
-
-    fn name(self) -> &'static str {
-        match self {
-            Ours => "ours",
-            Theirs => "theirs",
-        }
-    }
-
-    fn other(self) -> Tool {
-        match self {
-            Ours => Theirs,
-            Theirs => Ours,
-        }
-    }
-}
-
-/// Runs `tool ARGS` in `cwd` with the clock pinned at `now`.
-fn repozo(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
-    let mut c = match tool {
-        Ours => ours(),
-        Theirs => theirs(),
-    };
-    c.current_dir(cwd).env("REPOZO_TEST_NOW", now).args(args);
-    run(c)
-}
-
 /// [`repozo`], asserting rc 0 and no output on stdout (unless it is a
 /// recover to stdout, which the caller inspects).
 fn repozo_ok(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
@@ -137,25 +100,6 @@ fn repozo_ok(tool: Tool, cwd: &Path, now: &str, args: &[&str]) -> Output {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
-}
-
-/// Commits `txns` random transactions through real ZODB.
-fn grow(data_fs: &Path, txns: u64, seed: u64, blobby: bool) {
-    let (t, sd) = (txns.to_string(), seed.to_string());
-    let mut args = vec!["grow", s(data_fs), "--txns", &t, "--seed", &sd];
-    if blobby {
-        args.push("--blobby");
-    }
-    zodbtool(&args);
-}
-
-/// Commits and undoes a transaction (undo records are backpointers).
-fn undo(data_fs: &Path) {
-    zodbtool(&["undo", s(data_fs), "--count", "1"]);
-}
-
-fn pack(data_fs: &Path) {
-    zodbtool(&["pack", s(data_fs)]);
 }
 
 /// ZODB's `FileStorage(read_only=True).getSize()`: the committed end.
@@ -362,12 +306,17 @@ fn monte_carlo(seed: u64, iterations: usize) {
         let grew = i == 0 || (!forced_idle && rng.chance(85));
         if grew {
             let txns = 1 + rng.below(4);
-            grow(&data_fs, txns, seed * 1000 + i as u64, rng.chance(10));
+            let step_seed = seed * 1000 + i as u64;
             if rng.chance(10) {
-                undo(&data_fs);
+                zodb::grow_big(&data_fs, txns, step_seed);
+            } else {
+                zodb::grow(&data_fs, txns, step_seed);
+            }
+            if rng.chance(10) {
+                zodb::undo(&data_fs);
             }
             if forced_pack || (i > 0 && rng.chance(10)) {
-                pack(&data_fs);
+                zodb::pack(&data_fs);
                 kinds.packs += 1;
             }
         }
@@ -620,17 +569,18 @@ fn twin_history(seed: u64, steps: usize, gzip: bool) {
     let mut mixed_tool = if seed.is_multiple_of(2) { Ours } else { Theirs };
     for i in 0..steps {
         if i == 0 || rng.chance(85) {
-            grow(
-                &t.data_fs,
-                1 + rng.below(4),
-                seed * 1000 + i as u64,
-                rng.chance(10),
-            );
+            let txns = 1 + rng.below(4);
+            let step_seed = seed * 1000 + i as u64;
+            if rng.chance(10) {
+                zodb::grow_big(&t.data_fs, txns, step_seed);
+            } else {
+                zodb::grow(&t.data_fs, txns, step_seed);
+            }
             if rng.chance(15) {
-                undo(&t.data_fs);
+                zodb::undo(&t.data_fs);
             }
             if i > 0 && rng.chance(12) {
-                pack(&t.data_fs);
+                zodb::pack(&t.data_fs);
             }
         }
         let mut flags = Vec::new();
@@ -677,7 +627,7 @@ fn gzip_members_coded_with_and_without_lz77_are_recovered_by_zodbs_repozo() {
     // zodbtool's buckets, rewritten with mostly the same values, first
     // (LZ77 pays); then the benchmark's generator, whose documents hold
     // fresh random hex text (Huffman coding alone).
-    grow(&data_fs, 150, 31, false);
+    zodb::grow(&data_fs, 150, 31);
     let gendata = py::repo_root().join("bench").join("gendata.py");
     let o = py::python_script(&gendata)
         .args([
@@ -879,7 +829,7 @@ fn index_fixture(seed: u64) -> IndexFixture {
     let work = tmp.path().join("work");
     std::fs::create_dir_all(work.join("repo")).unwrap();
     let data_fs = work.join("Data.fs");
-    grow(&data_fs, 15, seed, false);
+    zodb::grow(&data_fs, 15, seed);
     let stale = tmp.path().join("stale.index");
     zodbtool(&["copy-index", s(&data_fs), s(&stale)]);
     // The template: a full backup of state 1 (by ZODB's repozo).
@@ -889,7 +839,7 @@ fn index_fixture(seed: u64) -> IndexFixture {
         &Clock::new().now(),
         &["-BF", "-r", "repo", "-f", "Data.fs"],
     );
-    grow(&data_fs, 8, seed + 1, false);
+    zodb::grow(&data_fs, 8, seed + 1);
     let current = tmp.path().join("current.index");
     zodbtool(&["copy-index", s(&data_fs), s(&current)]);
     let state2 = tmp.path().join("state2.fs");
@@ -1108,10 +1058,10 @@ fn kill_old_on_full_leaves_the_same_files() {
     let mut mixed_tool = Theirs;
     for (i, &(g, p, flags, expected)) in steps.iter().enumerate() {
         if g {
-            grow(&t.data_fs, 2, 500 + i as u64, false);
+            zodb::grow(&t.data_fs, 2, 500 + i as u64);
         }
         if p {
-            pack(&t.data_fs);
+            zodb::pack(&t.data_fs);
         }
         let now = clock.step(1 + i as u64 % 3);
         let context = format!("step {i}: -B {flags:?} at {now}");
@@ -1153,7 +1103,7 @@ fn kill_old_on_full_leaves_the_same_files() {
 fn the_dat_records_the_repository_path_exactly_as_spelled() {
     let tmp = tempfile::tempdir().unwrap();
     let data_fs = tmp.path().join("Data.fs");
-    grow(&data_fs, 3, 61, false);
+    zodb::grow(&data_fs, 3, 61);
     let abs_base = tmp.path().join("abs");
     let spellings = [
         "repo".to_string(),
@@ -1169,7 +1119,7 @@ fn the_dat_records_the_repository_path_exactly_as_spelled() {
     let mut nows = Vec::new();
     for (k, _) in steps.iter().enumerate() {
         if k > 0 {
-            grow(&data_fs, 1, 62 + k as u64, false);
+            zodb::grow(&data_fs, 1, 62 + k as u64);
         }
         nows.push(clock.step(1));
         for (j, r) in spellings.iter().enumerate() {

@@ -27,7 +27,7 @@ use proptest::prelude::*;
 use proptest::sample::{Index as Pick, select};
 use proptest::test_runner::{Config, TestRunner};
 
-mod synth;
+use crate::synth;
 use synth::*;
 
 /// Address-space limit of every process started here: 512 MiB, plus 8 MiB

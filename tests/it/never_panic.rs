@@ -8,8 +8,8 @@
 //! `tests/data`, and check the few invariants that hold whatever the input.
 //! Synthetic FileStorages also get a `Data.fs.index` (or a backup's index
 //! as the incremental's hint) valid for a prefix of them, then are mutated.
-//! The generators live in `tests/synth/`, shared with
-//! `tests/never_panic_bin.rs`, which runs the binary itself on such input.
+//! The generators live in `synth`, shared with
+//! `never_panic_bin`, which runs the binary itself on such input.
 //! `REPOZO_PROPTEST_CASES` sets the number of cases of the properties that
 //! read it.
 
@@ -30,7 +30,7 @@ use repozo::index::{self, Index, MAX_POS};
 use repozo::repo::DatEntry;
 use repozo::{Error, Event, Report};
 
-mod synth;
+use crate::synth;
 use synth::*;
 
 // ---------------------------------------------------------------------------
