@@ -37,6 +37,11 @@ macro_rules! conformance_tests {
             delete_removes_an_object_and_deleting_a_missing_one_is_no_error,
             the_lock_excludes_a_second_holder_until_it_is_dropped,
             the_probe_of_conditional_writes_passes,
+            write_whole_creates_then_replaces_and_read_optional_tells_absence,
+            append_creates_the_dat_then_adds_lines_in_order,
+            delete_says_an_object_that_was_there_was_there,
+            the_repository_listing_names_every_file_at_the_top_and_nothing_below,
+            content_addressed_objects_are_stored_once_and_swept_when_unreferenced,
         );
     };
     ($fixture:path; $($name:ident),* $(,)?) => {
@@ -243,4 +248,119 @@ fn a_missing_local_repository_lists_as_no_repository() {
         .list("", false)
         .unwrap_err();
     assert_eq!(err.exit_code(), repozo::error::EXIT_NO_REPOSITORY, "{err}");
+}
+
+pub(crate) fn write_whole_creates_then_replaces_and_read_optional_tells_absence(b: &dyn Backend) {
+    b.write_whole("x.dat", &mut |w| w.write_all(b"first line\n"))
+        .unwrap();
+    b.write_whole("x.dat", &mut |w| w.write_all(b"replaced\n"))
+        .unwrap();
+    assert_eq!(b.read_optional("x.dat").unwrap().unwrap(), b"replaced\n");
+    assert_eq!(b.read_optional("y.dat").unwrap(), None);
+    assert_eq!(b.size_opened("x.dat").unwrap(), Some(9));
+    assert_eq!(b.entry_size("x.dat").unwrap(), Some(9));
+    assert_eq!(b.size_opened("y.dat").unwrap(), None);
+}
+
+pub(crate) fn append_creates_the_dat_then_adds_lines_in_order(b: &dyn Backend) {
+    let held = b.lock(Duration::ZERO).unwrap();
+    b.append("x.dat", "one\n", held.as_ref()).unwrap();
+    b.append("x.dat", "two\n", held.as_ref()).unwrap();
+    assert_eq!(b.read("x.dat").unwrap(), b"one\ntwo\n");
+    b.sync().unwrap();
+}
+
+pub(crate) fn delete_says_an_object_that_was_there_was_there(b: &dyn Backend) {
+    b.put_if_absent("x.fs", b"x").unwrap();
+    assert!(b.delete("x.fs").unwrap());
+    // A backend that can tell says `false` for a missing one; S3 cannot.
+    let _ = b.delete("x.fs").unwrap();
+}
+
+pub(crate) fn the_repository_listing_names_every_file_at_the_top_and_nothing_below(
+    b: &dyn Backend,
+) {
+    b.put_if_absent("2026-01-01-00-00-00.fs", b"a").unwrap();
+    b.put_if_absent("2026-01-01-00-00-00.dat", b"b").unwrap();
+    b.put_if_absent("blobs/objects/ab/c", b"c").unwrap();
+    let mut names: Vec<String> = b
+        .list_names()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| repozo::names::is_data_file(n) || repozo::names::is_meta_file(n))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["2026-01-01-00-00-00.dat", "2026-01-01-00-00-00.fs"]);
+    assert!(
+        b.list_names()
+            .unwrap()
+            .iter()
+            .all(|(n, _)| !n.contains('/'))
+    );
+}
+
+pub(crate) fn content_addressed_objects_are_stored_once_and_swept_when_unreferenced(
+    b: &dyn Backend,
+) {
+    use repozo::backend::objects::{SMALL_OBJECT, object_name};
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    let large = dir.path().join("large");
+    std::fs::write(&small, b"same").unwrap();
+    // Over the size a put-each writer reads into memory: streamed.
+    std::fs::write(&large, pattern(SMALL_OBJECT as usize + 4097)).unwrap();
+    let mut buf = vec![0; 1 << 16];
+    let (s1, s2, l) = {
+        let w = b.object_writer().unwrap();
+        let open = |p: &std::path::Path| std::fs::File::open(p).unwrap();
+        let s1 = w.put(&mut open(&small), &small, &mut buf).unwrap();
+        let s2 = w.put(&mut open(&small), &small, &mut buf).unwrap();
+        let l = w.put(&mut open(&large), &large, &mut buf).unwrap();
+        w.commit().unwrap();
+        (s1, s2, l)
+    };
+    assert!(s1.new && !s2.new && l.new);
+    assert_eq!(s1.hash, s2.hash);
+    assert_eq!(b.read(&object_name(&s1.hash)).unwrap(), b"same");
+    assert_eq!(b.size(&object_name(&l.hash)).unwrap(), Some(l.size));
+    let keep = [l.hash].into_iter().collect();
+    assert_eq!(b.sweep_objects(&keep).unwrap(), (1, 4));
+    assert_eq!(b.size(&object_name(&s1.hash)).unwrap(), None);
+    let left: Vec<String> = b
+        .list("blobs/", true)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(left, [object_name(&l.hash)], "nothing else is left behind");
+}
+
+#[test]
+fn a_local_directory_in_the_way_of_a_name_exists_and_cannot_be_sized() {
+    let f = local();
+    let b = &*f.backend;
+    let dir = std::path::Path::new(&b.describe()).join("2026-01-01-00-00-00.fs");
+    std::fs::create_dir(&dir).unwrap();
+    assert!(b.exists("2026-01-01-00-00-00.fs").unwrap());
+    let err = b.size("2026-01-01-00-00-00.fs").unwrap_err();
+    assert!(err.to_string().contains("Is a directory"), "{err}");
+    assert!(
+        b.list_names()
+            .unwrap()
+            .iter()
+            .any(|(n, _)| n == "2026-01-01-00-00-00.fs"),
+        "the repository listing names it, as os.listdir does, so readers refuse it by name"
+    );
+}
+
+#[test]
+fn a_local_delete_of_a_missing_file_says_it_was_not_there_and_leftovers_are_removed() {
+    let f = local();
+    let b = &*f.backend;
+    assert!(!b.delete("x.fs").unwrap());
+    let leftover = "2026-01-01-00-00-00.fs.tmp-1-2";
+    b.put_if_absent(leftover, b"half").unwrap();
+    assert!(b.remove_leftover(leftover).unwrap());
+    assert!(!b.exists(leftover).unwrap());
 }
