@@ -14,6 +14,7 @@ mod recover;
 pub mod retention;
 mod source;
 mod verify;
+mod workers;
 
 pub use backup::{BackupOptions, BackupOutcome, backup, backup_and_retain};
 pub use incremental::{
