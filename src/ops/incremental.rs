@@ -32,9 +32,10 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use super::Ctx;
+use super::RecoverOptions;
 use super::blobs::TreeSync;
 use super::meter::Meter;
-use super::recover::{Check, RecoverOptions, install_index, select, write_output};
+use super::output::{Check, install_index, write_output};
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
@@ -194,7 +195,12 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
     };
     let _lock = StorageLock::acquire(output)?;
     failpoint::hit("incremental:locked");
-    let mut chain = select(opts, ctx)?;
+    let (mut chain, _) = crate::repo::chain_for_date(
+        &opts.repository,
+        opts.date.as_deref(),
+        ctx.clock,
+        ctx.report,
+    )?;
     ctx.report.event(&Event::RecoveringTo(output.to_string()));
     let plan = match target_lines(&mut chain)? {
         Err(reason) => Err(reason),

@@ -10,6 +10,7 @@ pub mod blobs;
 mod incremental;
 pub mod list;
 mod meter;
+mod output;
 mod recover;
 pub mod retention;
 mod source;

@@ -56,7 +56,8 @@ const HINT_STRUCTURE: &str = "The chain's files match their .dat checksums, so t
 /// (see [`crate::fs::check`]).
 pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     let date = opts.date.as_deref().filter(|d| !d.is_empty());
-    let (mut chain, when) = super::recover::select_dated(&opts.repository, date, ctx)?;
+    let (mut chain, when) =
+        crate::repo::chain_for_date(&opts.repository, date, ctx.clock, ctx.report)?;
     // With -D, the full's .dat also lists the increments made after that
     // date: they belong to later states, not to this one.
     let entries: Vec<DatEntry> = chain
