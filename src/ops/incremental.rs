@@ -189,7 +189,7 @@ const PROBE: u64 = 1 << 20;
 pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<IncrementalOutcome> {
     let inc = opts.incremental.unwrap_or_default();
     let Some(output) = opts.output.as_deref() else {
-        return Err(Error::Source(
+        return Err(Error::Config(
             "--incremental needs -o/--output: it brings an existing Data.fs up to date".into(),
         ));
     };
@@ -482,11 +482,21 @@ fn apply(
             // Keep OUT a valid state of the chain: cut the bad file off.
             file.set_len(line.start).at(output)?;
             file.sync_all().at(output)?;
-            return Err(Error::Verification(if n != line.len() {
-                format!("{} is {n} bytes, should be {} bytes", f.path, line.len())
+            return Err(if n != line.len() {
+                Error::SizeMismatch {
+                    path: f.path.clone(),
+                    size: n,
+                    want: line.len(),
+                    note: "",
+                }
             } else {
-                format!("{} has checksum {md5} instead of {}", f.path, line.md5)
-            }));
+                Error::ChecksumMismatch {
+                    path: f.path.clone(),
+                    got: md5,
+                    want: line.md5.clone(),
+                    note: "",
+                }
+            });
         }
         appended += n;
         ctx.report.event(&Event::RecoveredChunk {

@@ -181,11 +181,7 @@ pub(super) fn read_truth(chain: &mut Chain, check: Check) -> Result<Option<Truth
         Err(Error::Io { source, .. })
             if check == Check::Quiet && source.kind() == std::io::ErrorKind::NotFound =>
         {
-            return Err(Error::Verification(format!(
-                "{} is missing, so the backup files cannot be checked; recover with \
-                 --no-verify to restore them unchecked",
-                chain.dat_path()
-            )));
+            return Err(Error::DatMissing(chain.dat_path().to_string()));
         }
         Err(e) => return Err(e),
     };
@@ -233,23 +229,28 @@ pub(super) fn copy_chain(
             } else {
                 "recover with --no-verify to restore it unchecked"
             };
-            return Err(Error::Verification(format!(
-                "{} is not listed in {}; {how}, or check the repository with -V",
-                file.path,
-                chain.dat_path()
-            )));
+            return Err(Error::NotListed {
+                path: file.path.clone(),
+                verb: "is not listed in",
+                dat: chain.dat_path().to_string(),
+                hint: format!("{how}, or check the repository with -V"),
+            });
         };
         if size != *want_size {
-            return Err(Error::Verification(format!(
-                "{} is {size} bytes, should be {want_size} bytes",
-                file.path
-            )));
+            return Err(Error::SizeMismatch {
+                path: file.path.clone(),
+                size,
+                want: *want_size,
+                note: "",
+            });
         }
         if sum != *want_sum {
-            return Err(Error::Verification(format!(
-                "{} has checksum {sum} instead of {want_sum}",
-                file.path
-            )));
+            return Err(Error::ChecksumMismatch {
+                path: file.path.clone(),
+                got: sum,
+                want: want_sum.clone(),
+                note: "",
+            });
         }
         total = total.saturating_add(size);
         if check == Check::Logged {

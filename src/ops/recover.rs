@@ -60,7 +60,7 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
     let check = Check::of_flags(opts.with_verify, opts.no_verify);
     let blobs = opts.blob_dir.as_deref();
     if blobs.is_some() && opts.output.is_none() {
-        return Err(Error::Source(
+        return Err(Error::Config(
             "--blob-dir needs -o/--output: the blobs are restored beside a Data.fs file".into(),
         ));
     }

@@ -99,19 +99,22 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         }
         let (size, sum) = measure(&chain, &files, &file, opts.quick, deep.as_mut(), &meter)?;
         if size != entry.len() {
-            return Err(Error::Verification(format!(
-                "{} is {size} bytes{note}, should be {} bytes",
-                file.path,
-                entry.len()
-            )));
+            return Err(Error::SizeMismatch {
+                path: file.path,
+                size,
+                want: entry.len(),
+                note,
+            });
         }
         if let Some(sum) = sum
             && sum != entry.md5
         {
-            return Err(Error::Verification(format!(
-                "{} has checksum {sum}{note} instead of {}",
-                file.path, entry.md5
-            )));
+            return Err(Error::ChecksumMismatch {
+                path: file.path,
+                got: sum,
+                want: entry.md5.clone(),
+                note,
+            });
         }
     }
     // Recover concatenates the chain, not the .dat: a file it would use
@@ -122,12 +125,12 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         .iter()
         .find(|f| !listed.contains(f.name.as_str()))
     {
-        return Err(Error::Verification(format!(
-            "{} would be used by recover but is not listed in {}; \
-             the next backup records it, or remove it if it does not belong",
-            extra.path,
-            chain.dat_path()
-        )));
+        return Err(Error::NotListed {
+            path: extra.path.clone(),
+            verb: "would be used by recover but is not listed in",
+            dat: chain.dat_path().to_string(),
+            hint: "the next backup records it, or remove it if it does not belong".into(),
+        });
     }
     // A chain backed up with --blob-dir: its blobs are part of the backup.
     let blobs = if with_blobs {

@@ -62,6 +62,6 @@ pub(super) fn in_parallel<T: Send>(
         first_error.map_or(Ok(()), Err)
     })?;
     out.into_iter()
-        .map(|g| g.ok_or_else(|| Error::Source("a blob worker stopped early".into())))
+        .map(|g| g.ok_or_else(|| Error::Internal("a blob worker stopped early".into())))
         .collect()
 }

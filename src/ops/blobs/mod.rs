@@ -71,7 +71,7 @@ impl BlobDir {
         let path = PathBuf::from(dir);
         let meta = std::fs::metadata(&path).at(&path)?;
         if !meta.is_dir() {
-            return Err(Error::Source(format!(
+            return Err(Error::Config(format!(
                 "--blob-dir {dir} is not a directory: give the blob directory of the \
                  Data.fs (blob-dir in zope.conf or the ZEO configuration); nothing was written"
             )));

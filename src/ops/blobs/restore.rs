@@ -38,7 +38,7 @@ impl StagedTree {
         // be renamed aside and replaced by the tree.
         match std::fs::metadata(&target) {
             Ok(m) if !m.is_dir() => {
-                return Err(Error::Source(format!(
+                return Err(Error::Config(format!(
                     "--blob-dir {} exists and is not a directory: give the blob directory to \
                      restore into (it is created if missing); nothing was restored",
                     target.display()
@@ -55,7 +55,7 @@ impl StagedTree {
         let name = target
             .file_name()
             .ok_or_else(|| {
-                Error::Source(format!(
+                Error::Config(format!(
                     "--blob-dir {} names no directory",
                     target.display()
                 ))

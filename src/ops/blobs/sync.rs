@@ -40,7 +40,7 @@ impl TreeSync {
         std::fs::create_dir_all(&target).at(&target)?;
         let have = Layout::of_dir(&target)?;
         if have != layout {
-            return Err(Error::Source(format!(
+            return Err(Error::Layout(format!(
                 "{} is a {} blob directory, the backups are {}: recover without \
                  --incremental to rebuild it",
                 target.display(),
