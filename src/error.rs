@@ -77,9 +77,63 @@ pub enum Error {
     /// Recover or verify found no backup to work from.
     #[error("{0}")]
     NoFiles(String),
-    /// A repository file does not match what its `.dat` records.
+    /// A repository file does not match what its `.dat` records, or a
+    /// stored blob what its manifest records, in a way the variants below
+    /// do not name (a gzip file that cannot be read, a structural problem
+    /// found by `--deep`, a blob missing from the store or damaged).
     #[error("{0}")]
     Verification(String),
+    /// A chain file whose uncompressed size is not the one its `.dat`
+    /// line records (repozo's message; `note` is `""` or
+    /// `" (when uncompressed)"`).
+    #[error("{path} is {size} bytes{note}, should be {want} bytes")]
+    SizeMismatch {
+        /// The file as repozo names it (`<repository>/<name>`).
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The size its `.dat` line records.
+        want: u64,
+        /// Said after the size: `""` or `" (when uncompressed)"`.
+        note: &'static str,
+    },
+    /// A chain file whose md5 is not the one its `.dat` line records
+    /// (repozo's message; `note` as in [`Error::SizeMismatch`]).
+    #[error("{path} has checksum {got}{note} instead of {want}")]
+    ChecksumMismatch {
+        /// The file as repozo names it.
+        path: String,
+        /// Its md5, hex.
+        got: String,
+        /// The md5 its `.dat` line records.
+        want: String,
+        /// Said after the checksum: `""` or `" (when uncompressed)"`.
+        note: &'static str,
+    },
+    /// A chain file that recover would use but the chain's `.dat` does not
+    /// list, so nothing recorded what it should hold.
+    #[error("{path} {verb} {dat}; {hint}")]
+    NotListed {
+        /// The file.
+        path: String,
+        /// `"is not listed in"`, or how verify says it.
+        verb: &'static str,
+        /// The `.dat` file.
+        dat: String,
+        /// What to do.
+        hint: String,
+    },
+    /// A checked recover found no `.dat` to check the chain's files
+    /// against.
+    #[error(
+        "{0} is missing, so the backup files cannot be checked; recover with \
+         --no-verify to restore them unchecked"
+    )]
+    DatMissing(String),
+    /// The chain's `.dat` ranges leave a gap between two files, or make
+    /// them overlap, so concatenating the files is not the Data.fs.
+    #[error("{0}")]
+    Coverage(String),
     /// A `-D` value that is not `yyyy-mm-dd[-hh[-mm[-ss]]]`.
     #[error(
         "-D {0:?} is not a date: use yyyy-mm-dd[-hh[-mm[-ss]]] in UTC, \
@@ -154,10 +208,29 @@ pub enum Error {
          free some and run it again"
     )]
     Thread(#[source] io::Error),
-    /// The source changed while it was being backed up, or the position
-    /// computed for a backup is not usable.
+    /// The source changed while it was being read: the Data.fs was
+    /// truncated or replaced (packed) during a backup, or a blob file
+    /// changed; or the Data.fs given is empty, so holds no FileStorage.
     #[error("{0}")]
     Source(String),
+    /// Options that cannot be used as given: one that needs another
+    /// (`--blob-dir` without `-o`), or a path that names the wrong kind of
+    /// file (a `--blob-dir` that is not a directory). Nothing was written.
+    #[error("{0}")]
+    Config(String),
+    /// A repository or blob directory laid out so that the operation
+    /// cannot go on: an unknown blob layout, a blob directory of another
+    /// layout than the backups', a backup file dated so late that no later
+    /// name exists.
+    #[error("{0}")]
+    Layout(String),
+    /// The backup succeeded but the retention rules applied after it
+    /// (`--keep-*` with `-B`) failed; exit code 1 whatever the cause.
+    #[error("the backup succeeded, but applying the retention rules failed: {0}")]
+    Retention(#[source] Box<Error>),
+    /// A broken internal invariant (a bug): says which.
+    #[error("{0}")]
+    Internal(String),
 
     /// A request to an object store failed, or a repository URL is not
     /// usable; `url` names the bucket and key (`s3://bucket/prefix/name`),
@@ -383,6 +456,59 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "[Errno 2] No such file or directory: 'nonexist'"
+        );
+    }
+
+    #[test]
+    fn configuration_layout_and_internal_errors_print_their_message_and_exit_1() {
+        for e in [
+            Error::Config("--blob-dir needs -o/--output".into()),
+            Error::Layout("x: unknown blob layout".into()),
+            Error::Internal("a blob worker stopped early".into()),
+        ] {
+            let text = e.to_string();
+            assert!(!text.is_empty() && !text.contains("Config"), "{text}");
+            assert_eq!(e.exit_code(), 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_failed_retention_after_a_backup_says_the_backup_succeeded_and_exits_1_whatever_the_cause()
+    {
+        let e = Error::Retention(Box::new(Error::Interrupted));
+        assert!(
+            e.to_string().starts_with(
+                "the backup succeeded, but applying the retention rules failed: interrupted:"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn typed_mismatches_print_repozos_messages() {
+        let size = Error::SizeMismatch {
+            path: "repo/a.fs".into(),
+            size: 3,
+            want: 4,
+            note: "",
+        };
+        assert_eq!(size.to_string(), "repo/a.fs is 3 bytes, should be 4 bytes");
+        let sum = Error::ChecksumMismatch {
+            path: "repo/a.fsz".into(),
+            got: "ab".into(),
+            want: "cd".into(),
+            note: " (when uncompressed)",
+        };
+        assert_eq!(
+            sum.to_string(),
+            "repo/a.fsz has checksum ab (when uncompressed) instead of cd"
+        );
+        let dat = Error::DatMissing("repo/a.dat".into());
+        assert_eq!(
+            dat.to_string(),
+            "repo/a.dat is missing, so the backup files cannot be checked; recover with \
+             --no-verify to restore them unchecked"
         );
     }
 

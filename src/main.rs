@@ -115,9 +115,7 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
                     print_retention(&outcome, opts.verbose);
                     Ok(())
                 }
-                Err(e) => Err(repozo::Error::Source(format!(
-                    "the backup succeeded, but applying the retention rules failed: {e}"
-                ))),
+                Err(e) => Err(repozo::Error::Retention(Box::new(e))),
             })
         }
         Command::Retain(o) => {

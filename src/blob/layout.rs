@@ -48,7 +48,7 @@ impl Layout {
         let marker = dir.join(MARKER);
         match std::fs::read_to_string(&marker) {
             Ok(s) => Layout::from_name(&s).ok_or_else(|| {
-                Error::Source(format!(
+                Error::Layout(format!(
                     "{}: unknown blob layout {:?}; ZODB knows \"bushy\" and \"lawn\"",
                     marker.display(),
                     s.trim()

@@ -5,34 +5,48 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+use serde_json::ser::{CharEscape, CompactFormatter};
+
 use crate::ops::list::{Blobs, RepositoryList};
 use crate::ops::retention::RetentionOutcome;
 
-/// `s` as a JSON string, quotes included.
-///
-/// A few lines instead of a JSON crate: every string this tool writes is
-/// valid UTF-8 (a Rust `String`), so RFC 8259 only asks that `"`, `\` and
-/// the control characters U+0000–U+001F be escaped, which this does. The
-/// binary keeps its short dependency list; the tests parse the output
-/// with `serde_json`.
+/// `s` as a JSON string, quotes included (see [`to_json`] for the
+/// escapes).
 pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
+    to_json(&s)
+}
+
+/// `value` as one line of compact JSON, fields in declaration order.
+///
+/// Strings are escaped as this tool always has: `"`, `\\`, `\n`, `\r`,
+/// `\t`, and every other character below U+0020 as `\u00xx` (lowercase
+/// hex), where `serde_json`'s own compact form writes U+0008 and U+000C as
+/// `\b` and `\f`. Both are valid JSON; keeping them makes the output of
+/// `--list --json` byte for byte what it was.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    /// serde_json's compact form, with `\u0008` and `\u000c`.
+    struct Compact;
+    impl serde_json::ser::Formatter for Compact {
+        fn write_char_escape<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            escape: CharEscape,
+        ) -> std::io::Result<()> {
+            match escape {
+                CharEscape::Backspace => w.write_all(b"\\u0008"),
+                CharEscape::FormFeed => w.write_all(b"\\u000c"),
+                other => CompactFormatter.write_char_escape(w, other),
             }
-            c => out.push(c),
         }
     }
-    out.push('"');
-    out
+    let mut out = Vec::new();
+    value
+        .serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out, Compact,
+        ))
+        .expect("plain data always serializes to a Vec");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// `--list` as a table: a column header, then per chain one header line
@@ -114,57 +128,116 @@ pub fn list_text(list: &RepositoryList) -> String {
     out
 }
 
+/// One `restore_point` line of `--list --json`; fields in output order.
+#[derive(Serialize)]
+struct PointLine<'a> {
+    message_type: &'static str,
+    chain: &'a str,
+    stamp: &'a str,
+    kind: &'a str,
+    gzip: bool,
+    file: &'a str,
+    stored_size: u64,
+    end: Option<u64>,
+    index: bool,
+    blobs: Option<BlobsField>,
+}
+
+/// The `blobs` field of a restore point (`null` when it has no manifest).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BlobsField {
+    /// `{"missing":N}`: a manifest recording N missing revisions.
+    Listed {
+        /// How many.
+        missing: u64,
+    },
+    /// `"damaged"`: a manifest that cannot be read.
+    Damaged(&'static str),
+}
+
+/// A `warning` line of `--list --json` (`chain` null for an orphan).
+#[derive(Serialize)]
+struct WarningLine<'a> {
+    message_type: &'static str,
+    chain: Option<&'a str>,
+    message: String,
+}
+
+/// The closing `summary` line of `--list --json`.
+#[derive(Serialize)]
+struct SummaryLine {
+    message_type: &'static str,
+    operation: &'static str,
+    chains: usize,
+    restore_points: usize,
+    stored_bytes: u64,
+}
+
 /// `--list --json`: one `restore_point` object per data file, oldest
 /// first, a `warning` object per problem, and a final `summary`.
 pub fn list_json(list: &RepositoryList) -> String {
     let mut out = String::new();
     for chain in &list.chains {
         for p in &chain.points {
-            let _ = writeln!(
-                out,
-                "{{\"message_type\":\"restore_point\",\"chain\":{},\"stamp\":{},\"kind\":{},\
-                 \"gzip\":{},\"file\":{},\"stored_size\":{},\"end\":{},\"index\":{},\
-                 \"blobs\":{}}}",
-                json_str(&chain.stamp),
-                json_str(&p.stamp),
-                json_str(p.kind.as_str()),
-                p.gzip,
-                json_str(&p.path),
-                p.stored_size,
-                p.end.map_or_else(|| "null".to_string(), |e| e.to_string()),
-                p.index,
-                match p.blobs {
-                    Blobs::None => "null".to_string(),
-                    Blobs::Listed { gone } => format!("{{\"missing\":{gone}}}"),
-                    Blobs::Unreadable => "\"damaged\"".to_string(),
-                }
+            push_line(
+                &mut out,
+                &PointLine {
+                    message_type: "restore_point",
+                    chain: &chain.stamp,
+                    stamp: &p.stamp,
+                    kind: p.kind.as_str(),
+                    gzip: p.gzip,
+                    file: &p.path,
+                    stored_size: p.stored_size,
+                    end: p.end,
+                    index: p.index,
+                    blobs: match p.blobs {
+                        Blobs::None => None,
+                        Blobs::Listed { gone } => Some(BlobsField::Listed { missing: gone }),
+                        Blobs::Unreadable => Some(BlobsField::Damaged("damaged")),
+                    },
+                },
             );
         }
         for note in &chain.notes {
-            let _ = writeln!(
-                out,
-                "{{\"message_type\":\"warning\",\"chain\":{},\"message\":{}}}",
-                json_str(&chain.stamp),
-                json_str(&note.to_string())
+            push_line(
+                &mut out,
+                &WarningLine {
+                    message_type: "warning",
+                    chain: Some(&chain.stamp),
+                    message: note.to_string(),
+                },
             );
         }
     }
     for orphan in &list.orphans {
-        let _ = writeln!(
-            out,
-            "{{\"message_type\":\"warning\",\"chain\":null,\"message\":{}}}",
-            json_str(&format!("{orphan} belongs to no backup file"))
+        push_line(
+            &mut out,
+            &WarningLine {
+                message_type: "warning",
+                chain: None,
+                message: format!("{orphan} belongs to no backup file"),
+            },
         );
     }
-    let _ = writeln!(
-        out,
-        "{{\"message_type\":\"summary\",\"operation\":\"list\",\"chains\":{},\
-         \"restore_points\":{},\"stored_bytes\":{}}}",
-        list.chains.len(),
-        list.restore_points(),
-        list.stored_size()
+    push_line(
+        &mut out,
+        &SummaryLine {
+            message_type: "summary",
+            operation: "list",
+            chains: list.chains.len(),
+            restore_points: list.restore_points(),
+            stored_bytes: list.stored_size(),
+        },
     );
     out
+}
+
+/// Appends `value` to `out` as one JSON line.
+fn push_line(out: &mut String, value: &impl Serialize) {
+    out.push_str(&to_json(value));
+    out.push('\n');
 }
 
 /// `--dry-run`'s report: each chain kept (and why) or removed, with the
@@ -240,6 +313,7 @@ mod tests {
     fn json_strings_escape_quotes_backslashes_and_control_characters() {
         assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(json_str("\n\t\u{1}é"), "\"\\n\\t\\u0001é\"");
+        assert_eq!(json_str("\u{8}\u{c}\u{7f}"), "\"\\u0008\\u000c\u{7f}\"");
     }
 
     proptest::proptest! {

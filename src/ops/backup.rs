@@ -362,7 +362,7 @@ fn new_dest(
     if stamp.year > 9999 {
         // A stray file dated 9999-12-31-23-59-59 would push the next name
         // to a five-digit year, which neither tool reads as a backup.
-        return Err(Error::Source(format!(
+        return Err(Error::Layout(format!(
             "the newest backup file in {} is dated {}, so no later name exists; \
              remove the misdated file (and its .dat and .index) and run the backup again",
             repo.dir(),

@@ -10,10 +10,12 @@ pub mod blobs;
 mod incremental;
 pub mod list;
 mod meter;
+mod output;
 mod recover;
 pub mod retention;
 mod source;
 mod verify;
+mod workers;
 
 pub use backup::{BackupOptions, BackupOutcome, backup, backup_and_retain};
 pub use incremental::{

@@ -56,7 +56,8 @@ const HINT_STRUCTURE: &str = "The chain's files match their .dat checksums, so t
 /// (see [`crate::fs::check`]).
 pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     let date = opts.date.as_deref().filter(|d| !d.is_empty());
-    let (mut chain, when) = super::recover::select_dated(&opts.repository, date, ctx)?;
+    let (mut chain, when) =
+        crate::repo::chain_for_date(&opts.repository, date, ctx.clock, ctx.report)?;
     // With -D, the full's .dat also lists the increments made after that
     // date: they belong to later states, not to this one.
     let entries: Vec<DatEntry> = chain
@@ -98,19 +99,22 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         }
         let (size, sum) = measure(&chain, &files, &file, opts.quick, deep.as_mut(), &meter)?;
         if size != entry.len() {
-            return Err(Error::Verification(format!(
-                "{} is {size} bytes{note}, should be {} bytes",
-                file.path,
-                entry.len()
-            )));
+            return Err(Error::SizeMismatch {
+                path: file.path,
+                size,
+                want: entry.len(),
+                note,
+            });
         }
         if let Some(sum) = sum
             && sum != entry.md5
         {
-            return Err(Error::Verification(format!(
-                "{} has checksum {sum}{note} instead of {}",
-                file.path, entry.md5
-            )));
+            return Err(Error::ChecksumMismatch {
+                path: file.path,
+                got: sum,
+                want: entry.md5.clone(),
+                note,
+            });
         }
     }
     // Recover concatenates the chain, not the .dat: a file it would use
@@ -121,12 +125,12 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         .iter()
         .find(|f| !listed.contains(f.name.as_str()))
     {
-        return Err(Error::Verification(format!(
-            "{} would be used by recover but is not listed in {}; \
-             the next backup records it, or remove it if it does not belong",
-            extra.path,
-            chain.dat_path()
-        )));
+        return Err(Error::NotListed {
+            path: extra.path.clone(),
+            verb: "would be used by recover but is not listed in",
+            dat: chain.dat_path().to_string(),
+            hint: "the next backup records it, or remove it if it does not belong".into(),
+        });
     }
     // A chain backed up with --blob-dir: its blobs are part of the backup.
     let blobs = if with_blobs {

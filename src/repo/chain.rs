@@ -336,14 +336,14 @@ impl Chain {
                         holders.join(", ")
                     )
                 };
-                return Err(Error::Verification(format!(
+                return Err(Error::Coverage(format!(
                     "{path} starts at Data.fs byte {} according to {dat}, but {after}: bytes \
                      {end} to {} are missing from the chain ({held}). {HINT_COVERAGE}",
                     e.start, e.start
                 )));
             }
             if e.start < end {
-                return Err(Error::Verification(format!(
+                return Err(Error::Coverage(format!(
                     "{path} starts at Data.fs byte {} according to {dat}, but {after}: the files \
                      overlap. {HINT_COVERAGE}",
                     e.start

@@ -3,11 +3,13 @@
 //!
 //! File names (stamps, extensions, `join`) are [`crate::names`]'s; the
 //! chain reader, which streams a chain's files as one, is [`reader`];
-//! which files a date needs is [`select_chain`] and [`Repository::chain`].
+//! which files a date needs is [`select`]: [`chain_for_date`] for an
+//! operation's `-D`, [`Repository::chain`] and [`select_chain`] beneath it.
 
 pub mod chain;
 pub mod dat;
 pub mod reader;
+pub mod select;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub use crate::names::{
 pub use chain::{Chain, ChainFile};
 pub use dat::DatEntry;
 pub use reader::{DataFile, DataFiles};
+pub use select::{chain_for_date, select_chain};
 
 /// A repository, named as the user gave it, over its storage [`Backend`]
 /// (a local directory, or a prefix of an object store:
@@ -326,47 +329,6 @@ impl Repository {
         Ok(self.list()?.data)
     }
 
-    /// repozo's `find_files`: the chain that reproduces the state as of
-    /// `when` — the newest full backup whose stamp is ≤ `when` plus every
-    /// later incremental ≤ `when` — or `None` if no data file is ≤ `when`.
-    ///
-    /// `when` is compared as a *string*, as repozo does: a partial date such
-    /// as `2026-11-26` sorts before every stamp of that day, so it selects
-    /// backups strictly before it. If no full backup is ≤ `when`, every
-    /// incremental ≤ `when` is returned (repozo's behaviour).
-    ///
-    /// Reports that it looks for files before it lists the directory (so a
-    /// missing repository fails after that line, as in repozo), then lists
-    /// it once; returns the listing too.
-    pub fn chain(&self, when: &str, report: &dyn Report) -> Result<(Listing, Option<Chain>)> {
-        report.event(&Event::LookingForFiles {
-            when: when.to_string(),
-        });
-        let listing = self.list()?;
-        let chain = self.select(&listing, when, report);
-        Ok((listing, chain))
-    }
-
-    /// [`Repository::chain`] from a listing already made.
-    pub fn chain_in(&self, listing: &Listing, when: &str, report: &dyn Report) -> Option<Chain> {
-        report.event(&Event::LookingForFiles {
-            when: when.to_string(),
-        });
-        self.select(listing, when, report)
-    }
-
-    fn select(&self, listing: &Listing, when: &str, report: &dyn Report) -> Option<Chain> {
-        let chain = Chain::new(self, &select_chain(&listing.data, when));
-        report.event(&match &chain {
-            None => Event::NoFilesFound,
-            Some(c) => Event::FilesNeeded {
-                when: when.to_string(),
-                files: c.paths(),
-            },
-        });
-        chain
-    }
-
     /// Removes the temporary files of `listing` left by an interrupted run
     /// of ours (`<name>.tmp-<pid>-<n>`), reporting each. Only call this
     /// while holding the repository lock. repozo's own `tmp.tmp` is left
@@ -378,23 +340,6 @@ impl Repository {
             }
         }
     }
-}
-
-/// Selects the chain for `when` from `names` sorted ascending; returns
-/// names oldest first. See [`Repository::chain`].
-pub fn select_chain<'a>(names: &'a [String], when: &str) -> Vec<&'a str> {
-    let mut needed = Vec::new();
-    for name in names.iter().rev() {
-        let (root, ext) = split_ext(name);
-        if root <= when {
-            needed.push(name.as_str());
-            if ext == ".fs" || ext == ".fsz" {
-                break;
-            }
-        }
-    }
-    needed.reverse();
-    needed
 }
 
 /// Splits data file names (ascending) into chains: a new chain starts at
