@@ -28,7 +28,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Site, next_stamp, ours, py, run, stderr};
+use super::{Site, next_stamp, py, run, stderr};
 
 /// The bucket every server is started with.
 pub const BUCKET: &str = "repozo-test";
@@ -326,11 +326,8 @@ impl S3Site {
     /// Our binary in the site, pointed at the S3 server, its clock pinned
     /// at `now`.
     pub fn ours_at(&self, now: &str, args: &[&str]) -> Command {
-        let mut c = ours();
-        c.current_dir(self.dir())
-            .args(args)
-            .env("REPOZO_TEST_NOW", now)
-            .envs(self.server.env());
+        let mut c = self.site.ours_at(now, args);
+        c.envs(self.server.env());
         c
     }
 
