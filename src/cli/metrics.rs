@@ -308,7 +308,7 @@ mod tests {
                 "{sample}"
             );
         }
-        assert!(!text.contains("blob"));
+        assert!(!text.contains("repozo_last_run_blob"));
     }
 
     #[test]
