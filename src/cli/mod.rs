@@ -812,4 +812,53 @@ mod tests {
         assert!(matches!(p, Parsed::Usage(_)));
         assert_eq!(notes, vec!["--output option is ignored in backup mode"]);
     }
+
+    #[test]
+    fn durations_are_whole_numbers_with_at_most_one_unit_and_seconds_by_default() {
+        for (text, secs) in [
+            ("3600", 3600),
+            ("3600s", 3600),
+            ("90m", 5400),
+            ("26h", 93_600),
+            ("2d", 172_800),
+            ("1w", 604_800),
+        ] {
+            assert_eq!(parse_duration(text), Some(secs), "{text}");
+        }
+        for bad in [
+            "",
+            "0",
+            "0h",
+            "h",
+            "-1",
+            "+1",
+            "1.5h",
+            "2d3h",
+            "1y",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_knows_its_metrics_file_only_with_an_operation_that_has_metrics() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let req = metrics_request(&args(&["-B", "-r", "x", "--metrics-file=m.prom"])).unwrap();
+        assert_eq!(req.path, "m.prom");
+        assert_eq!(req.repository, "x");
+        assert_eq!(req.operation, metrics::Operation::Backup);
+        let req = metrics_request(&args(&["--keep=2", "--metrics-file", "m"])).unwrap();
+        assert_eq!(req.operation, metrics::Operation::Retention);
+        assert_eq!(req.repository, "");
+        for none in [
+            &["-B", "-r", "x"][..],
+            &["-r", "x", "--metrics-file=m"],
+            &["--list", "-r", "x", "--metrics-file=m"],
+            &["-B", "--metrics-file="],
+            &["-B", "--metrics-file=m", "--bogus"],
+        ] {
+            assert_eq!(metrics_request(&args(none)), None, "{none:?}");
+        }
+    }
 }
