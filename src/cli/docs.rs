@@ -82,7 +82,7 @@ const OPTIONS: &[(Option<char>, &str, Value, &str)] = &[
         None,
         "metrics-file",
         Value::File,
-        "write the run's Prometheus metrics to this file",
+        "write Prometheus metrics of the run to this file",
     ),
     (
         None,
