@@ -17,6 +17,12 @@ pub const EXIT_LOCKED: u8 = 11;
 /// Exit code when the repository directory does not exist.
 pub const EXIT_NO_REPOSITORY: u8 = 10;
 
+/// Exit code of `-V --max-age` when the verified repository's newest
+/// backup is older than the limit, or there is none (the front end's
+/// check; no [`Error`] has it). 12 is left free: restic uses it for a
+/// wrong password.
+pub const EXIT_STALE: u8 = 13;
+
 /// Exit code when the process was interrupted (SIGINT; 128 + 2).
 pub const EXIT_INTERRUPTED: u8 = 130;
 

@@ -4,9 +4,11 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use repozo::cli::frontend::{self, Frontend, Style};
-use repozo::cli::{self, Command, Parsed, output, usage};
+use repozo::cli::{self, Command, Parsed, metrics, output, usage};
+use repozo::error::EXIT_STALE;
 use repozo::ops::{self, BackupOutcome, Ctx, IncrementalOutcome};
 use repozo::{Clock, FixedClock, Phase, Stamp, SystemClock};
 use serde_json::json;
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let started = Instant::now();
     let parsed = cli::parse(&args, &mut |n| eprintln!("{n}"));
     let opts = match parsed {
         Parsed::Help => {
@@ -60,27 +63,57 @@ fn main() -> ExitCode {
         Parsed::Usage(msg) => {
             eprint!("{}", usage::help_text(&program));
             eprintln!("{msg}");
-            return ExitCode::from(1);
+            let mut code = 1;
+            if let Some(req) = cli::metrics_request(&args) {
+                let run = metrics::Run {
+                    operation: req.operation,
+                    repository: req.repository,
+                    started: now_unix(),
+                    duration_seconds: started.elapsed().as_secs_f64(),
+                    exit_code: code,
+                    bytes_read: 0,
+                    bytes_written: 0,
+                    blobs: None,
+                    repo: None,
+                };
+                write_metrics(&req.path, &run, &mut code);
+            }
+            return ExitCode::from(code);
         }
         Parsed::Run(opts) => opts,
     };
     repozo::interrupt::install();
     let json = opts.json;
-    match run(opts) {
-        Ok(()) => ExitCode::SUCCESS,
+    let report = Frontend::new(Style {
+        verbose: opts.verbose,
+        json: opts.json,
+        no_progress: opts.no_progress,
+    });
+    let clock = clock();
+    let start_stamp = now_unix();
+    let mut written = None;
+    let result = clock.and_then(|clock| run(&opts, clock.as_ref(), &report, &mut written));
+    let mut code = match &result {
+        Ok(()) => 0,
         Err((msg, code)) => {
             eprintln!("{msg}");
             if json {
-                eprintln!("{}", frontend::exit_error(code, &msg));
+                eprintln!("{}", frontend::exit_error(*code, msg));
             }
-            ExitCode::from(code)
+            *code
         }
+    };
+    if let Some(path) = &opts.metrics_file
+        && let Some(run) = run_metrics(&opts, &report, start_stamp, started, code, written)
+    {
+        write_metrics(path, &run, &mut code);
     }
+    ExitCode::from(code)
 }
 
-/// Runs the command; on failure returns the message and the exit code.
-fn run(opts: cli::Options) -> Result<(), (String, u8)> {
-    let clock: Box<dyn Clock> = match std::env::var(TEST_NOW_VAR) {
+/// The clock of the run: `REPOZO_TEST_NOW` if set, else the system's.
+fn clock() -> Result<Box<dyn Clock>, (String, u8)> {
+    Ok(match std::env::var(TEST_NOW_VAR) {
         Ok(v) if !v.is_empty() => Box::new(FixedClock(Stamp::parse(&v).ok_or_else(|| {
             (
                 format!("{TEST_NOW_VAR}={v:?} is not a UTC stamp YYYY-MM-DD-HH-MM-SS"),
@@ -88,34 +121,105 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
             )
         })?)),
         _ => Box::new(SystemClock),
+    })
+}
+
+/// Unix time now, by the run's clock ([`clock`]), or by the system's
+/// when `REPOZO_TEST_NOW` is not a stamp.
+fn now_unix() -> u64 {
+    clock()
+        .map_or_else(|_| SystemClock.now(), |c| c.now())
+        .to_unix()
+}
+
+/// What `--metrics-file` records of a run that reached its operation:
+/// the bytes as the `--json` summary counts them (`written`, when the
+/// operation said how many bytes it stored; otherwise the progress of
+/// the writing phase, which for a failed run is what was written before
+/// it stopped), and the repository as listed afterwards. `None` for
+/// `--list`, which has no metrics (the parser refuses the option there).
+fn run_metrics(
+    opts: &cli::Options,
+    report: &Frontend,
+    started: u64,
+    since: Instant,
+    exit_code: u8,
+    written: Option<u64>,
+) -> Option<metrics::Run> {
+    let (operation, repository) = match &opts.command {
+        Command::Backup(o, _) => (metrics::Operation::Backup, &o.repository),
+        Command::Recover(o) => (metrics::Operation::Recover, &o.repository),
+        Command::Verify(o) => (metrics::Operation::Verify, &o.repository),
+        Command::Retain(o) => (metrics::Operation::Retention, &o.repository),
+        Command::List(..) => return None,
     };
-    let report = Frontend::new(Style {
-        verbose: opts.verbose,
-        json: opts.json,
-        no_progress: opts.no_progress,
-    });
-    let ctx = Ctx {
-        clock: clock.as_ref(),
-        report: &report,
+    let (read, write) = match operation {
+        metrics::Operation::Backup => (
+            report.bytes(Phase::Compare) + report.bytes(Phase::Copy),
+            report.bytes(Phase::Copy),
+        ),
+        metrics::Operation::Recover => (
+            report.bytes(Phase::Recover) + report.bytes(Phase::Prove),
+            report.bytes(Phase::Recover),
+        ),
+        metrics::Operation::Verify => (report.bytes(Phase::Verify), 0),
+        metrics::Operation::Retention => (0, 0),
     };
+    Some(metrics::Run {
+        operation,
+        repository: repository.clone(),
+        started,
+        duration_seconds: since.elapsed().as_secs_f64(),
+        exit_code,
+        bytes_read: read,
+        bytes_written: written.unwrap_or(write),
+        blobs: report.blobs(),
+        repo: metrics::repo_facts(repository),
+    })
+}
+
+/// Writes the metrics file; if it cannot be written, says so on standard
+/// error and turns a success into exit code 1 (a failure keeps its code).
+fn write_metrics(path: &str, run: &metrics::Run, code: &mut u8) {
+    if let Err(e) = metrics::write(path, run) {
+        eprintln!("cannot write the metrics file (--metrics-file): {e}");
+        if *code == 0 {
+            *code = 1;
+        }
+    }
+}
+
+/// Runs the command; on failure returns the message and the exit code.
+/// `written` receives the bytes a backup stored, when it tells.
+fn run(
+    opts: &cli::Options,
+    clock: &dyn Clock,
+    report: &Frontend,
+    written: &mut Option<u64>,
+) -> Result<(), (String, u8)> {
+    let ctx = Ctx { clock, report };
     let result = match &opts.command {
         Command::Backup(o, None) => {
             let mut o = o.clone();
             o.lock_wait = lock_wait()?;
             ops::backup(&o, ctx).map(|outcome| {
                 report.finish();
-                backup_summary(&report, &outcome);
+                *written = Some(stored(&outcome));
+                backup_summary(report, &outcome);
             })
         }
         Command::Backup(o, Some(retention)) => {
             let mut o = o.clone();
             o.lock_wait = lock_wait()?;
-            ops::backup_and_retain(&o, retention, ctx).and_then(|(_, kept)| match kept {
-                Ok(outcome) => {
-                    print_retention(&outcome, opts.verbose);
-                    Ok(())
+            ops::backup_and_retain(&o, retention, ctx).and_then(|(outcome, kept)| {
+                *written = Some(stored(&outcome));
+                match kept {
+                    Ok(outcome) => {
+                        print_retention(&outcome, opts.verbose);
+                        Ok(())
+                    }
+                    Err(e) => Err(repozo::Error::Retention(Box::new(e))),
                 }
-                Err(e) => Err(repozo::Error::Retention(Box::new(e))),
             })
         }
         Command::Retain(o) => {
@@ -184,10 +288,76 @@ fn run(opts: cli::Options) -> Result<(), (String, u8)> {
         }),
     };
     report.finish();
-    result.map_err(|e| {
+    let result = result.map_err(|e| {
         let e = repozo::interrupt::or(e);
         (e.to_string(), e.exit_code())
-    })
+    });
+    match (&opts.command, &opts.max_age) {
+        (Command::Verify(o), Some(max_age)) => {
+            freshness(&o.repository, max_age, clock.now(), result, opts.verbose)
+        }
+        _ => result,
+    }
+}
+
+/// `-V --max-age`: after a verify that succeeded, fails with
+/// [`EXIT_STALE`] when the newest data file of the repository (whatever
+/// `-D` chose to verify) is older than the limit; and instead of "No
+/// files in repository" when the repository holds no backup at all. Any
+/// other failure is the verify's, unchanged. Under `-v`, an age within
+/// the limit is said on standard error.
+fn freshness(
+    repository: &str,
+    max_age: &cli::MaxAge,
+    now: Stamp,
+    verified: Result<(), (String, u8)>,
+    verbose: bool,
+) -> Result<(), (String, u8)> {
+    let listed = || {
+        repozo::repo::Repository::open(repository)
+            .and_then(|r| r.list())
+            .ok()
+    };
+    let limit = &max_age.given;
+    match verified {
+        Ok(()) => {
+            let Some(newest) = listed().and_then(|l| l.newest_stamp()) else {
+                return Ok(());
+            };
+            let age = now.to_unix().saturating_sub(newest.to_unix());
+            let age_text = metrics::format_age(age);
+            if age > max_age.seconds {
+                return Err((
+                    format!(
+                        "the newest backup ({newest}) is {age_text} old ({age} s), older than \
+                         --max-age={limit} ({} s)",
+                        max_age.seconds
+                    ),
+                    EXIT_STALE,
+                ));
+            }
+            if verbose {
+                eprintln!(
+                    "the newest backup ({newest}) is {age_text} old, within --max-age={limit}"
+                );
+            }
+            Ok(())
+        }
+        Err((_, 1)) if listed().is_some_and(|l| l.data_files().is_empty()) => Err((
+            format!("repository {repository} holds no backup, so none is within --max-age={limit}"),
+            EXIT_STALE,
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes the new backup file takes in the repository (0 when there was
+/// nothing to do).
+fn stored(outcome: &BackupOutcome) -> u64 {
+    match outcome {
+        BackupOutcome::Full { stored, .. } | BackupOutcome::Incremental { stored, .. } => *stored,
+        BackupOutcome::NothingToDo => 0,
+    }
 }
 
 /// The `--json` summary of a backup.

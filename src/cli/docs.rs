@@ -78,6 +78,18 @@ const OPTIONS: &[(Option<char>, &str, Value, &str)] = &[
         Value::Text,
         "with -B/-R: back up or restore the blob directory too",
     ),
+    (
+        None,
+        "metrics-file",
+        Value::File,
+        "write Prometheus metrics of the run to this file",
+    ),
+    (
+        None,
+        "max-age",
+        Value::Text,
+        "with -V: exit 13 if the newest backup is older (26h, 2d)",
+    ),
     (None, "json", Value::None, "JSON lines on standard output"),
     (None, "no-progress", Value::None, "no progress bar"),
     (None, "keep", Value::Text, "keep the N newest chains"),
@@ -133,8 +145,10 @@ pub fn man_page() -> String {
     }
     out.push_str(
         ".fi\n.SH \"EXIT STATUS\"\n.TP\n0\nsuccess, including \"nothing to do\"\n.TP\n1\nany error\n\
+         .TP\n3\nwritten, but some blob files were found nowhere (\\-\\-blob\\-dir)\n\
          .TP\n10\nthe repository does not exist\n.TP\n11\nthe repository (or, with \
-         \\-\\-incremental, the output) is locked by another process\n.TP\n130\ninterrupted \
+         \\-\\-incremental, the output) is locked by another process\n.TP\n13\n\\-V \\-\\-max\\-age: \
+         the newest backup is older than the limit, or there is none\n.TP\n130\ninterrupted \
          (SIGINT, SIGTERM)\n.SH \"SEE ALSO\"\nThe README of repozo in Rust; ZODB's repozo.\n",
     );
     out
@@ -208,7 +222,7 @@ fn bash() -> String {
          \x20   esac\n\
          \x20   case \"$cur\" in\n\
          \x20       --repository=*) COMPREPLY=($(compgen -d -- \"${{cur#*=}}\")); return ;;\n\
-         \x20       --file=*|--output=*) COMPREPLY=($(compgen -f -- \"${{cur#*=}}\")); return ;;\n\
+         \x20       --file=*|--output=*|--metrics-file=*) COMPREPLY=($(compgen -f -- \"${{cur#*=}}\")); return ;;\n\
          \x20   esac\n\
          \x20   COMPREPLY=($(compgen -W \"{words}\" -- \"$cur\"))\n\
          }}\n\

@@ -55,6 +55,9 @@ struct State {
     done: BTreeMap<&'static str, u64>,
     /// The chain files an operation selected.
     files: Vec<String>,
+    /// Blob objects and bytes stored, restored or checked (the last blob
+    /// event's), if the operation handled blobs.
+    blobs: Option<(u64, u64)>,
 }
 
 impl Frontend {
@@ -97,6 +100,13 @@ impl Frontend {
     /// The chain files the operation selected (from its events).
     pub fn files(&self) -> Vec<String> {
         self.state.borrow().files.clone()
+    }
+
+    /// Blob objects and bytes the operation stored (backup), restored or
+    /// wrote (recover) or checked (verify), from its last blob event;
+    /// `None` if it handled no blobs.
+    pub fn blobs(&self) -> Option<(u64, u64)> {
+        self.state.borrow().blobs
     }
 
     /// Writes the `summary` JSON line on standard output (with `--json`):
@@ -186,8 +196,19 @@ impl Frontend {
 
 impl Report for Frontend {
     fn event(&self, event: &Event) {
-        if let Event::FilesNeeded { files, .. } = event {
-            self.state.borrow_mut().files = files.clone();
+        let blobs = match event {
+            Event::FilesNeeded { files, .. } => {
+                self.state.borrow_mut().files = files.clone();
+                None
+            }
+            Event::BlobsBackedUp { stored, bytes, .. } => Some((*stored, *bytes)),
+            Event::BlobsRestored { files, bytes, .. } => Some((*files, *bytes)),
+            Event::BlobsSynced { copied, bytes, .. } => Some((*copied, *bytes)),
+            Event::BlobsVerified { objects, bytes, .. } => Some((*objects, *bytes)),
+            _ => None,
+        };
+        if blobs.is_some() {
+            self.state.borrow_mut().blobs = blobs;
         }
         if self.style.verbose || event.is_warning() {
             self.eprintln(&event.to_string());

@@ -16,6 +16,7 @@
 pub mod docs;
 pub mod frontend;
 pub mod getopt;
+pub mod metrics;
 pub mod output;
 pub mod usage;
 
@@ -62,6 +63,8 @@ pub const EXACT_OPTS: &[&str] = &[
     "man",
     "completions=",
     "blob-dir=",
+    "metrics-file=",
+    "max-age=",
 ];
 
 /// The retention options, as the messages name them.
@@ -92,8 +95,93 @@ pub struct Options {
     pub json: bool,
     /// `--no-progress`: no progress bar, even on a terminal. Default: off.
     pub no_progress: bool,
+    /// `--metrics-file=PATH`: where to write the Prometheus metrics of
+    /// the run ([`metrics`]); only with `-B`, `-R`, `-V` and retention.
+    /// Default: none.
+    pub metrics_file: Option<String>,
+    /// `--max-age=DURATION`: with `-V`, the age the newest backup may
+    /// have. Default: none (no freshness check).
+    pub max_age: Option<MaxAge>,
     /// What to do.
     pub command: Command,
+}
+
+/// A `--max-age` value: how old the newest backup of a verified
+/// repository may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxAge {
+    /// The limit in seconds (positive).
+    pub seconds: u64,
+    /// The value as given (`26h`), for messages.
+    pub given: String,
+}
+
+/// Parses a `--max-age` value: a positive whole number followed by at
+/// most one unit, `s` (seconds, also when there is none), `m`, `h`, `d`
+/// or `w`: `3600`, `90m`, `26h`, `2d`, `1w`. `None` for anything else
+/// (zero, a sign, a fraction, several units, an overflow).
+pub fn parse_duration(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&value[..i], Some(c)),
+        _ => (value, None),
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        None | Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        Some('w') => 7 * 86_400,
+        Some(_) => return None,
+    };
+    n.checked_mul(scale).filter(|&s| s > 0)
+}
+
+/// What `--metrics-file` needs to know to record a run that ended in a
+/// usage error: found by [`metrics_request`] from the arguments alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsRequest {
+    /// The `--metrics-file` value (not empty).
+    pub path: String,
+    /// The `-r` value as given, or `""` if there was none.
+    pub repository: String,
+    /// The operation the mode options select.
+    pub operation: metrics::Operation,
+}
+
+/// The `--metrics-file` of an argument list that getopt can split, with
+/// the repository and the operation it names: the last of `-B`, `-R`,
+/// `-V` given, else retention when a `--keep…` option is. `None` when the
+/// arguments do not split, name no metrics file, or select no operation
+/// with metrics (none, or `--list`); then a usage error writes no file.
+pub fn metrics_request(args: &[String]) -> Option<MetricsRequest> {
+    let (opts, _) = getopt::getopt_exact(args, SHORT_OPTS, LONG_OPTS, EXACT_OPTS).ok()?;
+    let (mut path, mut repository, mut operation) = (None, String::new(), None);
+    let (mut retaining, mut listing) = (false, false);
+    for o in opts {
+        match o.name.as_str() {
+            "--metrics-file" => path = o.value.filter(|p| !p.is_empty()),
+            "-r" | "--repository" => repository = o.value.unwrap_or_default(),
+            "-B" | "--backup" => operation = Some(metrics::Operation::Backup),
+            "-R" | "--recover" => operation = Some(metrics::Operation::Recover),
+            "-V" | "--verify" => operation = Some(metrics::Operation::Verify),
+            "--list" => listing = true,
+            n if n.starts_with("--keep") => retaining = true,
+            _ => {}
+        }
+    }
+    if listing {
+        return None;
+    }
+    let operation = operation.or(retaining.then_some(metrics::Operation::Retention))?;
+    Some(MetricsRequest {
+        path: path?,
+        repository,
+        operation,
+    })
 }
 
 /// Outcome of [`parse`].
@@ -152,6 +240,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut incremental, mut no_fallback, mut no_verify, mut deep) = (false, false, false, false);
     let (mut json, mut no_progress, mut dry_run) = (false, false, false);
     let mut blob_dir: Option<String> = None;
+    let (mut metrics_file, mut max_age): (Option<String>, Option<String>) = (None, None);
     let mut keep: [(&str, Option<String>); 4] = [
         ("--keep", None),
         ("--keep-daily", None),
@@ -250,6 +339,14 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 blob_dir = value;
                 None
             }
+            "--metrics-file" => {
+                metrics_file = value;
+                None
+            }
+            "--max-age" => {
+                max_age = value;
+                None
+            }
             name @ ("--keep" | "--keep-daily" | "--keep-weekly" | "--keep-monthly") => {
                 if let Some(slot) = keep.iter_mut().find(|(n, _)| *n == name) {
                     slot.1 = value;
@@ -334,6 +431,31 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     if deep && mode != Mode::Verify {
         return Parsed::Usage("--deep only applies to -V/--verify".into());
     }
+    if metrics_file.as_deref() == Some("") {
+        return Parsed::Usage("--metrics-file needs a file name".into());
+    }
+    if metrics_file.is_some() && mode == Mode::List {
+        return Parsed::Usage(
+            "--metrics-file only applies to -B/--backup, -R/--recover, -V/--verify and the \
+             retention options"
+                .into(),
+        );
+    }
+    if max_age.is_some() && mode != Mode::Verify {
+        return Parsed::Usage("--max-age only applies to -V/--verify".into());
+    }
+    let max_age = match max_age {
+        Some(given) => match parse_duration(&given) {
+            Some(seconds) => Some(MaxAge { seconds, given }),
+            None => {
+                return Parsed::Usage(format!(
+                    "--max-age takes a positive whole number of seconds, or of minutes, hours, \
+                     days or weeks with the unit m, h, d or w (26h, 90m, 2d), not {given:?}"
+                ));
+            }
+        },
+        None => None,
+    };
     let mut counts = [None; 4];
     for (slot, (name, value)) in counts.iter_mut().zip(keep) {
         if value.is_some() {
@@ -452,6 +574,8 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
         verbose,
         json,
         no_progress,
+        metrics_file,
+        max_age,
         command,
     })
 }
@@ -687,5 +811,54 @@ mod tests {
         let (p, notes) = run(&["-Bv", "-r", "x", "-o", "y"]);
         assert!(matches!(p, Parsed::Usage(_)));
         assert_eq!(notes, vec!["--output option is ignored in backup mode"]);
+    }
+
+    #[test]
+    fn durations_are_whole_numbers_with_at_most_one_unit_and_seconds_by_default() {
+        for (text, secs) in [
+            ("3600", 3600),
+            ("3600s", 3600),
+            ("90m", 5400),
+            ("26h", 93_600),
+            ("2d", 172_800),
+            ("1w", 604_800),
+        ] {
+            assert_eq!(parse_duration(text), Some(secs), "{text}");
+        }
+        for bad in [
+            "",
+            "0",
+            "0h",
+            "h",
+            "-1",
+            "+1",
+            "1.5h",
+            "2d3h",
+            "1y",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_knows_its_metrics_file_only_with_an_operation_that_has_metrics() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let req = metrics_request(&args(&["-B", "-r", "x", "--metrics-file=m.prom"])).unwrap();
+        assert_eq!(req.path, "m.prom");
+        assert_eq!(req.repository, "x");
+        assert_eq!(req.operation, metrics::Operation::Backup);
+        let req = metrics_request(&args(&["--keep=2", "--metrics-file", "m"])).unwrap();
+        assert_eq!(req.operation, metrics::Operation::Retention);
+        assert_eq!(req.repository, "");
+        for none in [
+            &["-B", "-r", "x"][..],
+            &["-r", "x", "--metrics-file=m"],
+            &["--list", "-r", "x", "--metrics-file=m"],
+            &["-B", "--metrics-file="],
+            &["-B", "--metrics-file=m", "--bogus"],
+        ] {
+            assert_eq!(metrics_request(&args(none)), None, "{none:?}");
+        }
     }
 }

@@ -73,6 +73,13 @@ Where:
         No progress bar.  (A bar is only drawn on a terminal, for work
         that runs longer than a second, and never with --json.)
 
+    --metrics-file=file
+        With -B, -R, -V or the retention options: when the run ends, also
+        when it fails, replace file atomically with Prometheus metrics of
+        the run (text format, for node_exporter's textfile collector):
+        last run and last success times, exit code, duration, bytes read
+        and written, newest chain length, repository size, blob counts.
+
     -r dir
     --repository=dir
         Repository directory containing the backup files.  This argument
@@ -201,6 +208,12 @@ Options for -V/--verify:
         that the last .index equals the index rebuilt from the data.
         Uses 16 bytes of memory per data record.
 
+    --max-age=duration
+        After a successful check, exit with code 13 when the newest backup
+        file of the repository (whatever -D chose) is older than duration,
+        or there is none: seconds, or with the unit m, h, d or w (26h,
+        90m, 2d).  For Nagios/Icinga checks.
+
     When the chain has .blobs manifests (backups made with --blob-dir),
     -V also checks the stored blobs they name: present with their sizes
     with -Q, matching their hashes otherwise; --deep also checks that the
@@ -209,6 +222,7 @@ Options for -V/--verify:
 Exit codes: 0 success (also "nothing to do"), 1 error, 3 written but some
 blob files were found nowhere (--blob-dir), 10 the repository
 does not exist, 11 the repository (or, with --incremental, the output) is
-locked by another process, 130 interrupted (SIGINT or SIGTERM; temporary
-files are removed and nothing half-done is recorded).
+locked by another process, 13 the newest backup is older than --max-age,
+130 interrupted (SIGINT or SIGTERM; temporary files are removed and
+nothing half-done is recorded).
 "#;

@@ -22,6 +22,7 @@ mod incremental_recover;
 mod interop;
 mod list_and_retention;
 mod long_chain;
+mod metrics;
 mod never_panic;
 mod never_panic_bin;
 mod operator_ux;
