@@ -5,6 +5,8 @@
 //! * Endpoint, region and credentials come from the `AWS_*` environment
 //!   variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`).
+//! * TLS is rustls with the `ring` provider, installed process-wide on
+//!   first use (no OpenSSL, no aws-lc).
 //! * Small objects are created with `If-None-Match: *`; data files go up
 //!   as multipart uploads of [`PART`] bytes, at most [`PARTS_IN_FLIGHT`]
 //!   at once (a file smaller than one part as a single create-only PUT);
@@ -89,6 +91,10 @@ impl S3 {
             url: url.to_string(),
             message,
         };
+        // reqwest's rustls has no crypto provider of its own in our build
+        // (Cargo.toml, feature `s3`): the process-wide one must be in
+        // place before the first client is built. Err: one already is.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
         for (k, v) in config {
             let key: AmazonS3ConfigKey = k
@@ -535,5 +541,26 @@ impl Backend for S3 {
 
     fn probe(&self) -> Result<()> {
         self.ensure_probed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_for_an_https_endpoint_builds_with_the_ring_tls_provider() {
+        let s3 = S3::from_url(
+            "s3://bucket/prefix",
+            &[
+                ("aws_endpoint", "https://s3.example.invalid"),
+                ("aws_region", "eu-west-1"),
+                ("aws_access_key_id", "AKID"),
+                ("aws_secret_access_key", "secret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s3.describe(), "s3://bucket/prefix");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }
