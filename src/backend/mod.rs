@@ -346,7 +346,7 @@ pub fn is_remote(spec: &str) -> bool {
 
 /// Opens the backend of the repository `spec`: a local directory path, or
 /// `s3://BUCKET/PREFIX` (endpoint, region and credentials from the `AWS_*`
-/// environment variables and the shared AWS files, [`s3::profile`]; in a
+/// environment variables and the shared AWS files, `s3::profile`; in a
 /// build without the cargo feature `s3`, which the default build has, an
 /// error). Nothing is checked or contacted yet.
 pub fn open(spec: &str) -> Result<Box<dyn Backend>> {
