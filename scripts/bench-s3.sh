@@ -46,6 +46,6 @@ if [ ! -x "$AWSVENV/bin/aws" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; 
     echo "$WANT" >"$STAMP"
 fi
 
-(cd "$ROOT" && cargo build --release --features s3)
+(cd "$ROOT" && cargo build --release)
 exec "$VENV/bin/python" "$ROOT/bench/s3bench.py" --size-mb "$SIZE_MB" \
     --aws "$AWSVENV/bin/aws" "$@"

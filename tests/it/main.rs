@@ -1,9 +1,9 @@
 //! The integration tests, one test crate so that the suite links once.
 //! Each module was a test crate of its own; `common` holds what they
 //! share, `synth` the synthetic FileStorages of the never-panic
-//! properties. The tests that need the cargo feature `s3` are under
-//! [`s3`], so that `cargo test --features s3 --test it -- s3::` runs
-//! exactly them (scripts/test.sh).
+//! properties. The tests that need the cargo feature `s3` (in the default
+//! build; `--no-default-features` leaves it out) are under [`s3`], so
+//! that `cargo test --test it -- s3::` runs exactly them.
 //!
 //! proptest keeps the seeds of failed cases in
 //! `tests/proptest-regressions/<module>.txt`: its default persistence

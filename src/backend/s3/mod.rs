@@ -4,7 +4,12 @@
 //!
 //! * Endpoint, region and credentials come from the `AWS_*` environment
 //!   variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
-//!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`).
+//!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`), over
+//!   the profile `AWS_PROFILE` of `~/.aws/credentials` and `~/.aws/config`
+//!   ([`profile`]); without static keys, from the container or instance
+//!   credential providers ([`S3::from_url`]).
+//! * TLS is rustls with the `ring` provider, installed process-wide on
+//!   first use (no OpenSSL, no aws-lc).
 //! * Small objects are created with `If-None-Match: *`; data files go up
 //!   as multipart uploads of [`PART`] bytes, at most [`PARTS_IN_FLIGHT`]
 //!   at once (a file smaller than one part as a single create-only PUT);
@@ -15,7 +20,8 @@
 //!   honours those conditions ([`super::Backend::probe`]).
 //!
 //! The lock lease (owner, renewal, takeover) is [`lock`]; the streaming
-//! reader and the multipart upload are [`stream`].
+//! reader and the multipart upload are [`stream`]; the shared AWS files
+//! are [`profile`].
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
@@ -33,6 +39,7 @@ use object_store::{
 use tokio::runtime::Runtime;
 
 mod lock;
+pub mod profile;
 mod stream;
 
 use super::{Backend, Entry, Held, Put, Upload, Version};
@@ -78,18 +85,59 @@ impl std::fmt::Debug for S3 {
 }
 
 impl S3 {
-    /// The repository `s3://bucket/prefix`, configured from the `AWS_*`
-    /// environment variables and then from `config`: pairs of
+    /// The repository `s3://bucket/prefix`, configured as the AWS CLI
+    /// would be: the profile of the shared files ([`profile`]), under the
+    /// `AWS_*` environment variables, under `config`: pairs of
     /// `object_store` S3 configuration keys (`aws_endpoint_url`,
-    /// `aws_access_key_id`, `aws_allow_http`, …) and values. Nothing is
-    /// contacted yet.
+    /// `aws_access_key_id`, `aws_allow_http`, …) and values. An explicit
+    /// `http://` endpoint (from the profile or `AWS_ENDPOINT_URL[_S3]`)
+    /// allows plain HTTP unless `AWS_ALLOW_HTTP` says otherwise. Without
+    /// static keys, `object_store` asks the web-identity, container
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or `…_FULL_URI` with
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`) or instance (IMDS)
+    /// provider, in that order. Nothing is contacted yet.
     pub fn from_url(url: &str, config: &[(&str, &str)]) -> Result<S3> {
         let (bucket, prefix) = super::parse_s3_url(url)?;
         let remote = |message: String| Error::Remote {
             url: url.to_string(),
             message,
         };
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        // reqwest's rustls has no crypto provider of its own in our build
+        // (Cargo.toml, feature `s3`): the process-wide one must be in
+        // place before the first client is built. Err: one already is.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut pairs: Vec<(String, String)> = profile::settings(&env)
+            .map_err(remote)?
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let endpoint = env("AWS_ENDPOINT_URL_S3")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == "aws_endpoint")
+                    .map(|(_, v)| v.clone())
+            });
+        if endpoint.is_some_and(|e| e.to_ascii_lowercase().starts_with("http://")) {
+            pairs.push(("aws_allow_http".into(), "true".into()));
+        }
+        // What AmazonS3Builder::from_env reads, after the profile.
+        for (k, v) in std::env::vars_os() {
+            if let (Some(k), Some(v)) = (k.to_str(), v.to_str())
+                && k.starts_with("AWS_")
+                && !v.is_empty()
+            {
+                pairs.push((k.to_ascii_lowercase(), v.to_string()));
+            }
+        }
+        let mut builder = AmazonS3Builder::new().with_bucket_name(&bucket);
+        for (k, v) in &pairs {
+            if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(key, v);
+            }
+        }
         for (k, v) in config {
             let key: AmazonS3ConfigKey = k
                 .parse()
@@ -535,5 +583,26 @@ impl Backend for S3 {
 
     fn probe(&self) -> Result<()> {
         self.ensure_probed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_for_an_https_endpoint_builds_with_the_ring_tls_provider() {
+        let s3 = S3::from_url(
+            "s3://bucket/prefix",
+            &[
+                ("aws_endpoint", "https://s3.example.invalid"),
+                ("aws_region", "eu-west-1"),
+                ("aws_access_key_id", "AKID"),
+                ("aws_secret_access_key", "secret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s3.describe(), "s3://bucket/prefix");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }

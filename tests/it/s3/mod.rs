@@ -1,6 +1,7 @@
-//! Repositories on S3 (cargo feature `s3`), against a moto server the
+//! Repositories on S3 (cargo feature `s3`, in the default build), against a moto server the
 //! tests start themselves (`common::s3`).
 
 mod backend;
 mod blobs;
+mod credentials;
 mod repo;
