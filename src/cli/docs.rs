@@ -331,4 +331,17 @@ mod tests {
         }
         assert!(completions("tcsh", "repozo").is_none());
     }
+
+    #[test]
+    fn the_wheel_command_has_its_own_man_page_and_completions() {
+        let page = man_page("repozo-rs");
+        assert!(page.starts_with(".TH REPOZO\\-RS 1 \"\" \"repozo\\-rs "));
+        assert!(page.contains(".B repozo\\-rs\n"));
+        assert!(
+            bash("repozo-rs")
+                .contains("complete -o filenames -o nospace -F _repozo_rs repozo-rs\n")
+        );
+        assert!(zsh("repozo-rs").starts_with("#compdef repozo-rs\n"));
+        assert!(fish("repozo-rs").contains("\ncomplete -c repozo-rs -s B -l backup"));
+    }
 }
