@@ -40,7 +40,12 @@ fn sources() -> BTreeMap<String, String> {
             if parts.last().is_some_and(|p| p == "mod") {
                 parts.pop();
             }
-            if parts == ["lib"] || parts == ["main"] || parts == ["layers"] {
+            // The crate roots (the library, the binaries) and this file.
+            if parts == ["lib"]
+                || parts == ["main"]
+                || parts == ["layers"]
+                || parts.first().is_some_and(|p| p == "bin")
+            {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();

@@ -1,6 +1,11 @@
 //! The `repozo` command: parses repozo's command line, runs the operation,
 //! and reports the way ZODB's repozo does (messages on stderr, exit 1 on
 //! any error, 0 on success including "nothing to do").
+//!
+//! The same program is also built as `repozo-rs` (src/bin/repozo-rs.rs, the
+//! command the wheel installs, so that it never replaces ZODB's
+//! `bin/repozo`): only `--version`, `--man` and `--completions` name it
+//! differently ([`COMMAND`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,12 +27,16 @@ const TEST_NOW_VAR: &str = "REPOZO_TEST_NOW";
 /// (default 60).
 const LOCK_WAIT_VAR: &str = "REPOZO_LOCK_WAIT";
 
-fn main() -> ExitCode {
+/// The name of the binary being built: `repozo`, or `repozo-rs` when this
+/// file is compiled as the module of src/bin/repozo-rs.rs.
+const COMMAND: &str = env!("CARGO_BIN_NAME");
+
+pub fn main() -> ExitCode {
     let mut raw = std::env::args_os();
     let program = raw
         .next()
         .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "repozo".into());
+        .unwrap_or_else(|| COMMAND.into());
     let args: Vec<String> = match raw.map(|a| a.into_string()).collect() {
         Ok(a) => a,
         Err(bad) => {
@@ -49,15 +58,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Parsed::Version => {
-            println!("{}", usage::version_line());
+            println!("{}", usage::version_line(COMMAND));
             return ExitCode::SUCCESS;
         }
         Parsed::Man => {
-            print!("{}", cli::docs::man_page());
+            print!("{}", cli::docs::man_page(COMMAND));
             return ExitCode::SUCCESS;
         }
         Parsed::Completions(shell) => {
-            print!("{}", cli::docs::completions(&shell).unwrap_or_default());
+            print!(
+                "{}",
+                cli::docs::completions(&shell, COMMAND).unwrap_or_default()
+            );
             return ExitCode::SUCCESS;
         }
         Parsed::Usage(msg) => {

@@ -129,17 +129,19 @@ const OPTIONS: &[(Option<char>, &str, Value, &str)] = &[
 /// The shells [`completions`] knows.
 pub const SHELLS: &[&str] = &["bash", "zsh", "fish"];
 
-/// The man page, in roff: name, synopsis, the help text as the
-/// description, and the exit status.
-pub fn man_page() -> String {
+/// The man page of `command` (`repozo`, or `repozo-rs`), in roff: name,
+/// synopsis, the help text as the description, and the exit status.
+pub fn man_page(command: &str) -> String {
     let mut out = format!(
-        ".TH REPOZO 1 \"\" \"{}\" \"User Commands\"\n\
-         .SH NAME\nrepozo \\- incremental and full backups of a ZODB FileStorage (Data.fs)\n\
-         .SH SYNOPSIS\n.B repozo\n\\-B | \\-R | \\-V | \\-\\-list \\-r \\fIdir\\fR [\\fIoptions\\fR]\n\
+        ".TH {title} 1 \"\" \"{version}\" \"User Commands\"\n\
+         .SH NAME\n{name} \\- incremental and full backups of a ZODB FileStorage (Data.fs)\n\
+         .SH SYNOPSIS\n.B {name}\n\\-B | \\-R | \\-V | \\-\\-list \\-r \\fIdir\\fR [\\fIoptions\\fR]\n\
          .SH DESCRIPTION\n.nf\n",
-        roff(&version_line())
+        title = roff(&command.to_uppercase()),
+        name = roff(command),
+        version = roff(&version_line(command)),
     );
-    for line in help_text("repozo").lines() {
+    for line in help_text(command).lines() {
         out.push_str(&roff_line(line));
         out.push('\n');
     }
@@ -170,13 +172,13 @@ fn roff_line(line: &str) -> String {
     }
 }
 
-/// The completion script for `shell`, or `None` for a shell it does not
-/// know ([`SHELLS`]).
-pub fn completions(shell: &str) -> Option<String> {
+/// The completion script of `command` (`repozo`, or `repozo-rs`) for
+/// `shell`, or `None` for a shell it does not know ([`SHELLS`]).
+pub fn completions(shell: &str, command: &str) -> Option<String> {
     match shell {
-        "bash" => Some(bash()),
-        "zsh" => Some(zsh()),
-        "fish" => Some(fish()),
+        "bash" => Some(bash(command)),
+        "zsh" => Some(zsh(command)),
+        "fish" => Some(fish(command)),
         _ => None,
     }
 }
@@ -185,7 +187,7 @@ fn takes_value(v: Value) -> bool {
     v != Value::None
 }
 
-fn bash() -> String {
+fn bash(command: &str) -> String {
     let words: Vec<String> = OPTIONS
         .iter()
         .flat_map(|(s, l, v, _)| {
@@ -210,8 +212,8 @@ fn bash() -> String {
             .join("|")
     };
     format!(
-        "# bash completion for repozo (repozo --completions=bash)\n\
-         _repozo() {{\n\
+        "# bash completion for {command} ({command} --completions=bash)\n\
+         {function}() {{\n\
          \x20   local cur prev\n\
          \x20   cur=\"${{COMP_WORDS[COMP_CWORD]}}\"\n\
          \x20   prev=\"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
@@ -226,7 +228,11 @@ fn bash() -> String {
          \x20   esac\n\
          \x20   COMPREPLY=($(compgen -W \"{words}\" -- \"$cur\"))\n\
          }}\n\
-         complete -o filenames -o nospace -F _repozo repozo\n",
+         complete -o filenames -o nospace -F {function} {command}\n",
+        function = format!(
+            "_{}",
+            command.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        ),
         dirs = with(Value::Dir),
         files = with(Value::File),
         texts = with(Value::Text),
@@ -234,9 +240,10 @@ fn bash() -> String {
     )
 }
 
-fn zsh() -> String {
-    let mut out = String::from(
-        "#compdef repozo\n# zsh completion for repozo (repozo --completions=zsh)\n_arguments -s \\\n",
+fn zsh(command: &str) -> String {
+    let mut out = format!(
+        "#compdef {command}\n# zsh completion for {command} ({command} --completions=zsh)\n\
+         _arguments -s \\\n",
     );
     for (s, l, v, d) in OPTIONS {
         let action = match v {
@@ -257,10 +264,10 @@ fn zsh() -> String {
     out
 }
 
-fn fish() -> String {
-    let mut out = String::from("# fish completion for repozo (repozo --completions=fish)\n");
+fn fish(command: &str) -> String {
+    let mut out = format!("# fish completion for {command} ({command} --completions=fish)\n");
     for (s, l, v, d) in OPTIONS {
-        let mut line = String::from("complete -c repozo");
+        let mut line = format!("complete -c {command}");
         if let Some(c) = s {
             line.push_str(&format!(" -s {c}"));
         }
@@ -320,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_man_page_escapes_what_roff_would_read_as_requests() {
-        let page = man_page();
+        let page = man_page("repozo");
         assert!(page.starts_with(".TH REPOZO 1 "));
         for line in page.lines().skip_while(|l| *l != ".nf").skip(1) {
             if line == ".fi" {
@@ -334,8 +341,21 @@ mod tests {
     #[test]
     fn every_shell_has_a_script_and_others_none() {
         for shell in SHELLS {
-            assert!(completions(shell).is_some_and(|s| s.contains("repozo")));
+            assert!(completions(shell, "repozo").is_some_and(|s| s.contains("repozo")));
         }
-        assert!(completions("tcsh").is_none());
+        assert!(completions("tcsh", "repozo").is_none());
+    }
+
+    #[test]
+    fn the_wheel_command_has_its_own_man_page_and_completions() {
+        let page = man_page("repozo-rs");
+        assert!(page.starts_with(".TH REPOZO\\-RS 1 \"\" \"repozo\\-rs "));
+        assert!(page.contains(".B repozo\\-rs\n"));
+        assert!(
+            bash("repozo-rs")
+                .contains("complete -o filenames -o nospace -F _repozo_rs repozo-rs\n")
+        );
+        assert!(zsh("repozo-rs").starts_with("#compdef repozo-rs\n"));
+        assert!(fish("repozo-rs").contains("\ncomplete -c repozo-rs -s B -l backup"));
     }
 }

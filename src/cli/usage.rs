@@ -15,11 +15,12 @@ pub fn help_text(program: &str) -> String {
     HELP.replace("{program}", program)
 }
 
-/// What `--version` prints: the name, the version, and what it is a
+/// What `--version` prints: the command's name (`repozo`, or `repozo-rs`
+/// for the binary the wheel installs), the version, and what it is a
 /// replacement for.
-pub fn version_line() -> String {
+pub fn version_line(command: &str) -> String {
     format!(
-        "repozo {} (repozo in Rust; reads and writes the repositories of ZODB 6.4's repozo)",
+        "{command} {} (repozo in Rust; reads and writes the repositories of ZODB 6.4's repozo)",
         env!("CARGO_PKG_VERSION")
     )
 }

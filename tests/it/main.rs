@@ -31,3 +31,4 @@ mod permissions;
 mod s3;
 mod safety;
 mod storage_compat;
+mod wrappers;

@@ -10,6 +10,8 @@
 //!   (fixture writer and ZODB oracle: `grow`, `pack`, `undo`, `getsize`,
 //!   `saveindex`, `dumpindex`, `copy-index`, `scan`, and `chain`: a long
 //!   backup chain written by ZODB's own repozo).
+//! * [`python_code`] runs `python -c` in the venv (the backup wrappers'
+//!   own code, tests/it/wrappers.rs).
 //! * [`reference_repozo`] is a `Command` for ZODB's repozo via
 //!   `tests/py/repozo_shim.py` (honours `REPOZO_TEST_NOW`, prints
 //!   "Usage: repozo [options]" in its help).
@@ -98,6 +100,20 @@ fn setup_venv() -> PathBuf {
 pub fn python_script(script: &Path) -> Command {
     let mut cmd = Command::new(venv_python());
     cmd.arg(script)
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONSTARTUP")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd
+}
+
+/// A `Command` running `venv python -c <code>` (the venv's packages, the
+/// same clean Python environment as [`python_script`]); the caller adds
+/// `sys.argv[1:]`, env and cwd.
+pub fn python_code(code: &str) -> Command {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg("-c")
+        .arg(code)
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .env_remove("PYTHONSTARTUP")
