@@ -240,6 +240,12 @@ fn bash(command: &str) -> String {
     )
 }
 
+/// `text` for the inside of a single-quoted shell word (zsh, fish): each
+/// `'` closes the quotes, is escaped, and reopens them.
+fn single_quoted(text: &str) -> String {
+    text.replace('\'', r"'\''")
+}
+
 fn zsh(command: &str) -> String {
     let mut out = format!(
         "#compdef {command}\n# zsh completion for {command} ({command} --completions=zsh)\n\
@@ -255,9 +261,13 @@ fn zsh(command: &str) -> String {
         let eq = if takes_value(*v) { "=" } else { "" };
         match s {
             Some(c) => out.push_str(&format!(
-                "  '(-{c} --{l})'{{-{c},--{l}{eq}}}'[{d}]{action}' \\\n"
+                "  '(-{c} --{l})'{{-{c},--{l}{eq}}}'[{d}]{action}' \\\n",
+                d = single_quoted(d)
             )),
-            None => out.push_str(&format!("  '--{l}{eq}[{d}]{action}' \\\n")),
+            None => out.push_str(&format!(
+                "  '--{l}{eq}[{d}]{action}' \\\n",
+                d = single_quoted(d)
+            )),
         }
     }
     out.push_str("  && return 0\n");
@@ -278,7 +288,7 @@ fn fish(command: &str) -> String {
             Value::File => line.push_str(" -r -F"),
             Value::Text => line.push_str(" -r -f"),
         }
-        line.push_str(&format!(" -d '{d}'\n"));
+        line.push_str(&format!(" -d '{}'\n", single_quoted(d)));
         out.push_str(&line);
     }
     out
@@ -315,6 +325,21 @@ pub fn documented_options() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_of_the_zsh_and_fish_completions_closes_its_single_quotes() {
+        for shell in ["zsh", "fish"] {
+            let script = completions(shell, "repozo").unwrap();
+            for line in script.lines() {
+                let quotes = line.replace(r"'\''", "").matches('\'').count();
+                assert!(quotes % 2 == 0, "{shell}: unbalanced quotes in {line}");
+            }
+        }
+        assert!(
+            OPTIONS.iter().any(|(_, _, _, d)| d.contains('\'')),
+            "the case is covered"
+        );
+    }
 
     #[test]
     fn the_completions_and_man_page_cover_exactly_the_options_the_parser_accepts() {
