@@ -95,7 +95,7 @@ echo "== S3 from the installed wheel: keys, region and endpoint from a profile i
 port=$("$zodb_python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$tmp/moto.log" 2>&1 </dev/null &
 moto=$!
-trap 'kill $moto 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $moto 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # Waits up to 60 s for moto, then creates the bucket (moto takes unsigned requests).
 "$zodb_python" - "$port" <<'PY' || die "moto did not start: $(cat "$tmp/moto.log")"
 import sys, time, urllib.request
