@@ -223,7 +223,7 @@ pub fn last_success(path: &str, run: &Run) -> Option<u64> {
     if run.exit_code == 0 {
         return Some(run.started);
     }
-    let old = std::fs::read_to_string(path).ok()?;
+    let old = crate::io::read_text_at_most(path, 1 << 20).ok()?;
     previous_success(&old, &run.repository, run.operation)
 }
 
@@ -268,6 +268,17 @@ pub fn format_age(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The old metrics file may hold anything: its last success is read
+        /// or absent, never a panic.
+        #[test]
+        fn any_old_metrics_file_gives_a_last_success_or_none_never_a_panic(
+            text in "(\\PC|[{}=\"\\\\ \\n])*", repo in "\\PC{0,20}"
+        ) {
+            let _ = previous_success(&text, &repo, Operation::Backup);
+        }
+    }
 
     fn run(exit_code: u8) -> Run {
         Run {

@@ -584,6 +584,17 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// `--max-age` takes anything: a positive duration or `None`, never
+        /// a panic or an overflow.
+        #[test]
+        fn any_max_age_value_is_a_positive_duration_or_none(value in "\\PC{0,30}|[0-9]{1,25}[smhdwx]?") {
+            if let Some(secs) = parse_duration(&value) {
+                proptest::prop_assert!(secs > 0);
+            }
+        }
+    }
+
     fn run(args: &[&str]) -> (Parsed, Vec<String>) {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut notes = Vec::new();

@@ -69,6 +69,24 @@ pub fn read_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8
     Ok(data)
 }
 
+/// Reads `path` as UTF-8 text of at most `max` bytes; a larger file is an
+/// `InvalidData` error saying so, never an allocation sized by the file
+/// (configuration and state files: AWS profiles, an old metrics file).
+pub fn read_text_at_most(path: impl AsRef<std::path::Path>, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes, which is not a file of this kind"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Size of the buffers used for copying and hashing.
 pub const CHUNK: usize = 1 << 20;
 
@@ -104,6 +122,16 @@ mod tests {
             Some(libc::EISDIR)
         );
         assert!(open_regular("/dev/zero").is_err());
+    }
+
+    #[test]
+    fn a_text_file_over_its_limit_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, "x".repeat(11)).unwrap();
+        assert_eq!(read_text_at_most(&path, 11).unwrap().len(), 11);
+        let err = read_text_at_most(&path, 10).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     }
 
     #[test]

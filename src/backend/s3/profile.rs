@@ -103,7 +103,7 @@ fn split(line: &str) -> Option<(String, String)> {
 
 /// Reads and parses `path`; a file that does not exist is empty.
 fn read(path: &Path) -> std::result::Result<Ini, String> {
-    match std::fs::read_to_string(path) {
+    match crate::io::read_text_at_most(path, 1 << 20) {
         Ok(text) => parse(&text).map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ini::new()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -236,6 +236,15 @@ pub fn settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A profile file is the user's, and anything: it parses or is an
+        /// error, never a panic.
+        #[test]
+        fn any_profile_file_parses_or_is_an_error_never_a_panic(text in "(\\PC|[\\[\\]=#; \\t\\n]){0,300}") {
+            let _ = parse(&text);
+        }
+    }
 
     /// An environment of `vars` only.
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
