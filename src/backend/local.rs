@@ -104,6 +104,16 @@ impl Local {
     }
 }
 
+/// What `r` got, `None` if `path` was not found, else the error naming
+/// `path`.
+fn found<T>(path: &Path, r: io::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// The identity and state of an open file: it changes when the file is
 /// replaced (inode) or written (size, modification time).
 fn version_of(meta: &fs::Metadata) -> Version {
@@ -309,38 +319,22 @@ impl Backend for Local {
 
     fn open_optional(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>> {
         let path = self.path(name);
-        match open_regular(&path) {
-            Ok(f) => Ok(Some(Box::new(f))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        Ok(found(&path, open_regular(&path))?.map(|f| Box::new(f) as Box<dyn Read + Send>))
     }
 
     fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(name);
-        match crate::io::read_regular(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        found(&path, crate::io::read_regular(&path))
     }
 
     fn size_opened(&self, name: &str) -> Result<Option<u64>> {
         let path = self.path(name);
-        match open_regular(&path).and_then(|f| f.metadata()) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        Ok(found(&path, open_regular(&path).and_then(|f| f.metadata()))?.map(|m| m.len()))
     }
 
     fn entry_size(&self, name: &str) -> Result<Option<u64>> {
         let path = self.path(name);
-        match fs::symlink_metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        Ok(found(&path, fs::symlink_metadata(&path))?.map(|m| m.len()))
     }
 
     /// Streams into a temporary file, then fsync, rename, directory fsync,
