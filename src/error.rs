@@ -116,6 +116,18 @@ pub enum Error {
         /// Said after the checksum: `""` or `" (when uncompressed)"`.
         note: &'static str,
     },
+    /// A chain file whose bytes, as recovered, did not match the BLAKE3 of
+    /// its sidecar, while a second read matched its `.dat` md5: the bytes
+    /// written cannot be vouched for. A recover to a file starts again
+    /// with md5 by itself; standard output cannot be taken back.
+    #[error(
+        "{path}: the bytes recovered do not match the BLAKE3 of its sidecar, but a second read \
+         matches its .dat md5; nothing can vouch for what was written. Recover again with --md5"
+    )]
+    SidecarConflict {
+        /// The file as repozo names it.
+        path: String,
+    },
     /// A chain file that recover would use but the chain's `.dat` does not
     /// list, so nothing recorded what it should hold.
     #[error("{path} {verb} {dat}; {hint}")]

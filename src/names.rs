@@ -6,7 +6,8 @@
 //! A backup at stamp `T` (UTC, `YYYY-MM-DD-HH-MM-SS`) writes `T.fs` (full),
 //! `T.fsz` (full, gzip), `T.deltafs` or `T.deltafsz` (incremental), plus
 //! `T.index`; a full one also starts `T.dat`, to which later incrementals of
-//! its chain append, and a backup with blobs writes `T.blobs`. Only names
+//! its chain append, a backup with blobs writes `T.blobs`, and every data
+//! file we write has its fast-hash sidecar `T.blake3`. Only names
 //! matching repozo's pattern `\d{4}(-\d\d){5}\.(delta)?fsz?` are data files;
 //! everything else in a repository is ignored by every operation.
 //!
@@ -50,10 +51,11 @@ pub fn is_data_file(name: &str) -> bool {
 }
 
 /// True if and only if `name` is a `.dat` or `.index` file as repozo names
-/// them (`<stamp>.dat`, `<stamp>.index`), or our blob manifest
-/// `<stamp>.blobs` ([`crate::blob::manifest`]).
+/// them (`<stamp>.dat`, `<stamp>.index`), our blob manifest
+/// `<stamp>.blobs` ([`crate::blob::manifest`]) or our fast-hash sidecar
+/// `<stamp>.blake3` ([`crate::repo::sidecar`]).
 pub fn is_meta_file(name: &str) -> bool {
-    has_stamp_pattern(name) && matches!(&name[19..], ".dat" | ".index" | ".blobs")
+    has_stamp_pattern(name) && matches!(&name[19..], ".dat" | ".index" | ".blobs" | ".blake3")
 }
 
 /// The last component of a path (`a/b/2026-01-02-00-00-00.fs` gives the
@@ -128,6 +130,12 @@ pub fn index_name(stamp: &str) -> String {
 /// `<stamp>.blobs`: the blob manifest of the backup at `stamp`.
 pub fn blobs_name(stamp: &str) -> String {
     format!("{stamp}.blobs")
+}
+
+/// `<stamp>.blake3`: the fast-hash sidecar of the data file of `stamp`
+/// ([`crate::repo::sidecar`]).
+pub fn sidecar_name(stamp: &str) -> String {
+    format!("{stamp}.blake3")
 }
 
 #[cfg(test)]

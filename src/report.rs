@@ -284,6 +284,28 @@ pub enum Event {
     /// Warning: the `.dat` ended in an incomplete line (an interrupted
     /// backup), which was dropped.
     DroppedTornDatLine(String),
+    /// Warning: the fast-hash sidecar of a file cannot be used (damaged,
+    /// cut short, or written for other bytes); md5 checks it instead.
+    SidecarUnusable {
+        /// The sidecar.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// Which checksum the files of this operation are checked with: the
+    /// BLAKE3 of their sidecars (every file has a usable one) or md5. Not
+    /// a log line ([`Event::is_log_line`]): `-v` stays repozo's log; the
+    /// `--json` summary says it (`checked_with`).
+    CheckingWith {
+        /// True for BLAKE3.
+        blake3: bool,
+    },
+    /// Warning: a file's bytes match its `.dat` md5 but not its sidecar's
+    /// BLAKE3: the sidecar is wrong, and was not used.
+    SidecarWrong {
+        /// The data file.
+        file: String,
+    },
     /// Warning: a chain file the `.dat` did not list (a backup was
     /// interrupted between renaming it and recording it) was recorded.
     RecordedUnlistedFile {
@@ -395,6 +417,12 @@ pub enum Event {
 }
 
 impl Event {
+    /// False for events that are not log lines: front ends keep them for
+    /// their summaries (`--json`), and `-v` stays repozo's log.
+    pub fn is_log_line(&self) -> bool {
+        !matches!(self, Event::CheckingWith { .. })
+    }
+
     /// True for events shown even without `-v`.
     pub fn is_warning(&self) -> bool {
         use Event::*;
@@ -402,6 +430,8 @@ impl Event {
             self,
             RemovedLeftover(_)
                 | DroppedTornDatLine(_)
+                | SidecarUnusable { .. }
+                | SidecarWrong { .. }
                 | RecordedUnlistedFile { .. }
                 | StartingNewChain(_)
                 | IgnoringIndex(_)
@@ -569,6 +599,19 @@ impl fmt::Display for Event {
             DroppedTornDatLine(x) => write!(
                 f,
                 "{x}: dropped an incomplete last line left by an interrupted backup"
+            ),
+            SidecarUnusable { path, why } => write!(
+                f,
+                "{path} cannot be used ({why}); checking with md5 instead"
+            ),
+            CheckingWith { blake3: true } => {
+                f.write_str("checking every file with the BLAKE3 of its sidecar")
+            }
+            CheckingWith { blake3: false } => f.write_str("checking every file with md5"),
+            SidecarWrong { file } => write!(
+                f,
+                "{file} matches its .dat md5, so its BLAKE3 sidecar is wrong and was not \
+                 used; the next full backup writes a good one"
             ),
             RecordedUnlistedFile { file, dat } => write!(
                 f,

@@ -74,6 +74,12 @@ const OPTIONS: &[(Option<char>, &str, Value, &str)] = &[
     ),
     (
         None,
+        "md5",
+        Value::None,
+        "with -R/-V: check with md5, not the BLAKE3 sidecars",
+    ),
+    (
+        None,
         "blob-dir",
         Value::Text,
         "with -B/-R: back up or restore the blob directory too",

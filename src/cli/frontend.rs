@@ -58,6 +58,9 @@ struct State {
     /// Blob objects and bytes stored, restored or checked (the last blob
     /// event's), if the operation handled blobs.
     blobs: Option<(u64, u64)>,
+    /// How the operation checked the files (`"blake3"` or `"md5"`), if
+    /// it said.
+    checked_with: Option<&'static str>,
 }
 
 impl Frontend {
@@ -122,6 +125,9 @@ impl Frontend {
         });
         if let (Some(o), Value::Object(extra)) = (obj.as_object_mut(), fields) {
             o.extend(extra);
+            if let Some(how) = self.state.borrow().checked_with {
+                o.insert("checked_with".into(), how.into());
+            }
         }
         print_json(&obj);
     }
@@ -205,12 +211,16 @@ impl Report for Frontend {
             Event::BlobsRestored { files, bytes, .. } => Some((*files, *bytes)),
             Event::BlobsSynced { copied, bytes, .. } => Some((*copied, *bytes)),
             Event::BlobsVerified { objects, bytes, .. } => Some((*objects, *bytes)),
+            Event::CheckingWith { blake3 } => {
+                self.state.borrow_mut().checked_with = Some(if *blake3 { "blake3" } else { "md5" });
+                None
+            }
             _ => None,
         };
         if blobs.is_some() {
             self.state.borrow_mut().blobs = blobs;
         }
-        if self.style.verbose || event.is_warning() {
+        if (self.style.verbose && event.is_log_line()) || event.is_warning() {
             self.eprintln(&event.to_string());
         }
     }

@@ -139,7 +139,7 @@ const METRICS: &[(&str, &str, &str)] = &[
     (
         "repozo_repository_size_bytes",
         "gauge",
-        "Bytes of the repository's backup files and their .dat, .index and .blobs files.",
+        "Bytes of the repository's backup files and their .dat, .index, .blobs and .blake3 files.",
     ),
     (
         "repozo_newest_backup_timestamp_seconds",

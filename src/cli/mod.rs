@@ -54,6 +54,7 @@ pub const EXACT_OPTS: &[&str] = &[
     "json",
     "no-progress",
     "deep",
+    "md5",
     "list",
     "keep=",
     "keep-daily=",
@@ -238,7 +239,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     let (mut full, mut quick, mut gzip, mut kill_old, mut with_verify) =
         (false, false, false, false, false);
     let (mut incremental, mut no_fallback, mut no_verify, mut deep) = (false, false, false, false);
-    let (mut json, mut no_progress, mut dry_run) = (false, false, false);
+    let (mut json, mut no_progress, mut dry_run, mut md5) = (false, false, false, false);
     let mut blob_dir: Option<String> = None;
     let (mut metrics_file, mut max_age): (Option<String>, Option<String>) = (None, None);
     let mut keep: [(&str, Option<String>); 4] = [
@@ -329,6 +330,10 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             }
             "--deep" => {
                 deep = true;
+                None
+            }
+            "--md5" => {
+                md5 = true;
                 None
             }
             "--dry-run" => {
@@ -431,6 +436,12 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     if deep && mode != Mode::Verify {
         return Parsed::Usage("--deep only applies to -V/--verify".into());
     }
+    if md5 && !matches!(mode, Mode::Recover | Mode::Verify) {
+        return Parsed::Usage("--md5 only applies to -R/--recover and -V/--verify".into());
+    }
+    if md5 && no_verify {
+        return Parsed::Usage("--md5 contradicts --no-verify, which checks nothing".into());
+    }
     if metrics_file.as_deref() == Some("") {
         return Parsed::Usage("--metrics-file needs a file name".into());
     }
@@ -527,6 +538,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 no_verify,
                 incremental: incremental.then_some(IncrementalOptions { quick, no_fallback }),
                 blob_dir,
+                md5,
             })
         }
         Mode::Verify => {
@@ -542,6 +554,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                 quick,
                 date,
                 deep,
+                md5,
             })
         }
         Mode::List => {

@@ -66,12 +66,13 @@ pub fn list_text(list: &RepositoryList) -> String {
         .chain(["Data.fs end".len()])
         .max()
         .unwrap_or(0);
-    // The blobs column appears once any backup was made with --blob-dir.
+    // The blake3 column says which files have a fast-hash sidecar; the
+    // blobs column appears once any backup was made with --blob-dir.
     let with_blobs = points().any(|p| p.blobs != Blobs::None);
     if !list.chains.is_empty() {
         let _ = writeln!(
             out,
-            "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  index{}",
+            "  {:<19}  {:<11}  {:<4}  {:>size_w$}  {:>end_w$}  index  blake3{}",
             "stamp",
             "kind",
             "gzip",
@@ -91,13 +92,13 @@ pub fn list_text(list: &RepositoryList) -> String {
         );
         for p in &chain.points {
             let yes_no = |b: bool| if b { "yes" } else { "no" };
-            let index = yes_no(p.index);
+            let index = format!("{:<5}  {:<6}", yes_no(p.index), yes_no(p.sidecar));
             let index = match p.blobs {
-                _ if !with_blobs => index.to_string(),
-                Blobs::None => format!("{index:<5}  no"),
-                Blobs::Listed { gone: 0 } => format!("{index:<5}  yes"),
-                Blobs::Listed { gone } => format!("{index:<5}  {gone} missing"),
-                Blobs::Unreadable => format!("{index:<5}  damaged"),
+                _ if !with_blobs => index.trim_end().to_string(),
+                Blobs::None => format!("{index}  no"),
+                Blobs::Listed { gone: 0 } => format!("{index}  yes"),
+                Blobs::Listed { gone } => format!("{index}  {gone} missing"),
+                Blobs::Unreadable => format!("{index}  damaged"),
             };
             let _ = writeln!(
                 out,
@@ -140,6 +141,7 @@ struct PointLine<'a> {
     stored_size: u64,
     end: Option<u64>,
     index: bool,
+    blake3: bool,
     blobs: Option<BlobsField>,
 }
 
@@ -192,6 +194,7 @@ pub fn list_json(list: &RepositoryList) -> String {
                     stored_size: p.stored_size,
                     end: p.end,
                     index: p.index,
+                    blake3: p.sidecar,
                     blobs: match p.blobs {
                         Blobs::None => None,
                         Blobs::Listed { gone } => Some(BlobsField::Listed { missing: gone }),
@@ -334,6 +337,7 @@ mod tests {
             stored_size: size,
             end,
             index,
+            sidecar: false,
             blobs: Blobs::None,
         };
         RepositoryList {
@@ -371,10 +375,10 @@ mod tests {
     fn the_text_listing_is_a_table_with_one_header_line_per_chain() {
         assert_eq!(
             list_text(&sample()),
-            "  stamp                kind         gzip  stored bytes  Data.fs end  index\n\
+            "  stamp                kind         gzip  stored bytes  Data.fs end  index  blake3\n\
              chain 2026-01-01-00-00-00: 2 restore points, 4259 bytes stored\n\
-             \x20 2026-01-01-00-00-00  full         no            4242         4242  yes\n\
-             \x20 2026-01-02-00-00-00  incremental  yes             17            ?  no\n\
+             \x20 2026-01-01-00-00-00  full         no            4242         4242  yes    no\n\
+             \x20 2026-01-02-00-00-00  incremental  yes             17            ?  no     no\n\
              \x20 ! 2026-01-02-00-00-00.deltafsz is not listed in 2026-01-01-00-00-00.dat\n\
              1 chain, 2 restore points, 4259 bytes stored\n"
         );
@@ -391,9 +395,13 @@ mod tests {
         list.chains[0].points[1].blobs = Blobs::Listed { gone: 2 };
         let text = list_text(&list);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].ends_with("index  blobs"), "{}", lines[0]);
-        assert!(lines[2].ends_with("yes    yes"), "{}", lines[2]);
-        assert!(lines[3].ends_with("no     2 missing"), "{}", lines[3]);
+        assert!(lines[0].ends_with("index  blake3  blobs"), "{}", lines[0]);
+        assert!(lines[2].ends_with("yes    no      yes"), "{}", lines[2]);
+        assert!(
+            lines[3].ends_with("no     no      2 missing"),
+            "{}",
+            lines[3]
+        );
         let json = list_json(&list);
         assert!(json.contains("\"blobs\":{\"missing\":2}"), "{json}");
     }

@@ -163,7 +163,13 @@ Options for -R/--recover:
         automatically.
 
     Every backup file is checked against the size and md5 its .dat
-    records while it is recovered; a mismatch fails the recover.
+    records while it is recovered; a mismatch fails the recover.  Where
+    every file recovered has a fast-hash sidecar (<stamp>.blake3, written
+    by this tool's backups), its BLAKE3 is checked instead, on every core;
+    a file that does not match it is checked with md5, which decides.
+
+    --md5
+        Check with md5 only, as ZODB's repozo does, ignoring the sidecars.
 
     -w
     --with-verify
@@ -201,6 +207,10 @@ Options for -V/--verify:
     --date=str
         Verify the backup files recover would use for this date (UTC,
         yyyy-mm-dd[-hh[-mm[-ss]]]).  By default, current time is used.
+
+    --md5
+        Check the md5 checksums even where every file has a BLAKE3 sidecar
+        (by default the sidecars are used, as for -R).
 
     --deep
         Also read those files as one Data.fs and check it as ZODB's

@@ -1,9 +1,11 @@
-//! The one copy loop: read chunks, hand each to a sink, md5 them on a
-//! second thread.
+//! The one copy loop: read chunks, hand each to a sink, hash them on
+//! helper threads (md5, BLAKE3 or both, one thread each).
 //!
 //! md5 is inherently sequential and is the most expensive thing repozo does
 //! per byte, so it runs on its own thread while the calling thread reads and
-//! writes. Each chunk is hashed while it is being written, so a write that
+//! writes. BLAKE3 (the fast-hash sidecar, [`crate::repo::sidecar`]) runs on
+//! a thread of its own beside it: a backup computes both and takes the time
+//! of md5 alone; a verify that can use the sidecars computes BLAKE3 only. Each chunk is hashed while it is being written, so a write that
 //! waits for the disk does not stall the hashing until the pool of buffers
 //! (`POOL` × `BUF`, 2 MiB) runs dry.
 //!
@@ -64,6 +66,41 @@ thread_local! {
     static SPARE: std::cell::Cell<Option<AlignedBuf>> = const { std::cell::Cell::new(None) };
 }
 
+/// Which digests a streaming pass computes ([`stream_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digests {
+    /// md5 only (what the `.dat` records; repozo's check).
+    Md5,
+    /// BLAKE3 only (a sidecar's check).
+    Blake3,
+    /// Both (a backup, which records both).
+    Both,
+}
+
+impl Digests {
+    fn md5(self) -> bool {
+        matches!(self, Digests::Md5 | Digests::Both)
+    }
+
+    fn blake3(self) -> bool {
+        matches!(self, Digests::Blake3 | Digests::Both)
+    }
+}
+
+/// What one streaming pass of [`stream_with`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    /// Bytes streamed.
+    pub len: u64,
+    /// md5 hex of all of them, if asked for.
+    pub md5: Option<String>,
+    /// BLAKE3 hex of all of them, if asked for.
+    pub blake3: Option<String>,
+    /// md5 hex of the first `m` bytes for each requested mark `m` that was
+    /// reached, in order (only with md5).
+    pub at_marks: Vec<String>,
+}
+
 /// What one streaming pass produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hashed {
@@ -81,21 +118,79 @@ enum Msg {
     Mark,
 }
 
-/// Streams bytes from `fill` to `sink`, hashing them on a helper thread.
-///
-/// `fill(buf)` writes up to `buf.len()` bytes into `buf` and returns how
-/// many; 0 means the end. `sink` receives every chunk in order. `marks` are
-/// ascending byte offsets at which the md5 so far is also recorded (a chunk
-/// never spans a mark). Returns as soon as `fill` or `sink` fails.
-///
-/// A stream shorter than one buffer (without marks) is hashed on the
-/// calling thread: starting a thread costs more than hashing it, and a
-/// chain of thousands of small increments is made of such streams.
+/// One digest being computed: md5 records marks, BLAKE3 ignores them.
+enum Running {
+    Md5(Md5Hasher, Vec<String>),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Running {
+    fn new(md5: bool) -> Self {
+        if md5 {
+            Running::Md5(Md5Hasher::new(), Vec::new())
+        } else {
+            Running::Blake3(Box::default())
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Running::Md5(h, _) => h.update(data),
+            Running::Blake3(h) => {
+                h.update(data);
+            }
+        }
+    }
+
+    fn mark(&mut self) {
+        if let Running::Md5(h, marks) = self {
+            marks.push(h.clone().finish_hex());
+        }
+    }
+
+    /// The hex digest, and the marks (md5 only).
+    fn finish(self) -> (String, Vec<String>) {
+        match self {
+            Running::Md5(h, marks) => (h.finish_hex(), marks),
+            Running::Blake3(h) => (h.finalize().to_hex().to_string(), Vec::new()),
+        }
+    }
+}
+
+/// Streams bytes from `fill` to `sink`, hashing them (md5) on a helper
+/// thread: [`stream_with`] for md5 alone.
 pub fn stream(
     fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     marks: &[u64],
 ) -> Result<Hashed> {
+    let d = stream_with(fill, sink, marks, Digests::Md5)?;
+    Ok(Hashed {
+        len: d.len,
+        md5: d.md5.unwrap_or_default(),
+        at_marks: d.at_marks,
+    })
+}
+
+/// Streams bytes from `fill` to `sink`, computing `digests` on helper
+/// threads (one per digest).
+///
+/// `fill(buf)` writes up to `buf.len()` bytes into `buf` and returns how
+/// many; 0 means the end. `sink` receives every chunk in order. `marks` are
+/// ascending byte offsets at which the md5 so far is also recorded (a chunk
+/// never spans a mark; ignored without md5). Returns as soon as `fill` or
+/// `sink` fails.
+///
+/// A stream shorter than one buffer (without marks) is hashed on the
+/// calling thread: starting a thread costs more than hashing it, and a
+/// chain of thousands of small increments is made of such streams.
+pub fn stream_with(
+    fill: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    marks: &[u64],
+    digests: Digests,
+) -> Result<Digested> {
+    let marks = if digests.md5() { marks } else { &[] };
     let mut first = None;
     if marks.is_empty() {
         let mut buf = SPARE
@@ -114,29 +209,62 @@ pub fn stream(
             if got > 0 {
                 sink(data)?;
             }
-            let mut h = Md5Hasher::new();
-            h.update(data);
-            let md5 = h.finish_hex();
-            SPARE.with(|spare| spare.set(Some(buf)));
-            return Ok(Hashed {
+            let digest = |md5: bool| {
+                let mut h = Running::new(md5);
+                h.update(data);
+                h.finish().0
+            };
+            let out = Digested {
                 len: got as u64,
-                md5,
+                md5: digests.md5().then(|| digest(true)),
+                blake3: digests.blake3().then(|| digest(false)),
                 at_marks: Vec::new(),
-            });
+            };
+            SPARE.with(|spare| spare.set(Some(buf)));
+            return Ok(out);
         }
         first = Some(buf);
     }
     let (free_tx, free_rx) = sync_channel::<AlignedBuf>(POOL);
-    let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
+    // One thread per digest: `true` is md5, `false` BLAKE3.
+    let kinds: Vec<bool> = [(true, digests.md5()), (false, digests.blake3())]
+        .into_iter()
+        .filter_map(|(md5, wanted)| wanted.then_some(md5))
+        .collect();
     let back_to_pool = free_tx.clone();
     std::thread::scope(|scope| {
-        let hasher = std::thread::Builder::new()
-            .spawn_scoped(scope, move || hash_worker(work_rx, free_tx))
-            .map_err(crate::error::Error::Thread)?;
-        let result = feed(fill, sink, marks, first, &free_rx, &work_tx, &back_to_pool);
-        drop(work_tx);
-        let (md5, at_marks) = hasher.join().expect("the md5 thread does not panic");
-        result.map(|len| Hashed { len, md5, at_marks })
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for &md5 in &kinds {
+            let (work_tx, work_rx) = sync_channel::<Msg>(POOL + marks.len() + 1);
+            let free_tx = free_tx.clone();
+            let worker = std::thread::Builder::new()
+                .spawn_scoped(scope, move || {
+                    hash_worker(work_rx, free_tx, Running::new(md5))
+                })
+                .map_err(crate::error::Error::Thread)?;
+            senders.push(work_tx);
+            workers.push((md5, worker));
+        }
+        drop(free_tx);
+        let result = feed(fill, sink, marks, first, &free_rx, &senders, &back_to_pool);
+        drop(senders);
+        let mut out = Digested {
+            len: 0,
+            md5: None,
+            blake3: None,
+            at_marks: Vec::new(),
+        };
+        for (md5, worker) in workers {
+            let (hex, at_marks) = worker.join().expect("a hashing thread does not panic");
+            if md5 {
+                out.md5 = Some(hex);
+                out.at_marks = at_marks;
+            } else {
+                out.blake3 = Some(hex);
+            }
+        }
+        result.map(|len| Digested { len, ..out })
     })
 }
 
@@ -148,17 +276,22 @@ fn feed(
     marks: &[u64],
     first: Option<AlignedBuf>,
     free_rx: &Receiver<AlignedBuf>,
-    work_tx: &SyncSender<Msg>,
+    workers: &[SyncSender<Msg>],
     back_to_pool: &SyncSender<AlignedBuf>,
 ) -> Result<u64> {
+    let send = |msg: &dyn Fn() -> Msg| {
+        for w in workers {
+            if w.send(msg()).is_err() {
+                unreachable!("a hashing thread lives until its sender is dropped");
+            }
+        }
+    };
     let mut done = 0u64;
     let mut allocated = 0;
     if let Some(buf) = first {
         allocated = 1;
         let buf = Arc::new(buf);
-        if work_tx.send(Msg::Data(Arc::clone(&buf), BUF)).is_err() {
-            unreachable!("the md5 thread lives until the sender is dropped");
-        }
+        send(&|| Msg::Data(Arc::clone(&buf), BUF));
         sink(buf.bytes())?;
         done = BUF as u64;
         if let Some(buf) = Arc::into_inner(buf) {
@@ -168,7 +301,7 @@ fn feed(
     let mut marks = marks.iter().copied().peekable();
     loop {
         while marks.next_if(|&m| m <= done).is_some() {
-            let _ = work_tx.send(Msg::Mark);
+            send(&|| Msg::Mark);
         }
         let want = match marks.peek() {
             Some(&m) => (m - done).min(BUF as u64) as usize,
@@ -191,9 +324,7 @@ fn feed(
         // Hash and write the chunk at the same time; whichever side is done
         // last returns the buffer to the pool.
         let buf = Arc::new(buf);
-        if work_tx.send(Msg::Data(Arc::clone(&buf), n)).is_err() {
-            unreachable!("the md5 thread lives until the sender is dropped");
-        }
+        send(&|| Msg::Data(Arc::clone(&buf), n));
         sink(&buf.bytes()[..n])?;
         done += n as u64;
         if let Some(buf) = Arc::into_inner(buf) {
@@ -202,9 +333,13 @@ fn feed(
     }
 }
 
-fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<AlignedBuf>) -> (String, Vec<String>) {
-    let mut hasher = Md5Hasher::new();
-    let mut marks = Vec::new();
+/// Hashes every buffer it receives; whoever holds a buffer last (the sink
+/// or a hashing thread) returns it to the pool.
+fn hash_worker(
+    work_rx: Receiver<Msg>,
+    free_tx: SyncSender<AlignedBuf>,
+    mut hasher: Running,
+) -> (String, Vec<String>) {
     for msg in work_rx {
         match msg {
             Msg::Data(buf, n) => {
@@ -213,10 +348,10 @@ fn hash_worker(work_rx: Receiver<Msg>, free_tx: SyncSender<AlignedBuf>) -> (Stri
                     let _ = free_tx.send(buf);
                 }
             }
-            Msg::Mark => marks.push(hasher.clone().finish_hex()),
+            Msg::Mark => hasher.mark(),
         }
     }
-    (hasher.finish_hex(), marks)
+    hasher.finish()
 }
 
 /// md5 ([`super::md5::Md5`]) with a hex result, as `.dat` records it.
@@ -308,5 +443,38 @@ mod tests {
                 md5_of(&data[..CHUNK + 5])
             ]
         );
+    }
+
+    #[test]
+    fn both_digests_are_those_of_the_bytes_at_every_size_around_one_buffer() {
+        for len in [0, 1, BUF - 1, BUF, BUF + 1, 9 * BUF + 3] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
+            for digests in [Digests::Md5, Digests::Blake3, Digests::Both] {
+                let mut at = 0;
+                let mut out = Vec::new();
+                let d = stream_with(
+                    &mut |buf| {
+                        let n = buf.len().min(data.len() - at);
+                        buf[..n].copy_from_slice(&data[at..at + n]);
+                        at += n;
+                        Ok(n)
+                    },
+                    &mut |c| {
+                        out.extend_from_slice(c);
+                        Ok(())
+                    },
+                    &[],
+                    digests,
+                )
+                .unwrap();
+                assert!(out == data, "length {len}");
+                assert_eq!(d.len, len as u64);
+                let md5 = (digests != Digests::Blake3).then(|| md5_of(&data));
+                let b3 =
+                    (digests != Digests::Md5).then(|| blake3::hash(&data).to_hex().to_string());
+                assert_eq!(d.md5, md5, "length {len}");
+                assert_eq!(d.blake3, b3, "length {len}");
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@ pub mod md5;
 pub use atomic::{AtomicFile, append_synced, sync_dir, syncfs, temp_path};
 pub use direct::{STAGE, Staged};
 pub use gzip::{DecodePool, GzipReader, ParallelGzip};
-pub use hashing::{DIRECT_ALIGN, Hashed, Md5Hasher, stream};
+pub use hashing::{DIRECT_ALIGN, Digested, Digests, Hashed, Md5Hasher, stream, stream_with};
 
 /// Opens `path` for reading only if it is a regular file (symbolic links
 /// followed). A FIFO is opened without blocking and refused, as are

@@ -13,10 +13,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fs;
 use crate::index;
-use crate::io::{CHUNK, ParallelGzip};
+use crate::io::{CHUNK, Digests, ParallelGzip};
 use crate::lock;
 use crate::names;
-use crate::repo::{self, Chain, DatEntry, Listing, RepoGuard, Repository};
+use crate::repo::{self, Chain, DatEntry, Listing, RepoGuard, Repository, sidecar};
 use crate::report::{Event, FullReason, Phase};
 
 /// Options of a backup (`-B`).
@@ -397,7 +397,7 @@ fn full_backup(
         bytes: end,
         dest: dest.clone(),
     });
-    let (md5, stored) = write_data(repo, src, (0, end), &dest, opts.gzip, ctx)?;
+    let (md5, blake3, stored) = write_data(repo, src, (0, end), &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start: 0,
@@ -405,6 +405,8 @@ fn full_backup(
         md5,
     };
     held.check()?;
+    sidecar::write(repo, &entry, blake3)?;
+    failpoint::hit("backup:sidecar-written");
     repo.write_whole(&names::dat_name(&stamp), entry.to_line().as_bytes())?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
@@ -451,13 +453,16 @@ fn incremental_backup(
         bytes: end - start,
         dest: dest.clone(),
     });
-    let (md5, stored) = write_data(repo, src, (start, end), &dest, opts.gzip, ctx)?;
+    let (md5, blake3, stored) = write_data(repo, src, (start, end), &dest, opts.gzip, ctx)?;
     let entry = DatEntry {
         file: dest.clone(),
         start,
         end,
         md5,
     };
+    held.check()?;
+    sidecar::write(repo, &entry, blake3)?;
+    failpoint::hit("backup:sidecar-written");
     repo.append_line(&chain.dat_name(), &entry.to_line(), held)?;
     failpoint::hit("backup:dat-written");
     write_index(repo, &stamp, end, &committed.index)?;
@@ -496,8 +501,8 @@ fn chain_index(chain: &Chain, start: u64) -> Option<fs::Hint<'static>> {
 }
 
 /// Copies `[start, end)` of the source into a new data file `dest`,
-/// gzipped (as parallel members) if `gzip`. Returns the md5 of the bytes
-/// copied and the size stored.
+/// gzipped (as parallel members) if `gzip`. Returns the md5 and the BLAKE3
+/// (for the sidecar) of the bytes copied, and the size stored.
 fn write_data(
     repo: &Repository,
     src: &Source,
@@ -505,28 +510,40 @@ fn write_data(
     dest: &str,
     gzip: bool,
     ctx: Ctx,
-) -> Result<(String, u64)> {
+) -> Result<(String, String, u64)> {
     let meter = Meter::new(ctx.report, Phase::Copy, Some(end - start));
     let mut out = repo.create_data(repo::base_name(dest))?;
-    let md5 = if gzip {
+    let sums = if gzip {
         let mut gz = ParallelGzip::new(&mut out).map_err(Error::Thread)?;
-        let md5 = src.copy_range(start, end, &mut |c| {
-            meter.add(c.len() as u64);
-            gz.write_chunk(c).at(dest)
-        })?;
+        let sums = src.copy_range_with(
+            start,
+            end,
+            &mut |c| {
+                meter.add(c.len() as u64);
+                gz.write_chunk(c).at(dest)
+            },
+            Digests::Both,
+        )?;
         gz.finish().at(dest)?;
-        md5
+        sums
     } else {
-        src.copy_range(start, end, &mut |c| {
-            meter.add(c.len() as u64);
-            out.write_all(c).at(dest)
-        })?
+        src.copy_range_with(
+            start,
+            end,
+            &mut |c| {
+                meter.add(c.len() as u64);
+                out.write_all(c).at(dest)
+            },
+            Digests::Both,
+        )?
     };
+    let md5 = sums.md5.unwrap_or_default();
+    let blake3 = sums.blake3.unwrap_or_default();
     failpoint::hit("backup:data-copied");
     src.check_not_replaced()?;
     let stored = out.commit()?;
     failpoint::hit("backup:data-renamed");
-    Ok((md5, stored))
+    Ok((md5, blake3, stored))
 }
 
 /// Writes `<stamp>.index` (streamed where the backend can).
@@ -538,8 +555,8 @@ fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> R
 
 /// `-k`: removes every data file but the newest full one, with their
 /// `.dat` and `.index` files (repozo's `delete_old_backups`), and their
-/// blob manifests; also manifests older than the kept full whose data
-/// file is gone (ZODB's repozo `-k` leaves them).
+/// blob manifests and sidecars; also manifests and sidecars older than the
+/// kept full whose data file is gone (ZODB's repozo `-k` leaves them).
 fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<()> {
     let names = listing.data_files();
     let Some(keep) = names.iter().rev().find(|n| repo::is_full(n)) else {
@@ -547,7 +564,7 @@ fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<
     };
     for name in names.iter().filter(|n| *n != keep) {
         ctx.report.event(&Event::RemovingOld(name.clone()));
-        for ext in [".blobs", ".dat", ".index"] {
+        for ext in [".blobs", ".blake3", ".dat", ".index"] {
             let _ = repo.remove(&repo::with_ext(name, ext));
         }
         repo.remove(name)?;
@@ -556,7 +573,7 @@ fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<
     let kept = repo::stamp_of(keep);
     for meta in listing.meta_files() {
         let stamp = repo::stamp_of(meta);
-        if meta.ends_with(".blobs")
+        if (meta.ends_with(".blobs") || meta.ends_with(".blake3"))
             && stamp < kept
             && !names.iter().any(|n| repo::stamp_of(n) == stamp)
         {

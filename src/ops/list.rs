@@ -59,6 +59,10 @@ pub struct RestorePoint {
     pub end: Option<u64>,
     /// Whether `<stamp>.index` is present.
     pub index: bool,
+    /// Whether its fast-hash sidecar `<stamp>.blake3` is present (backups
+    /// of this tool; see [`crate::repo::sidecar`]). Whether it is sound
+    /// is for `-V` to say.
+    pub sidecar: bool,
     /// Its blob manifest `<stamp>.blobs` (backups with `--blob-dir`).
     pub blobs: Blobs,
 }
@@ -218,6 +222,7 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
             let stamp = repo::stamp_of(name).to_string();
             points.push(RestorePoint {
                 index: listing.has_meta(&format!("{stamp}.index")),
+                sidecar: listing.has_meta(&crate::names::sidecar_name(&stamp)),
                 blobs: if listing.has_meta(&format!("{stamp}.blobs")) {
                     match super::blobs::peek_gone(repo, &format!("{stamp}.blobs")) {
                         Some(gone) => Blobs::Listed { gone },

@@ -12,8 +12,9 @@ use super::blobs::StagedTree;
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, Md5Hasher};
+use crate::io::{AtomicFile, CHUNK, Digests, Md5Hasher};
 use crate::repo::Chain;
+use crate::repo::sidecar::{self, Checks};
 use crate::report::{Event, Phase};
 
 /// How a recover checks the chain files against the `.dat`.
@@ -53,10 +54,11 @@ pub(super) fn write_output(
     chain: &mut Chain,
     output: &str,
     check: Check,
+    md5_only: bool,
     blobs: Option<&str>,
     ctx: Ctx,
 ) -> Result<()> {
-    let truth = read_truth(chain, check)?;
+    let mut truth = read_truth(chain, check, md5_only, ctx)?;
     if truth.is_some() {
         // Before anything is written: each file matching its own line is
         // not enough if the lines leave a gap.
@@ -72,9 +74,24 @@ pub(super) fn write_output(
         // Nothing needs the md5 (repozo only logs it): copy in the kernel.
         copy_chain_unhashed(chain, &mut out, &part, ctx)?;
     } else {
-        let mut w = BufWriter::with_capacity(CHUNK, &mut out);
-        copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)?;
-        w.flush().at(&part)?;
+        let copied = {
+            let mut w = BufWriter::with_capacity(CHUNK, &mut out);
+            copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)
+                .and_then(|()| w.flush().at(&part))
+        };
+        if let Err(Error::SidecarConflict { .. }) = copied {
+            // What was written cannot be vouched for: again, by md5.
+            drop(out);
+            out = AtomicFile::create_at(output, &part)?;
+            if let Some(t) = truth.as_mut() {
+                t.by_md5();
+            }
+            let mut w = BufWriter::with_capacity(CHUNK, &mut out);
+            copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)?;
+            w.flush().at(&part)?;
+        } else {
+            copied?;
+        }
     }
     failpoint::hit("recover:data-copied");
     let source_index = chain.index_path();
@@ -167,15 +184,36 @@ pub(super) fn install_index(chain: &Chain, target: &str, ctx: Ctx) -> Result<()>
     }
 }
 
-/// Expected (size, md5) per chain file name, from the chain's `.dat`.
-pub(super) type Truth = HashMap<String, (u64, String)>;
+/// What each chain file must hold: its `.dat` line's size and md5, and
+/// the BLAKE3 of its sidecar when every file has a usable one (and md5 is
+/// not forced, `--md5`); see [`crate::repo::sidecar`].
+pub(super) struct Truth {
+    /// (size, md5) per chain file name, from the chain's `.dat`.
+    lines: HashMap<String, (u64, String)>,
+    /// How the files are checked.
+    checks: Checks,
+}
 
-/// The `.dat`'s (size, md5) per chain file, unless `check` is
+impl Truth {
+    /// Checks by md5 from now on.
+    pub(super) fn by_md5(&mut self) {
+        self.checks = Checks::Md5;
+    }
+}
+
+/// The `.dat`'s (size, md5) per chain file, and the sidecars' BLAKE3 where
+/// they can be used (not with `md5_only`), unless `check` is
 /// [`Check::Skip`].
-pub(super) fn read_truth(chain: &mut Chain, check: Check) -> Result<Option<Truth>> {
+pub(super) fn read_truth(
+    chain: &mut Chain,
+    check: Check,
+    md5_only: bool,
+    ctx: Ctx,
+) -> Result<Option<Truth>> {
     if check == Check::Skip {
         return Ok(None);
     }
+    let names: Vec<String> = chain.files().iter().map(|f| f.name.clone()).collect();
     let entries = match chain.required_entries() {
         Ok(e) => e,
         Err(Error::Io { source, .. })
@@ -185,12 +223,18 @@ pub(super) fn read_truth(chain: &mut Chain, check: Check) -> Result<Option<Truth
         }
         Err(e) => return Err(e),
     };
-    Ok(Some(
-        entries
-            .iter()
-            .map(|e| (e.base_name().to_string(), (e.len(), e.md5.clone())))
-            .collect(),
-    ))
+    let lines = entries
+        .iter()
+        .map(|e| (e.base_name().to_string(), (e.len(), e.md5.clone())))
+        .collect();
+    // Only the lines of the files recovered: later ones may lack sidecars.
+    let used: Vec<_> = entries
+        .iter()
+        .filter(|e| names.iter().any(|n| n == e.base_name()))
+        .cloned()
+        .collect();
+    let checks = sidecar::checks_for(chain.repo(), &used, md5_only, ctx.report)?;
+    Ok(Some(Truth { lines, checks }))
 }
 
 /// Copies the uncompressed chain to `out`; with `truth`, checks each file
@@ -216,14 +260,20 @@ pub(super) fn copy_chain(
     let mut whole = (check == Check::Quiet && ctx.report.wants_details()).then(Md5Hasher::new);
     let mut total = 0u64;
     for file in chain.files() {
-        let (size, sum) = {
+        let blake3 = truth.checks.blake3_of(&file.name);
+        let sums = {
             let mut tee = Tee {
                 out: &mut *out,
                 md5: whole.as_mut(),
             };
-            files.hash(file.data_file(), Some(&mut tee), out_name)?
+            let digests = match blake3 {
+                Some(_) => Digests::Blake3,
+                None => Digests::Md5,
+            };
+            files.digest(file.data_file(), Some(&mut tee), out_name, digests)?
         };
-        let Some((want_size, want_sum)) = truth.get(&file.name) else {
+        let size = sums.len;
+        let Some((want_size, want_sum)) = truth.lines.get(&file.name) else {
             let how = if check == Check::Logged {
                 "recover without -w"
             } else {
@@ -244,6 +294,25 @@ pub(super) fn copy_chain(
                 note: "",
             });
         }
+        let sum = match (blake3, sums.blake3, sums.md5) {
+            // The sidecar binds its BLAKE3 to the line's md5.
+            (Some(want), Some(got), _) if want == got => want_sum.clone(),
+            (Some(_), _, _) => {
+                // md5 decides, never the sidecar alone.
+                let again = files.digest(file.data_file(), None, "", Digests::Md5)?;
+                let md5 = again.md5.unwrap_or_default();
+                if again.len == *want_size && md5 == *want_sum {
+                    ctx.report.event(&Event::SidecarWrong {
+                        file: file.path.clone(),
+                    });
+                    return Err(Error::SidecarConflict {
+                        path: file.path.clone(),
+                    });
+                }
+                md5
+            }
+            (None, _, md5) => md5.unwrap_or_default(),
+        };
         if sum != *want_sum {
             return Err(Error::ChecksumMismatch {
                 path: file.path.clone(),

@@ -37,6 +37,9 @@ pub struct RecoverOptions {
     /// `incremental`, [`super::blobs::TreeSync`]). Requires `output`.
     /// Default: `None`.
     pub blob_dir: Option<String>,
+    /// `--md5`: check with md5 even where every file has a fast-hash
+    /// sidecar ([`crate::repo::sidecar`]). Default: off.
+    pub md5: bool,
 }
 
 /// Recovers the chain for `opts.date` into `opts.output` or `stdout`.
@@ -65,12 +68,12 @@ pub fn recover(opts: &RecoverOptions, ctx: Ctx, stdout: &mut dyn Write) -> Resul
         ));
     }
     let Some(output) = &opts.output else {
-        let truth = read_truth(&mut chain, check)?;
+        let truth = read_truth(&mut chain, check, opts.md5, ctx)?;
         if truth.is_some() {
             chain.check_coverage()?;
         }
         copy_chain(&mut chain, truth.as_ref(), check, stdout, "<stdout>", ctx)?;
         return stdout.flush().at("<stdout>");
     };
-    write_output(&mut chain, output, check, blobs, ctx)
+    write_output(&mut chain, output, check, opts.md5, blobs, ctx)
 }

@@ -341,7 +341,7 @@ pub fn plan(listing: &Listing, policy: &Policy) -> Plan {
 }
 
 /// The files of a removed chain, in the order they are removed: for each
-/// data file from the newest back, its `.index` (and a `.dat` of its
+/// data file from the newest back, its blob manifest, sidecar and `.index` (and a `.dat` of its
 /// stamp, which only a full has normally), then the file itself; the
 /// chain's `.dat` last. See the module doc.
 ///
@@ -365,6 +365,7 @@ fn removal_order(listing: &Listing, files: &[String]) -> Vec<String> {
         let stamp = repo::stamp_of(name);
         for meta in [
             format!("{stamp}.blobs"),
+            format!("{stamp}.blake3"),
             format!("{stamp}.index"),
             format!("{stamp}.dat"),
         ] {

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
-use crate::io::{Hashed, stream};
+use crate::io::{Digested, Digests, Hashed, stream_with};
 
 /// An open Data.fs and its size when opened.
 pub struct Source {
@@ -96,16 +96,35 @@ impl Source {
         Ok(self.stream(start, end, &mut count, &[])?.md5)
     }
 
-    /// Streams exactly `[start, end)` to `sink`, returning the md5 hex.
+    /// `digests` of `[start, end)` (short at end of file: see `len`),
+    /// counting the bytes on `meter`.
+    pub fn digest_range(
+        &self,
+        start: u64,
+        end: u64,
+        digests: Digests,
+        meter: Option<&Meter>,
+    ) -> Result<Digested> {
+        let mut count = |c: &[u8]| {
+            if let Some(m) = meter {
+                m.add(c.len() as u64);
+            }
+            Ok(())
+        };
+        self.stream_with(start, end, &mut count, &[], digests)
+    }
+
+    /// Streams exactly `[start, end)` to `sink`, computing `digests`.
     /// Fails if the file ends first (it was truncated or replaced
     /// meanwhile).
-    pub fn copy_range(
+    pub fn copy_range_with(
         &self,
         start: u64,
         end: u64,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<String> {
-        let h = self.stream(start, end, sink, &[])?;
+        digests: Digests,
+    ) -> Result<Digested> {
+        let h = self.stream_with(start, end, sink, &[], digests)?;
         if h.len != end - start {
             return Err(Error::Source(format!(
                 "{}: the file ended at byte {} while bytes up to {end} were being copied; \
@@ -115,7 +134,7 @@ impl Source {
                 start + h.len
             )));
         }
-        Ok(h.md5)
+        Ok(h)
     }
 
     /// Streams `[start, end)` (less at end of file) through [`stream`];
@@ -127,6 +146,23 @@ impl Source {
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
         marks: &[u64],
     ) -> Result<Hashed> {
+        let d = self.stream_with(start, end, sink, marks, Digests::Md5)?;
+        Ok(Hashed {
+            len: d.len,
+            md5: d.md5.unwrap_or_default(),
+            at_marks: d.at_marks,
+        })
+    }
+
+    /// [`Source::stream`], computing `digests`.
+    fn stream_with(
+        &self,
+        start: u64,
+        end: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+        marks: &[u64],
+        digests: Digests,
+    ) -> Result<Digested> {
         let mut pos = start;
         // Fills the whole buffer unless the range or the file ends, so
         // that chunks stay full-sized (and O_DIRECT-writable) to the end.
@@ -146,6 +182,6 @@ impl Source {
             }
             Ok(got)
         };
-        stream(&mut fill, sink, marks)
+        stream_with(&mut fill, sink, marks, digests)
     }
 }

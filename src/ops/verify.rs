@@ -9,8 +9,9 @@ use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::check::{Checker, Problem, Summary, oid_hex};
 use crate::index::{self, Index};
-use crate::io::CHUNK;
+use crate::io::{CHUNK, Digested, Digests};
 use crate::repo::DataFiles;
+use crate::repo::sidecar::{self, Checks};
 use crate::repo::{Chain, ChainFile, DatEntry, split_ext};
 use crate::report::{Event, Phase};
 
@@ -30,6 +31,10 @@ pub struct VerifyOptions {
     /// FileStorage and check its structure, its coverage of the `.dat`
     /// ranges and its `.index` ([`verify`]). Default: off.
     pub deep: bool,
+    /// `--md5`: check with md5 even where every file has a fast-hash
+    /// sidecar ([`crate::repo::sidecar`]). Default: off (BLAKE3 when every
+    /// file read has a usable sidecar).
+    pub md5: bool,
 }
 
 /// What to do about a chain whose bytes are not a sound FileStorage.
@@ -77,6 +82,11 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             .zip(chain.files())
             .all(|(e, f)| e.base_name() == f.name);
     let with_blobs = super::blobs::chain_has_manifests(&chain);
+    let checks = if opts.quick {
+        Checks::Md5
+    } else {
+        sidecar::checks_for(chain.repo(), &entries, opts.md5, ctx.report)?
+    };
     let mut deep = (opts.deep && !opts.quick && same_files).then(|| {
         Deep::new(
             entries.iter().fold(0u64, |n, e| n.saturating_add(e.len())),
@@ -97,7 +107,19 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
         if let Some(d) = deep.as_mut() {
             d.start_file(&file.path);
         }
-        let (size, sum) = measure(&chain, &files, &file, opts.quick, deep.as_mut(), &meter)?;
+        let blake3 = checks.blake3_of(&file.name);
+        let digests = match blake3 {
+            Some(_) => Digests::Blake3,
+            None => Digests::Md5,
+        };
+        let (size, sums) = measure(
+            &chain,
+            &files,
+            &file,
+            (!opts.quick).then_some(digests),
+            deep.as_mut(),
+            &meter,
+        )?;
         if size != entry.len() {
             return Err(Error::SizeMismatch {
                 path: file.path,
@@ -105,6 +127,26 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
                 want: entry.len(),
                 note,
             });
+        }
+        let mut sum = sums.and_then(|s| {
+            if blake3.is_some() && s.blake3.as_deref() == blake3 {
+                // The sidecar binds this BLAKE3 to the line's md5.
+                Some(entry.md5.clone())
+            } else {
+                s.md5
+            }
+        });
+        if blake3.is_some() && sum.as_deref() != Some(entry.md5.as_str()) {
+            // md5 decides, never the sidecar alone.
+            let again = files
+                .digest(file.data_file(), None, "", Digests::Md5)
+                .map_err(damaged(&file))?;
+            if again.md5.as_deref() == Some(entry.md5.as_str()) {
+                ctx.report.event(&Event::SidecarWrong {
+                    file: file.path.clone(),
+                });
+            }
+            sum = again.md5;
         }
         if let Some(sum) = sum
             && sum != entry.md5
@@ -169,8 +211,8 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Uncompressed size and (unless `quick`) md5 of a chain file; its bytes
-/// also go to `deep` if given.
+/// Uncompressed size and (unless `digests` is `None`, `-Q`) digests of a
+/// chain file; its bytes also go to `deep` if given.
 ///
 /// Only a file that does not exist is "missing" (repozo's message); any
 /// other failure to open or read it keeps its OS error and path, and a
@@ -179,10 +221,11 @@ fn measure(
     chain: &Chain,
     files: &DataFiles,
     file: &ChainFile,
-    quick: bool,
+    digests: Option<Digests>,
     deep: Option<&mut Deep>,
     meter: &Meter,
-) -> Result<(u64, Option<String>)> {
+) -> Result<(u64, Option<Digested>)> {
+    let quick = digests.is_none();
     // Opened even when only its size is wanted, as repozo does: a backup
     // file that cannot be read is not a verified backup.
     match chain.repo().size_readable(&file.name)? {
@@ -204,10 +247,15 @@ fn measure(
         return Ok((size, None));
     }
     let out = deep.map(|d| d as &mut dyn Write);
-    let (size, sum) = files
-        .hash(file.data_file(), Some(&mut meter.tee(out)), "")
+    let sums = files
+        .digest(
+            file.data_file(),
+            Some(&mut meter.tee(out)),
+            "",
+            digests.unwrap_or(Digests::Md5),
+        )
         .map_err(damaged(file))?;
-    Ok((size, Some(sum)))
+    Ok((sums.len, Some(sums)))
 }
 
 /// A gzip reader's own errors (not the operating system's) mean the

@@ -8,8 +8,10 @@
 
 use super::dat::DatEntry;
 use super::reader::{DataFile, DataFiles};
+use super::sidecar::{self, Lookup};
 use super::{RepoGuard, Repository, base_name, is_full, is_gzip_name, with_ext};
 use crate::error::{Error, Result};
+use crate::io::Digests;
 use crate::report::{ChainProblem, Event, Report};
 
 /// What to do about a chain with a gap or an overlap.
@@ -266,7 +268,8 @@ impl Chain {
         let mut end = entries.last().map_or(0, |e| e.end);
         let files = self.reader();
         for file in &self.files[entries.len()..] {
-            let (size, md5) = files.hash(file.data_file(), None, "")?;
+            let sums = files.digest(file.data_file(), None, "", Digests::Both)?;
+            let (size, md5) = (sums.len, sums.md5.unwrap_or_default());
             let Some(new_end) = end.checked_add(size) else {
                 return Ok(Err(ChainProblem::DatUnreadable(format!(
                     "{dat_path}: the offsets recorded overflow"
@@ -278,6 +281,12 @@ impl Chain {
                 end: new_end,
                 md5,
             };
+            // Its sidecar first, as a backup writes it (a backup interrupted
+            // after writing it left a good one).
+            if !matches!(sidecar::lookup(&self.repo, &entry)?, Lookup::Valid(_)) {
+                held.check()?;
+                sidecar::write(&self.repo, &entry, sums.blake3.unwrap_or_default())?;
+            }
             self.repo.append_line(&dat_name, &entry.to_line(), held)?;
             report.event(&Event::RecordedUnlistedFile {
                 file: file.path.clone(),

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod dat;
 pub mod reader;
 pub mod select;
+pub mod sidecar;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use crate::backend::Backend;
 use crate::error::{Error, IoContext, Result};
 use crate::io::CHUNK;
 use crate::io::gzip::{DecodePool, GzipReader};
-use crate::io::hashing::stream;
+use crate::io::hashing::{Digested, Digests, stream_with};
 
 /// One file of a chain, as [`DataFiles`] needs it: its path and whether
 /// its bytes are gzipped (the repository's naming rule decides that, see
@@ -82,9 +82,21 @@ impl DataFiles {
     pub fn concat<'a>(
         &self,
         files: impl IntoIterator<Item = DataFile<'a>>,
-        mut out: Option<&mut dyn Write>,
+        out: Option<&mut dyn Write>,
         to: &str,
     ) -> Result<(u64, String)> {
+        let d = self.concat_with(files, out, to, Digests::Md5)?;
+        Ok((d.len, d.md5.unwrap_or_default()))
+    }
+
+    /// [`DataFiles::concat`], computing `digests`.
+    pub fn concat_with<'a>(
+        &self,
+        files: impl IntoIterator<Item = DataFile<'a>>,
+        mut out: Option<&mut dyn Write>,
+        to: &str,
+        digests: Digests,
+    ) -> Result<Digested> {
         let mut files = files.into_iter();
         let mut current: Option<(Box<dyn Read>, &str)> = None;
         let mut fill = |buf: &mut [u8]| -> Result<usize> {
@@ -110,8 +122,7 @@ impl DataFiles {
                 None => Ok(()),
             }
         };
-        let h = stream(&mut fill, &mut sink, &[])?;
-        Ok((h.len, h.md5))
+        stream_with(&mut fill, &mut sink, &[], digests)
     }
 
     /// Size and md5 hex of one file's uncompressed bytes, also written to
@@ -123,6 +134,18 @@ impl DataFiles {
         to: &str,
     ) -> Result<(u64, String)> {
         self.concat([file], out, to)
+    }
+
+    /// Size and `digests` of one file's uncompressed bytes, also written
+    /// to `out` (named `to`) if given.
+    pub fn digest(
+        &self,
+        file: DataFile,
+        out: Option<&mut dyn Write>,
+        to: &str,
+        digests: Digests,
+    ) -> Result<Digested> {
+        self.concat_with([file], out, to, digests)
     }
 
     /// Copies one file's uncompressed bytes to `out` (named `to`) without

@@ -30,5 +30,6 @@ mod permissions;
 #[cfg(feature = "s3")]
 mod s3;
 mod safety;
+mod sidecar;
 mod storage_compat;
 mod wrappers;

@@ -30,6 +30,7 @@ fn a_crash_at_every_backup_step_leaves_a_repository_that_recovers_and_continues(
         "backup:locked",
         "backup:data-copied",
         "backup:data-renamed",
+        "backup:sidecar-written",
         "backup:dat-written",
         "backup:index-written",
     ];

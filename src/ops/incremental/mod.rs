@@ -42,9 +42,10 @@ use super::output::{Check, install_index, write_output};
 use super::source::Source;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{CHUNK, open_regular};
+use crate::io::{CHUNK, Digests, open_regular};
 use crate::lock::StorageLock;
 use crate::repo::DataFile;
+use crate::repo::sidecar::{self, Checks};
 use crate::repo::{Chain, DatEntry, is_gzip_name};
 use crate::report::{Event, Phase};
 
@@ -201,9 +202,13 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
         ctx.report,
     )?;
     ctx.report.event(&Event::RecoveringTo(output.to_string()));
+    let mut checks = Checks::Md5;
     let plan = match target_lines(&mut chain)? {
         Err(reason) => Err(reason),
-        Ok((lines, all)) => plan(&chain, output, &lines, &all, inc.quick, ctx)?.map(|p| (p, lines)),
+        Ok((lines, all)) => {
+            checks = sidecar::checks_for(chain.repo(), &lines, opts.md5, ctx.report)?;
+            plan(&chain, output, (&lines, &all), &checks, inc.quick, ctx)?.map(|p| (p, lines))
+        }
     };
     failpoint::hit("incremental:proved");
     // Blobs first: their new files are in place before the Data.fs names
@@ -212,7 +217,7 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
         Some(dir) => Some(TreeSync::prepare(&chain, dir, inc.quick, ctx)?),
         None => None,
     };
-    let outcome = update_data(&mut chain, output, plan, inc, ctx)?;
+    let outcome = update_data(&mut chain, output, plan, (&checks, opts.md5), inc, ctx)?;
     if let Some(sync) = blobs {
         super::blobs::all_restored(&sync.finish(ctx)?)?;
     }
@@ -224,18 +229,19 @@ fn update_data(
     chain: &mut Chain,
     output: &str,
     plan: std::result::Result<(Proof, Vec<DatEntry>), FullReason>,
+    (checks, md5_only): (&Checks, bool),
     inc: IncrementalOptions,
     ctx: Ctx,
 ) -> Result<IncrementalOutcome> {
     match plan {
-        Ok((proof, lines)) => apply(chain, output, &lines, proof, ctx),
+        Ok((proof, lines)) => apply(chain, output, &lines, proof, checks, ctx),
         Err(reason) if reason.is_fallback() && inc.no_fallback => Err(Error::CannotContinue {
             file: output.to_string(),
             why: reason.to_string(),
         }),
         Err(reason) => {
             remove_state(output)?;
-            write_output(chain, output, Check::Quiet, None, ctx)?;
+            write_output(chain, output, Check::Quiet, md5_only, None, ctx)?;
             if let Ok((lines, _)) = target_lines(chain)? {
                 write_state(output, &lines)?;
             }
@@ -284,8 +290,8 @@ struct Proof {
 fn plan(
     chain: &Chain,
     output: &str,
-    lines: &[DatEntry],
-    all: &[DatEntry],
+    (lines, all): (&[DatEntry], &[DatEntry]),
+    checks: &Checks,
     quick: bool,
     ctx: Ctx,
 ) -> Result<Result<Proof, FullReason>> {
@@ -339,7 +345,7 @@ fn plan(
     let mut b = 0;
     let mut k = 0;
     for line in provable {
-        if out.md5_range_metered(line.start, line.end, &meter)? != line.md5 {
+        if !holds(&out, line, checks, &meter, ctx)? {
             return Ok(Err(FullReason::Differs {
                 file: line.file.clone(),
                 start: line.start,
@@ -392,6 +398,26 @@ fn plan(
     }))
 }
 
+/// Whether OUT holds `line`'s bytes at its range: by the BLAKE3 of the
+/// file's sidecar when `checks` has one, else (or if that does not match:
+/// md5 decides) by its md5.
+fn holds(out: &Source, line: &DatEntry, checks: &Checks, meter: &Meter, ctx: Ctx) -> Result<bool> {
+    if let Some(want) = checks.blake3_of(line.base_name()) {
+        let got = out.digest_range(line.start, line.end, Digests::Blake3, Some(meter))?;
+        if got.len == line.len() && got.blake3.as_deref() == Some(want) {
+            return Ok(true);
+        }
+        let holds = out.md5_range(line.start, line.end)? == line.md5;
+        if holds {
+            ctx.report.event(&Event::SidecarWrong {
+                file: line.file.clone(),
+            });
+        }
+        return Ok(holds);
+    }
+    Ok(out.md5_range_metered(line.start, line.end, meter)? == line.md5)
+}
+
 /// Whether OUT's `len` bytes at `at` are the first `len` uncompressed
 /// bytes of `file` (false if the file is shorter or cannot be read).
 fn prefix_matches(chain: &Chain, out: &Source, at: u64, len: u64, file: DataFile) -> Result<bool> {
@@ -430,6 +456,7 @@ fn apply(
     output: &str,
     lines: &[DatEntry],
     proof: Proof,
+    checks: &Checks,
     ctx: Ctx,
 ) -> Result<IncrementalOutcome> {
     let Proof { b, k, size } = proof;
@@ -462,20 +489,49 @@ fn apply(
     let mut appended = 0u64;
     for (i, line) in lines[k..].iter().enumerate() {
         let f = &chain.files()[k + i];
-        let mut w = BufWriter::with_capacity(CHUNK, Positioned::new(&file, line.start));
-        let copied = files
-            .hash(f.data_file(), Some(&mut meter.tee(Some(&mut w))), output)
-            .and_then(|r| w.flush().at(output).map(|()| r));
-        drop(w);
-        let (n, md5) = match copied {
-            Ok(r) => r,
-            Err(e) => {
-                // Interrupted or failed mid-file: back to the boundary
-                // before it, a complete state of the chain.
-                file.set_len(line.start).at(output)?;
-                file.sync_all().at(output)?;
-                return Err(e);
+        let mut blake3 = checks.blake3_of(line.base_name());
+        let (n, md5) = loop {
+            let mut w = BufWriter::with_capacity(CHUNK, Positioned::new(&file, line.start));
+            let digests = match blake3 {
+                Some(_) => Digests::Blake3,
+                None => Digests::Md5,
+            };
+            let copied = files
+                .digest(
+                    f.data_file(),
+                    Some(&mut meter.tee(Some(&mut w))),
+                    output,
+                    digests,
+                )
+                .and_then(|r| w.flush().at(output).map(|()| r));
+            drop(w);
+            let sums = match copied {
+                Ok(r) => r,
+                Err(e) => {
+                    // Interrupted or failed mid-file: back to the boundary
+                    // before it, a complete state of the chain.
+                    file.set_len(line.start).at(output)?;
+                    file.sync_all().at(output)?;
+                    return Err(e);
+                }
+            };
+            let Some(want) = blake3 else {
+                break (sums.len, sums.md5.unwrap_or_default());
+            };
+            if sums.blake3.as_deref() == Some(want) {
+                // The sidecar binds its BLAKE3 to the line's md5.
+                break (sums.len, line.md5.clone());
             }
+            // md5 decides, never the sidecar alone: if the file matches
+            // its md5, it is copied again, checked by md5.
+            let again = files.digest(f.data_file(), None, output, Digests::Md5)?;
+            if again.len != line.len() || again.md5.as_deref() != Some(line.md5.as_str()) {
+                break (again.len, again.md5.unwrap_or_default());
+            }
+            ctx.report.event(&Event::SidecarWrong {
+                file: f.path.clone(),
+            });
+            blake3 = None;
         };
         if n != line.len() || md5 != line.md5 {
             // Keep OUT a valid state of the chain: cut the bad file off.

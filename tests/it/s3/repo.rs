@@ -807,3 +807,41 @@ fn an_incremental_recover_from_s3_steps_a_standby_forward_as_new_backups_arrive_
     assert!(line.starts_with("appended "), "{line}");
     assert!(site.read("standby/Data.fs") == states.last().unwrap().1);
 }
+
+#[test]
+fn sidecars_are_written_to_s3_like_the_twins_and_used_for_checks_there() {
+    use repozo::backend::Backend;
+    let site = S3Site::new(Site::grown(4, 700), "sidecars");
+    for (i, mode) in ["-BF", "-B", "-Bz"].iter().enumerate() {
+        if i > 0 {
+            site.grow(2, 700 + i as u64);
+        }
+        site.backup_both(&[mode]);
+    }
+    let objects = site.listing();
+    let sidecars: Vec<&String> = objects.keys().filter(|n| n.ends_with(".blake3")).collect();
+    assert_eq!(sidecars.len(), 3, "{objects:?}");
+    for name in &sidecars {
+        assert_eq!(
+            site.backend().read(name).unwrap(),
+            site.read(&format!("repo/{name}")),
+            "{name} differs from the twin's"
+        );
+    }
+    let url = site.url();
+    let o = ok(run(site.ours(&["-V", "--json", "-r", &url])));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(r#""checked_with":"blake3""#),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // A damaged sidecar object: reported, and md5 decides.
+    let mut bad = site.backend().read(sidecars[1]).unwrap();
+    bad[5] ^= 1;
+    site.backend()
+        .write_whole(sidecars[1], &mut |w| w.write_all(&bad))
+        .unwrap();
+    let o = ok(run(site.ours(&["-R", "-r", &url, "-o", "s3.fs"])));
+    assert!(stderr(&o).contains("cannot be used"), "{}", stderr(&o));
+    assert!(site.read("s3.fs") == site.committed());
+}
