@@ -5,14 +5,15 @@
 //! it installs after appending).
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use super::Ctx;
 use super::blobs::StagedTree;
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, Digests, Md5Hasher};
+use crate::io::direct::Staged;
+use crate::io::{AtomicFile, Digests, Md5Hasher};
 use crate::repo::Chain;
 use crate::repo::sidecar::{self, Checks};
 use crate::report::{Event, Phase};
@@ -75,9 +76,9 @@ pub(super) fn write_output(
         copy_chain_unhashed(chain, &mut out, &part, ctx)?;
     } else {
         let copied = {
-            let mut w = BufWriter::with_capacity(CHUNK, &mut out);
+            let mut w = direct_writer(&mut out);
             copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)
-                .and_then(|()| w.flush().at(&part))
+                .and_then(|()| w.finish().map(drop).at(&part))
         };
         if let Err(Error::SidecarConflict { .. }) = copied {
             // What was written cannot be vouched for: again, by md5.
@@ -86,9 +87,9 @@ pub(super) fn write_output(
             if let Some(t) = truth.as_mut() {
                 t.by_md5();
             }
-            let mut w = BufWriter::with_capacity(CHUNK, &mut out);
+            let mut w = direct_writer(&mut out);
             copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)?;
-            w.flush().at(&part)?;
+            w.finish().at(&part)?;
         } else {
             copied?;
         }
@@ -133,6 +134,20 @@ pub(super) fn write_output(
         super::blobs::all_restored(&tree.finish(ctx)?)?;
     }
     Ok(())
+}
+
+/// `out` in `O_DIRECT` mode where that pays, behind aligned staging.
+///
+/// Why: the copy runs beside md5 on the other core, but its writes went
+/// through the page cache, and the fsync at the end then waited for all
+/// of them: buffered writing plus fsync ran at 390 MB/s on the
+/// development machine, direct writes at 1.0–1.9 GB/s
+/// ([`crate::io::direct`]). The hashing loop's chunks are aligned, so
+/// they go from its buffers to the disk with no copy at all (a
+/// `BufWriter` copied each one once, the page cache a second time).
+fn direct_writer(out: &mut AtomicFile) -> Staged<&mut AtomicFile> {
+    out.try_direct();
+    Staged::new(out)
 }
 
 /// Copies the uncompressed chain into `out` without hashing: plain files
