@@ -273,6 +273,19 @@ fn compress(c: &mut Compressors, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The raw deflate of a `-z` member exactly as [`ParallelGzip`]'s workers
+/// code it (public for `benches/gzlevels.rs`, which sets it against every
+/// single level).
+#[derive(Default)]
+pub struct MemberCoder(Option<Compressors>);
+
+impl MemberCoder {
+    /// Appends the raw deflate of `data` (one member's input) to `out`.
+    pub fn deflate_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        deflate_into(self.0.get_or_insert_with(Compressors::new), data, out);
+    }
+}
+
 /// Appends the raw deflate of `data` to `out`: Huffman coding alone where
 /// LZ77 gains little, else libdeflate at the level its sample asks for
 /// (see [`LEVEL`]).
