@@ -1,6 +1,27 @@
 //! Streaming gzip decoding on ISA-L's inflate (feature `isal`), for the
 //! files that [`super::gzip::GzipReader`] reads as one stream: every file
-//! ZODB's repozo writes (one deflate stream per file, no size field).
+//! ZODB's repozo writes (one deflate stream per file, no size field) that
+//! is too large to inflate whole ([`super::gzip_whole`]).
+//!
+//! Measured again for issue 22 with `cargo bench --bench inflate --
+//! FILE.fsz` (one thread, best of 2 passes, two runs each) on the 2-core
+//! AMD EPYC under load 7 (noisy: compare within a row), on `.fsz` files
+//! ZODB's repozo wrote with `-B -F -z`, with ISA-L 2.31 built from the
+//! source `isal-sys` ships and linked statically (`isal-rs` feature
+//! `static`, which needs nasm and autotools):
+//!
+//! | file | zlib-rs | ISA-L 2.31 (static) | libdeflate, whole member | our md5 |
+//! |---|---:|---:|---:|---:|
+//! | hex, 268 MB | 2.21–3.28 s | 1.45–1.51 s | 0.95–2.16 s | 0.55–1.16 s |
+//! | cms, 537 MB | 1.77–1.81 s | 1.66–1.68 s | 1.33–1.38 s | 1.10–1.33 s |
+//!
+//! So ISA-L is the fastest streaming inflater (libdeflate only decodes a
+//! whole member into a buffer of its full size). It is not in the default
+//! build yet: the static build of `isal-sys` runs ISA-L's `configure`
+//! with `LDFLAGS=-static`, and under the wheel's `maturin --zig` build
+//! (manylinux, glibc) zig refuses to link its test program ("libc of the
+//! specified target requires dynamic linking"), so `configure` fails with
+//! "C compiler cannot create executables".
 //!
 //! Why hand-written FFI: that single stream cannot be split, so its inflate
 //! bounds `-R` and `-V` of such chains. Measured on this project's 2-core
