@@ -11,8 +11,9 @@
 //! cms 1.33–1.38 s against ISA-L's 1.66–1.68 and zlib-rs's 1.77–1.81),
 //! but it needs the whole input and output in memory, so it is only used
 //! up to [`MAX_INPUT`] compressed and [`MAX_OUTPUT`] uncompressed bytes;
-//! larger files are streamed as before (zlib-rs, or ISA-L with feature
-//! `isal`), inflating on their own thread while md5 runs on another.
+//! larger files are streamed as before (ISA-L in the default build,
+//! zlib-rs without it), inflating on their own thread while md5 runs on
+//! another.
 //!
 //! Measured with `valgrind --tool=callgrind` (instruction counts, so the
 //! machine's load does not matter) on `-V` of the 2,000-file chain of
