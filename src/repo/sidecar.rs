@@ -246,7 +246,12 @@ pub fn checks_for(
     if entries.is_empty() {
         return Ok(Checks::Md5);
     }
-    if md5_only {
+    // One listing first: a chain with a file of ZODB's (no sidecar) is
+    // checked with md5 without a read per file (a request each on S3).
+    let listing = if md5_only { None } else { Some(repo.list()?) };
+    let all_listed =
+        listing.is_some_and(|l| entries.iter().all(|e| l.has_meta(&name_of(e.base_name()))));
+    if !all_listed {
         report.event(&Event::CheckingWith { blake3: false });
         return Ok(Checks::Md5);
     }
