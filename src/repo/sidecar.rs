@@ -339,4 +339,22 @@ mod tests {
             "2026-01-02-03-04-05.blake3"
         );
     }
+
+    proptest::proptest! {
+        /// A sidecar's bytes come from storage: any bytes give an answer,
+        /// never a panic, and only a sidecar this module wrote is sound.
+        #[test]
+        fn any_bytes_give_an_answer_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200),
+            cut in 0usize..400,
+        ) {
+            let _ = Sidecar::parse(&bytes);
+            let good = sidecar().to_bytes();
+            let mut spliced = good[..cut.min(good.len())].to_vec();
+            spliced.extend_from_slice(&bytes);
+            if spliced != good {
+                proptest::prop_assert!(Sidecar::parse(&spliced).is_err());
+            }
+        }
+    }
 }
