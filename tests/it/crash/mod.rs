@@ -1,0 +1,356 @@
+//! Power loss: every crash state of the write protocol, in the manner of
+//! ALICE (Pillai et al., OSDI 2014). A real run of the binary is recorded
+//! under strace ([`trace`]), split into the operations of a weak (POSIX)
+//! and a strong (ext4 `data=ordered`-like) persistence model, and every
+//! state ALICE explores ([`model::states`]) is built from the directory as
+//! it was before the run and checked ([`check`]). docs/power-loss.md says
+//! what this guarantees; docs/testing.md how long it takes.
+//!
+//! Size: `REPOZO_CRASH_STATES=full` explores every operation of
+//! [`SCENARIOS`] in both models (`bash scripts/crash-states.sh`); the
+//! default, `sample`, the operations marked for the normal suite. The
+//! binary is `REPOZO_CRASH_BIN` if set (the script sets the release
+//! build), else the test build's.
+//!
+//! Adding an operation is one line of [`SCENARIOS`].
+
+mod check;
+mod model;
+mod trace;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::common::Site;
+use check::{Expect, Kind};
+use model::Model;
+
+/// The site an operation runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prep {
+    /// A Data.fs, a full backup and an incremental, then more commits.
+    Plain,
+    /// The same with blobs (`blobs/`, backups with `--blob-dir blobs`).
+    Blobs,
+}
+
+/// One writing operation to explore: its name, its site, its arguments,
+/// what it writes, and whether the in-suite sample runs it.
+pub struct Scenario {
+    pub name: &'static str,
+    pub prep: Prep,
+    pub kind: Kind,
+    pub args: &'static [&'static str],
+    pub sample: bool,
+}
+
+const fn backup(name: &'static str, prep: Prep, args: &'static [&'static str]) -> Scenario {
+    Scenario {
+        name,
+        prep,
+        kind: Kind::Backup,
+        args,
+        sample: false,
+    }
+}
+
+const fn recover(name: &'static str, prep: Prep, args: &'static [&'static str]) -> Scenario {
+    Scenario {
+        name,
+        prep,
+        kind: Kind::Recover,
+        args,
+        sample: false,
+    }
+}
+
+const fn sampled(s: Scenario) -> Scenario {
+    Scenario { sample: true, ..s }
+}
+
+/// Every operation that writes to a local repository or output. S3 needs
+/// no model: an object put is atomic (docs/power-loss.md).
+pub const SCENARIOS: &[Scenario] = &[
+    backup(
+        "backup-full",
+        Prep::Plain,
+        &["-B", "-F", "-f", "Data.fs", "-r", "repo"],
+    ),
+    sampled(backup(
+        "backup-incremental",
+        Prep::Plain,
+        &["-B", "-f", "Data.fs", "-r", "repo"],
+    )),
+    backup(
+        "backup-gzip",
+        Prep::Plain,
+        &["-B", "-z", "-f", "Data.fs", "-r", "repo"],
+    ),
+    backup(
+        "backup-quick",
+        Prep::Plain,
+        &["-B", "-Q", "-f", "Data.fs", "-r", "repo"],
+    ),
+    backup(
+        "backup-kill-old",
+        Prep::Plain,
+        &["-B", "-F", "-k", "-f", "Data.fs", "-r", "repo"],
+    ),
+    backup(
+        "backup-keep",
+        Prep::Plain,
+        &["-B", "-F", "--keep=1", "-f", "Data.fs", "-r", "repo"],
+    ),
+    backup("retention", Prep::Plain, &["-r", "repo", "--keep=1"]),
+    backup(
+        "backup-blobs",
+        Prep::Blobs,
+        &["-B", "-f", "Data.fs", "-r", "repo", "--blob-dir", "blobs"],
+    ),
+    recover(
+        "recover",
+        Prep::Plain,
+        &["-R", "-r", "repo", "-o", "out.fs"],
+    ),
+    recover(
+        "recover-blobs",
+        Prep::Blobs,
+        &["-R", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"],
+    ),
+    sampled(recover(
+        "recover-incremental",
+        Prep::Plain,
+        &["-R", "--incremental", "-r", "repo", "-o", "out.fs"],
+    )),
+    recover(
+        "recover-incremental-blobs",
+        Prep::Blobs,
+        &[
+            "-R",
+            "--incremental",
+            "-r",
+            "repo",
+            "-o",
+            "out.fs",
+            "--blob-dir",
+            "outblobs",
+        ],
+    ),
+];
+
+/// The stamps of the site's earlier backups, and of the recorded run.
+const STAMPS: [&str; 4] = [
+    "2026-01-01-00-00-00",
+    "2026-01-02-00-00-00",
+    "2026-01-03-00-00-00",
+    "2026-01-04-00-00-00",
+];
+
+/// The stamp of the runs made on a crash state.
+pub const LATER: &str = "2026-02-01-00-00-00";
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    std::env::var_os("REPOZO_CRASH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_repozo")))
+}
+
+/// The binary at `now`, in `dir`.
+pub fn repozo(dir: &Path, now: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg0("repozo")
+        .current_dir(dir)
+        .args(args)
+        .env("REPOZO_TEST_NOW", now)
+        .env_remove("REPOZO_FAILPOINT");
+    c
+}
+
+fn must(mut c: Command, what: &str) {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A site as `prep` makes it: backups at the first stamps, then more
+/// commits; for a recover, a third backup and an output restored from
+/// the first (`out.fs`, with blobs `outblobs/`).
+fn prepare(prep: Prep, kind: Kind, seed: u64) -> (Site, Vec<&'static str>) {
+    let blobs = prep == Prep::Blobs;
+    let site = if blobs {
+        Site::with_blobs("bushy", seed)
+    } else {
+        Site::grown(6, seed)
+    };
+    let grow = |i: u64| {
+        if blobs {
+            site.step(seed * 10 + i, &[]);
+        } else {
+            site.grow(4, seed * 10 + i);
+        }
+    };
+    let mut b = vec!["-B", "-f", "Data.fs", "-r", "repo"];
+    if blobs {
+        b.extend(["--blob-dir", "blobs"]);
+    }
+    let n = if kind == Kind::Recover { 3 } else { 2 };
+    for (i, stamp) in STAMPS[..n].iter().enumerate() {
+        must(repozo(site.dir(), stamp, &b), "a backup of the setup");
+        grow(i as u64 + 1);
+    }
+    if kind == Kind::Recover {
+        let mut r = vec!["-R", "-r", "repo", "-D", STAMPS[0], "-o", "out.fs"];
+        if blobs {
+            r.extend(["--blob-dir", "outblobs"]);
+        }
+        must(
+            repozo(site.dir(), STAMPS[n], &r),
+            "the setup's first restore",
+        );
+    }
+    (site, STAMPS[..n].to_vec())
+}
+
+/// What one operation's exploration found, per model.
+pub struct Outcome {
+    pub states: usize,
+    pub distinct: usize,
+    pub failures: Vec<String>,
+}
+
+/// Records `cmd` on `site` and checks every crash state of both models
+/// against `expect`.
+pub fn explore(site: &Path, cmd: Command, expect: &mut Expect) -> Vec<(Model, Outcome)> {
+    let rec = trace::record(site, cmd);
+    assert!(
+        rec.status == 0,
+        "{}: the recorded run exited {}: {}",
+        site.display(),
+        rec.status,
+        rec.stderr
+    );
+    expect.finish(site);
+    let before = &rec.before;
+    let mut out = Vec::new();
+    for model in Model::BOTH {
+        let ops = model::expand(&rec.calls, model);
+        let deps = model::deps(&ops, model);
+        let states = model::states(&ops, rec.calls.len(), &deps);
+        // Distinct (tree, acknowledged) pairs are checked once.
+        let mut unique: HashMap<(u64, bool), (BTreeMap<String, Option<Vec<u8>>>, String)> =
+            HashMap::new();
+        for s in &states {
+            let mut fs = before.clone();
+            let mut acked = false;
+            for (p, m) in ops.iter().enumerate() {
+                if s.kept[p] {
+                    fs.apply(&m.op);
+                    if matches!(m.op, trace::Op::Exit { code: 0 }) {
+                        acked = true;
+                    }
+                }
+            }
+            let tree = fs.tree();
+            let key = (check::hash_tree(&tree), acked);
+            unique.entry(key).or_insert((tree, s.how.clone()));
+        }
+        let work: Vec<_> = unique.into_iter().collect();
+        let failures = Mutex::new(Vec::new());
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..2 {
+                sc.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(((_, acked), (tree, how))) = work.get(i) else {
+                            break;
+                        };
+                        if let Err(e) = expect.check(tree, *acked) {
+                            failures.lock().unwrap().push(format!(
+                                "{} model, {how} (acknowledged: {acked}): {e}",
+                                model.name()
+                            ));
+                        }
+                    }
+                });
+            }
+        });
+        let mut failures = failures.into_inner().unwrap();
+        failures.sort();
+        out.push((
+            model,
+            Outcome {
+                states: states.len(),
+                distinct: work.len(),
+                failures,
+            },
+        ));
+    }
+    out
+}
+
+/// Explores one operation of [`SCENARIOS`]; returns per model the
+/// number of states and the failures.
+pub fn run_scenario(s: &Scenario, seed: u64) -> Vec<(Model, Outcome)> {
+    let (site, points) = prepare(s.prep, s.kind, seed);
+    let now = STAMPS[points.len()];
+    let mut expect = Expect::new(
+        site.dir(),
+        s.kind,
+        s.prep == Prep::Blobs,
+        s.args,
+        &points,
+        now,
+    );
+    let cmd = repozo(site.dir(), now, s.args);
+    explore(site.dir(), cmd, &mut expect)
+}
+
+/// The operations `REPOZO_CRASH_STATES` (`full` or `sample`, the
+/// default) selects.
+fn selected() -> Vec<&'static Scenario> {
+    let full = match std::env::var("REPOZO_CRASH_STATES").as_deref() {
+        Ok("full") => true,
+        Ok("sample") | Err(_) => false,
+        Ok(v) => panic!("REPOZO_CRASH_STATES={v:?}: give full or sample"),
+    };
+    SCENARIOS.iter().filter(|s| full || s.sample).collect()
+}
+
+#[test]
+fn every_acknowledged_backup_survives_every_crash_state_of_its_run() {
+    let t0 = std::time::Instant::now();
+    let mut total = 0;
+    let mut failed = Vec::new();
+    for (i, s) in selected().into_iter().enumerate() {
+        for (model, o) in run_scenario(s, 100 + i as u64) {
+            eprintln!(
+                "crash-states: {} ({} model): {} states ({} distinct), {} failures",
+                s.name,
+                model.name(),
+                o.states,
+                o.distinct,
+                o.failures.len()
+            );
+            total += o.states;
+            for f in o.failures.iter().take(5) {
+                eprintln!("  FAIL {}: {f}", s.name);
+            }
+            failed.extend(o.failures.into_iter().map(|f| format!("{}: {f}", s.name)));
+        }
+    }
+    eprintln!(
+        "crash-states: {total} states, {} failures ({:.0} s)",
+        failed.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(failed.is_empty(), "{} crash states fail", failed.len());
+}
