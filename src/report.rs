@@ -284,6 +284,9 @@ pub enum Event {
     /// Warning: the `.dat` ended in an incomplete line (an interrupted
     /// backup), which was dropped.
     DroppedTornDatLine(String),
+    /// Warning: the `.dat` ends in an incomplete line (an interrupted
+    /// backup), which a reader (`-R`, `-V`) leaves out.
+    IgnoredTornDatLine(String),
     /// Warning: a chain file the `.dat` did not list (a backup was
     /// interrupted between renaming it and recording it) was recorded.
     RecordedUnlistedFile {
@@ -402,6 +405,7 @@ impl Event {
             self,
             RemovedLeftover(_)
                 | DroppedTornDatLine(_)
+                | IgnoredTornDatLine(_)
                 | RecordedUnlistedFile { .. }
                 | StartingNewChain(_)
                 | IgnoringIndex(_)
@@ -569,6 +573,11 @@ impl fmt::Display for Event {
             DroppedTornDatLine(x) => write!(
                 f,
                 "{x}: dropped an incomplete last line left by an interrupted backup"
+            ),
+            IgnoredTornDatLine(x) => write!(
+                f,
+                "{x}: ignored an incomplete last line left by an interrupted backup \
+                 (the next backup removes it)"
             ),
             RecordedUnlistedFile { file, dat } => write!(
                 f,

@@ -133,6 +133,11 @@ fn restore(dir: &Path, stamp: Option<&str>, blobs: bool) -> Result<Point, String
     })
 }
 
+/// The bytes `-R -D stamp` restores from the repository in `dir`.
+pub fn restore_bytes(dir: &Path, stamp: &str) -> Result<Vec<u8>, String> {
+    restore(dir, Some(stamp), false).map(|p| p.data)
+}
+
 impl Expect {
     /// The expectations of running `args` at `now` on the site `dir` as it
     /// is now, whose restore points are at `stamps`.
