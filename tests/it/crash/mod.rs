@@ -221,6 +221,9 @@ fn prepare(prep: Prep, kind: Kind, seed: u64) -> (Site, Vec<&'static str>) {
 
 /// What one operation's exploration found, per model.
 pub struct Outcome {
+    /// The recorded calls that changed something, numbered as the
+    /// failures name them.
+    pub calls: Vec<String>,
     pub states: usize,
     pub distinct: usize,
     pub failures: Vec<String>,
@@ -288,6 +291,12 @@ pub fn explore(site: &Path, cmd: Command, expect: &mut Expect) -> Vec<(Model, Ou
         out.push((
             model,
             Outcome {
+                calls: rec
+                    .calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{i}: {}", c.line))
+                    .collect(),
                 states: states.len(),
                 distinct: work.len(),
                 failures,
@@ -344,6 +353,12 @@ fn every_acknowledged_backup_survives_every_crash_state_of_its_run() {
             for f in o.failures.iter().take(5) {
                 eprintln!("  FAIL {}: {f}", s.name);
             }
+            if !o.failures.is_empty() {
+                eprintln!("  the recorded calls of {}:", s.name);
+                for c in &o.calls {
+                    eprintln!("    {c}");
+                }
+            }
             failed.extend(o.failures.into_iter().map(|f| format!("{}: {f}", s.name)));
         }
     }
@@ -393,5 +408,90 @@ fn a_dat_ending_in_zeros_after_a_power_cut_still_verifies_and_restores_every_poi
     must(
         repozo(site.dir(), LATER, &["-V", "-r", "repo"]),
         "-V after -B",
+    );
+}
+
+/// A shell program that writes a full backup of `Data.fs` as `stamp` by
+/// the protocol `steps` (a shell fragment with `$S` the stamp and `$LINE`
+/// the `.dat` line), recorded and checked as the binary's backups are.
+fn explore_script(steps: &str) -> Vec<(Model, Outcome)> {
+    let site = Site::grown(6, 3);
+    let data = std::fs::read(site.data_fs()).unwrap();
+    let md5: String = <md5::Md5 as md5::Digest>::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let stamp = STAMPS[0];
+    let line = format!("repo/{stamp}.fs 0 {} {md5}", data.len());
+    let args = ["-B", "-f", "Data.fs", "-r", "repo"];
+    let mut expect = Expect::new(site.dir(), Kind::Backup, false, &args, &[], stamp);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-euc", steps])
+        .current_dir(site.dir())
+        .env("S", stamp)
+        .env("LINE", line);
+    explore(site.dir(), cmd, &mut expect)
+}
+
+fn failures(found: &[(Model, Outcome)], model: Model) -> usize {
+    found
+        .iter()
+        .filter(|(m, _)| *m == model)
+        .map(|(_, o)| o.failures.len())
+        .sum()
+}
+
+#[test]
+fn the_explorer_passes_a_backup_written_by_a_safe_protocol() {
+    let found = explore_script(
+        "cp Data.fs repo/$S.fs.tmp; sync repo/$S.fs.tmp; mv repo/$S.fs.tmp repo/$S.fs; sync repo; \
+         echo \"$LINE\" > repo/$S.dat.tmp; sync repo/$S.dat.tmp; mv repo/$S.dat.tmp repo/$S.dat; \
+         sync repo",
+    );
+    for (m, o) in &found {
+        assert!(
+            o.failures.is_empty(),
+            "{} model: {:#?}",
+            m.name(),
+            o.failures
+        );
+        assert!(
+            o.states > 10,
+            "{} model: only {} states",
+            m.name(),
+            o.states
+        );
+    }
+}
+
+#[test]
+fn the_explorer_catches_a_data_file_renamed_into_place_before_it_was_synced() {
+    let found = explore_script(
+        "cp Data.fs repo/$S.fs.tmp; mv repo/$S.fs.tmp repo/$S.fs; sync repo; \
+         echo \"$LINE\" > repo/$S.dat.tmp; sync repo/$S.dat.tmp; mv repo/$S.dat.tmp repo/$S.dat; \
+         sync repo",
+    );
+    assert!(
+        failures(&found, Model::Weak) > 0,
+        "the weak model misses it"
+    );
+    assert!(
+        failures(&found, Model::Strong) > 0,
+        "the strong model misses it"
+    );
+}
+
+#[test]
+fn the_explorer_catches_a_dat_line_appended_before_its_data_file_was_durable() {
+    let found = explore_script(
+        "cp Data.fs repo/$S.fs; echo \"$LINE\" >> repo/$S.dat; sync repo/$S.dat; sync repo",
+    );
+    assert!(
+        failures(&found, Model::Weak) > 0,
+        "the weak model misses it"
+    );
+    assert!(
+        failures(&found, Model::Strong) > 0,
+        "the strong model misses it"
     );
 }

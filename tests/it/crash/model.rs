@@ -120,7 +120,7 @@ pub fn expand(calls: &[Syscall], model: Model) -> Vec<Micro> {
 fn is_barrier(op: &Op) -> bool {
     matches!(
         op,
-        Op::Sync { .. } | Op::SyncAll | Op::Output { .. } | Op::Exit { .. }
+        Op::Sync { .. } | Op::SyncAll | Op::Output | Op::Exit { .. }
     )
 }
 

@@ -60,7 +60,7 @@ pub enum Op {
     /// sync/syncfs: everything before it is durable.
     SyncAll,
     /// Bytes the user saw (a write to standard output or error).
-    Output { text: String },
+    Output,
     /// The run ended with this exit status.
     Exit { code: i32 },
 }
@@ -71,7 +71,7 @@ impl Op {
     pub fn persists(&self) -> bool {
         !matches!(
             self,
-            Op::Sync { .. } | Op::SyncAll | Op::Output { .. } | Op::Exit { .. }
+            Op::Sync { .. } | Op::SyncAll | Op::Output | Op::Exit { .. }
         )
     }
 }
@@ -210,7 +210,7 @@ impl Fs {
                 }
                 self.dir_mut(to.0).insert(to.1.clone(), *ino);
             }
-            Op::Sync { .. } | Op::SyncAll | Op::Output { .. } | Op::Exit { .. } => {}
+            Op::Sync { .. } | Op::SyncAll | Op::Output | Op::Exit { .. } => {}
         }
     }
 
@@ -319,10 +319,13 @@ pub struct Parser {
     site: PathBuf,
     fs: Fs,
     fds: HashMap<i64, Fd>,
+    /// The pid of the recorded program (the trace's first).
+    root: Option<String>,
 }
 
 /// A completed call: its name, arguments, result and dumped bytes.
 struct Call {
+    pid: String,
     name: String,
     args: Vec<String>,
     ret: i64,
@@ -336,6 +339,7 @@ impl Parser {
             site: site.to_path_buf(),
             fs,
             fds: HashMap::new(),
+            root: None,
         }
     }
 
@@ -383,10 +387,14 @@ impl Parser {
             } else {
                 body.to_string()
             };
-            if let Some(c) = parse_call(&full) {
+            if let Some(mut c) = parse_call(&full) {
+                c.pid = pid.to_string();
                 calls.push(c);
             }
         }
+        // Only the recorded program's own exit acknowledges (not that of a
+        // child it ran).
+        self.root = calls.first().map(|c| c.pid.clone());
         let mut out = Vec::new();
         for c in calls {
             let mut sizes = HashMap::new();
@@ -533,11 +541,14 @@ impl Parser {
                     self.fds.remove(&n);
                 }
             }
-            "dup" | "dup2" | "dup3" => {
-                if let Some((_, f)) = self.fd(a(0)) {
+            "dup" | "dup2" | "dup3" => match self.fd(a(0)) {
+                Some((_, f)) => {
                     self.fds.insert(c.ret, f);
                 }
-            }
+                None => {
+                    self.fds.remove(&c.ret);
+                }
+            },
             "fcntl" => {
                 if a(1).starts_with("F_DUPFD") {
                     if let Some((_, f)) = self.fd(a(0)) {
@@ -576,8 +587,7 @@ impl Parser {
                         self.emit(op, &mut ops, sizes);
                     }
                 } else if n == 1 || n == 2 {
-                    let text = String::from_utf8_lossy(&data).into_owned();
-                    ops.push(Op::Output { text });
+                    ops.push(Op::Output);
                 }
             }
             "copy_file_range" => {
@@ -704,7 +714,7 @@ impl Parser {
                 }
             }
             "sync" | "syncfs" => ops.push(Op::SyncAll),
-            "exit_group" => ops.push(Op::Exit {
+            "exit_group" if self.root.as_deref() == Some(c.pid.as_str()) => ops.push(Op::Exit {
                 code: a(0).parse().unwrap_or(-1),
             }),
             "mmap" => {
@@ -750,6 +760,7 @@ fn parse_call(s: &str) -> Option<Call> {
         })
         .unwrap_or(0);
     Some(Call {
+        pid: String::new(),
         name,
         args,
         ret,
