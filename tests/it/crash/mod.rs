@@ -36,6 +36,8 @@ pub enum Prep {
     Plain,
     /// The same with blobs (`blobs/`, backups with `--blob-dir blobs`).
     Blobs,
+    /// Two chains: a full backup, then another (`-F`), then more commits.
+    Chains,
 }
 
 /// One writing operation to explore: its name, its site, its arguments,
@@ -74,72 +76,22 @@ const fn sampled(s: Scenario) -> Scenario {
 
 /// Every operation that writes to a local repository or output. S3 needs
 /// no model: an object put is atomic (docs/power-loss.md).
+#[rustfmt::skip]
 pub const SCENARIOS: &[Scenario] = &[
-    backup(
-        "backup-full",
-        Prep::Plain,
-        &["-B", "-F", "-f", "Data.fs", "-r", "repo"],
-    ),
-    sampled(backup(
-        "backup-incremental",
-        Prep::Plain,
-        &["-B", "-f", "Data.fs", "-r", "repo"],
-    )),
-    backup(
-        "backup-gzip",
-        Prep::Plain,
-        &["-B", "-z", "-f", "Data.fs", "-r", "repo"],
-    ),
-    backup(
-        "backup-quick",
-        Prep::Plain,
-        &["-B", "-Q", "-f", "Data.fs", "-r", "repo"],
-    ),
-    backup(
-        "backup-kill-old",
-        Prep::Plain,
-        &["-B", "-F", "-k", "-f", "Data.fs", "-r", "repo"],
-    ),
-    backup(
-        "backup-keep",
-        Prep::Plain,
-        &["-B", "-F", "--keep=1", "-f", "Data.fs", "-r", "repo"],
-    ),
-    backup("retention", Prep::Plain, &["-r", "repo", "--keep=1"]),
-    backup(
-        "backup-blobs",
-        Prep::Blobs,
-        &["-B", "-f", "Data.fs", "-r", "repo", "--blob-dir", "blobs"],
-    ),
-    recover(
-        "recover",
-        Prep::Plain,
-        &["-R", "-r", "repo", "-o", "out.fs"],
-    ),
-    recover(
-        "recover-blobs",
-        Prep::Blobs,
-        &["-R", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"],
-    ),
-    sampled(recover(
-        "recover-incremental",
-        Prep::Plain,
-        &["-R", "--incremental", "-r", "repo", "-o", "out.fs"],
-    )),
-    recover(
-        "recover-incremental-blobs",
-        Prep::Blobs,
-        &[
-            "-R",
-            "--incremental",
-            "-r",
-            "repo",
-            "-o",
-            "out.fs",
-            "--blob-dir",
-            "outblobs",
-        ],
-    ),
+    backup("backup-full", Prep::Plain, &["-B", "-F", "-f", "Data.fs", "-r", "repo"]),
+    sampled(backup("backup-incremental", Prep::Plain, &["-B", "-f", "Data.fs", "-r", "repo"])),
+    backup("backup-gzip", Prep::Plain, &["-B", "-z", "-f", "Data.fs", "-r", "repo"]),
+    backup("backup-quick", Prep::Plain, &["-B", "-Q", "-f", "Data.fs", "-r", "repo"]),
+    backup("backup-kill-old", Prep::Plain, &["-B", "-F", "-k", "-f", "Data.fs", "-r", "repo"]),
+    backup("backup-keep", Prep::Plain, &["-B", "-F", "--keep=1", "-f", "Data.fs", "-r", "repo"]),
+    backup("retention", Prep::Chains, &["-r", "repo", "--keep=1"]),
+    backup("backup-blobs", Prep::Blobs, &["-B", "-f", "Data.fs", "-r", "repo", "--blob-dir", "blobs"]),
+    backup("backup-blobs-full-kill-old", Prep::Blobs, &["-B", "-F", "-k", "-f", "Data.fs", "-r", "repo", "--blob-dir", "blobs"]),
+    recover("recover", Prep::Plain, &["-R", "-r", "repo", "-o", "out.fs"]),
+    recover("recover-blobs", Prep::Blobs, &["-R", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"]),
+    sampled(recover("recover-incremental", Prep::Plain, &["-R", "--incremental", "-r", "repo", "-o", "out.fs"])),
+    recover("recover-incremental-quick", Prep::Plain, &["-R", "--incremental", "-Q", "-r", "repo", "-o", "out.fs"]),
+    recover("recover-incremental-blobs", Prep::Blobs, &["-R", "--incremental", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"]),
 ];
 
 /// The stamps of the site's earlier backups, and of the recorded run.
@@ -203,6 +155,9 @@ fn prepare(prep: Prep, kind: Kind, seed: u64) -> (Site, Vec<&'static str>) {
     }
     let n = if kind == Kind::Recover { 3 } else { 2 };
     for (i, stamp) in STAMPS[..n].iter().enumerate() {
+        if prep == Prep::Chains && i > 0 {
+            b.push("-F");
+        }
         must(repozo(site.dir(), stamp, &b), "a backup of the setup");
         grow(i as u64 + 1);
     }
@@ -247,9 +202,9 @@ pub fn explore(site: &Path, cmd: Command, expect: &mut Expect) -> Vec<(Model, Ou
         let ops = model::expand(&rec.calls, model);
         let deps = model::deps(&ops, model);
         let states = model::states(&ops, rec.calls.len(), &deps);
-        // Distinct (tree, acknowledged) pairs are checked once.
-        let mut unique: HashMap<(u64, bool), (BTreeMap<String, Option<Vec<u8>>>, String)> =
-            HashMap::new();
+        // Distinct (tree, acknowledged, torn rename) are checked once.
+        type Work = (BTreeMap<String, Option<Vec<u8>>>, String);
+        let mut unique: HashMap<(u64, bool, bool), Work> = HashMap::new();
         for s in &states {
             let mut fs = before.clone();
             let mut acked = false;
@@ -262,7 +217,7 @@ pub fn explore(site: &Path, cmd: Command, expect: &mut Expect) -> Vec<(Model, Ou
                 }
             }
             let tree = fs.tree();
-            let key = (check::hash_tree(&tree), acked);
+            let key = (check::hash_tree(&tree), acked, s.torn_rename);
             unique.entry(key).or_insert((tree, s.how.clone()));
         }
         let work: Vec<_> = unique.into_iter().collect();
@@ -273,10 +228,10 @@ pub fn explore(site: &Path, cmd: Command, expect: &mut Expect) -> Vec<(Model, Ou
                 sc.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(((_, acked), (tree, how))) = work.get(i) else {
+                        let Some(((_, acked, torn), (tree, how))) = work.get(i) else {
                             break;
                         };
-                        if let Err(e) = expect.check(tree, *acked) {
+                        if let Err(e) = expect.check(tree, *acked, *torn) {
                             failures.lock().unwrap().push(format!(
                                 "{} model, {how} (acknowledged: {acked}): {e}",
                                 model.name()
@@ -323,15 +278,24 @@ pub fn run_scenario(s: &Scenario, seed: u64) -> Vec<(Model, Outcome)> {
     explore(site.dir(), cmd, &mut expect)
 }
 
-/// The operations `REPOZO_CRASH_STATES` (`full` or `sample`, the
-/// default) selects.
+/// The operations `REPOZO_CRASH_STATES` selects: `full`, `sample` (the
+/// default), or the name of one operation.
 fn selected() -> Vec<&'static Scenario> {
-    let full = match std::env::var("REPOZO_CRASH_STATES").as_deref() {
-        Ok("full") => true,
-        Ok("sample") | Err(_) => false,
-        Ok(v) => panic!("REPOZO_CRASH_STATES={v:?}: give full or sample"),
-    };
-    SCENARIOS.iter().filter(|s| full || s.sample).collect()
+    let pick = std::env::var("REPOZO_CRASH_STATES").unwrap_or_default();
+    let chosen: Vec<_> = SCENARIOS
+        .iter()
+        .filter(|s| match pick.as_str() {
+            "full" => true,
+            "sample" | "" => s.sample,
+            name => s.name == name,
+        })
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "REPOZO_CRASH_STATES={pick:?}: give full, sample or one of the operations of \
+         tests/it/crash/mod.rs's SCENARIOS"
+    );
+    chosen
 }
 
 #[test]
@@ -362,11 +326,8 @@ fn every_acknowledged_backup_survives_every_crash_state_of_its_run() {
             failed.extend(o.failures.into_iter().map(|f| format!("{}: {f}", s.name)));
         }
     }
-    eprintln!(
-        "crash-states: {total} states, {} failures ({:.0} s)",
-        failed.len(),
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("explored in {:.0} s", t0.elapsed().as_secs_f64());
+    eprintln!("crash-states: {total} states, {} failures", failed.len());
     assert!(failed.is_empty(), "{} crash states fail", failed.len());
 }
 
@@ -494,4 +455,35 @@ fn the_explorer_catches_a_dat_line_appended_before_its_data_file_was_durable() {
         failures(&found, Model::Strong) > 0,
         "the strong model misses it"
     );
+}
+
+/// Regression state found by the explorer (recover-blobs, both models):
+/// `-R --blob-dir` over an existing blob directory renamed the old tree
+/// aside and then the new one into place, so a crash between the two
+/// renames (a SIGKILL too) left no blob directory beside the Data.fs. The
+/// trees now trade names in one `RENAME_EXCHANGE`: in no crash state of the
+/// strong model is the blob directory missing.
+#[test]
+fn a_blob_restore_over_a_blob_directory_never_leaves_it_missing_after_a_crash() {
+    let (site, _) = prepare(Prep::Blobs, Kind::Recover, 11);
+    let args = ["-R", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"];
+    let rec = trace::record(site.dir(), repozo(site.dir(), STAMPS[3], &args));
+    assert_eq!(rec.status, 0, "{}", rec.stderr);
+    let ops = model::expand(&rec.calls, Model::Strong);
+    let deps = model::deps(&ops, Model::Strong);
+    let states = model::states(&ops, rec.calls.len(), &deps);
+    for s in &states {
+        let mut fs = rec.before.clone();
+        for (p, m) in ops.iter().enumerate() {
+            if s.kept[p] {
+                fs.apply(&m.op);
+            }
+        }
+        let tree = fs.tree();
+        assert!(
+            tree.contains_key("outblobs/.layout"),
+            "{}: no blob directory beside out.fs",
+            s.how
+        );
+    }
 }

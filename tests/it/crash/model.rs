@@ -106,6 +106,28 @@ pub fn expand(calls: &[Syscall], model: Model) -> Vec<Micro> {
                         ino: *ino,
                     });
                 }
+                Op::Exchange { a, b, ia, ib } if model == Model::Weak => {
+                    push(Op::Delete {
+                        parent: a.0,
+                        name: a.1.clone(),
+                        ino: *ia,
+                    });
+                    push(Op::Delete {
+                        parent: b.0,
+                        name: b.1.clone(),
+                        ino: *ib,
+                    });
+                    push(Op::Create {
+                        parent: a.0,
+                        name: a.1.clone(),
+                        ino: *ib,
+                    });
+                    push(Op::Create {
+                        parent: b.0,
+                        name: b.1.clone(),
+                        ino: *ia,
+                    });
+                }
                 Op::Truncate { ino, size } => {
                     sizes.insert(*ino, *size);
                     push(op.clone());
@@ -127,7 +149,7 @@ fn is_barrier(op: &Op) -> bool {
 fn is_dir_op(op: &Op) -> bool {
     matches!(
         op,
-        Op::Create { .. } | Op::Delete { .. } | Op::Rename { .. }
+        Op::Create { .. } | Op::Delete { .. } | Op::Rename { .. } | Op::Exchange { .. }
     )
 }
 
@@ -140,6 +162,7 @@ fn touches(op: &Op, ino: Ino) -> bool {
         }
         Op::Create { parent, .. } | Op::Delete { parent, .. } => *parent == ino,
         Op::Rename { from, to, .. } => from.0 == ino || to.0 == ino,
+        Op::Exchange { a, b, .. } => a.0 == ino || b.0 == ino,
         _ => false,
     }
 }
@@ -183,6 +206,9 @@ pub fn deps(ops: &[Micro], model: Model) -> Vec<Vec<usize>> {
 pub struct State {
     pub kept: Vec<bool>,
     pub how: String,
+    /// A rename (or exchange) torn between removing a name and making
+    /// one (the weak model only): a name may be lost.
+    pub torn_rename: bool,
 }
 
 /// ALICE's states: every prefix at call boundaries; every prefix with
@@ -207,6 +233,7 @@ pub fn states(ops: &[Micro], ncalls: usize, deps: &[Vec<usize>]) -> Vec<State> {
         out.push(State {
             kept: through(k),
             how: format!("crash after call {k}"),
+            torn_rename: false,
         });
     }
     for i in 0..ncalls {
@@ -223,6 +250,7 @@ pub fn states(ops: &[Micro], ncalls: usize, deps: &[Vec<usize>]) -> Vec<State> {
                 out.push(State {
                     kept,
                     how: format!("calls 0..={j} without call {i}"),
+                    torn_rename: false,
                 });
             } else {
                 // Later states keep what depends on call i too.
@@ -236,6 +264,8 @@ pub fn states(ops: &[Micro], ncalls: usize, deps: &[Vec<usize>]) -> Vec<State> {
             continue;
         }
         let base = through(k);
+        let torn_rename = mine.iter().any(|&p| matches!(ops[p].op, Op::Create { .. }))
+            && mine.iter().any(|&p| matches!(ops[p].op, Op::Delete { .. }));
         for n in 1..mine.len() {
             let mut kept = base.clone();
             for &p in &mine[..n] {
@@ -245,6 +275,7 @@ pub fn states(ops: &[Micro], ncalls: usize, deps: &[Vec<usize>]) -> Vec<State> {
                 out.push(State {
                     kept,
                     how: format!("call {k} torn: its first {n} of {} operations", mine.len()),
+                    torn_rename,
                 });
             }
         }
@@ -260,6 +291,7 @@ pub fn states(ops: &[Micro], ncalls: usize, deps: &[Vec<usize>]) -> Vec<State> {
                         "call {k} torn: all of its {} operations but #{skip}",
                         mine.len()
                     ),
+                    torn_rename,
                 });
             }
         }

@@ -14,7 +14,7 @@
 //! Invariant: everything the binary changes under the site directory goes
 //! through a call in [`TRACED`]; a call that changes files in a way this
 //! recorder does not model (a shared writable `mmap`, `sendfile`,
-//! `splice`, io_uring, a rename exchange) fails the recording, naming it,
+//! `splice`, io_uring) fails the recording, naming it,
 //! instead of being left out silently.
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +54,14 @@ pub enum Op {
         to: (Ino, String),
         ino: Ino,
         replaced: Option<Ino>,
+    },
+    /// Two names trading inodes atomically (`RENAME_EXCHANGE`; the weak
+    /// model splits it into two deletions and two creations).
+    Exchange {
+        a: (Ino, String),
+        b: (Ino, String),
+        ia: Ino,
+        ib: Ino,
     },
     /// fsync/fdatasync of an inode (a file or a directory).
     Sync { ino: Ino },
@@ -210,6 +218,10 @@ impl Fs {
                 }
                 self.dir_mut(to.0).insert(to.1.clone(), *ino);
             }
+            Op::Exchange { a, b, ia, ib } => {
+                self.dir_mut(a.0).insert(a.1.clone(), *ib);
+                self.dir_mut(b.0).insert(b.1.clone(), *ia);
+            }
             Op::Sync { .. } | Op::SyncAll | Op::Output | Op::Exit { .. } => {}
         }
     }
@@ -357,11 +369,11 @@ impl Parser {
                     .unwrap_or(&rest[7.min(rest.len())..]);
                 let last = calls.last_mut().expect("a dump before any call");
                 for tok in hex.split_whitespace() {
-                    if tok.len() == 2 {
-                        if let Ok(b) = u8::from_str_radix(tok, 16) {
-                            last.dump.push(b);
-                            continue;
-                        }
+                    if tok.len() == 2
+                        && let Ok(b) = u8::from_str_radix(tok, 16)
+                    {
+                        last.dump.push(b);
+                        continue;
                     }
                     break;
                 }
@@ -549,11 +561,9 @@ impl Parser {
                     self.fds.remove(&c.ret);
                 }
             },
-            "fcntl" => {
-                if a(1).starts_with("F_DUPFD") {
-                    if let Some((_, f)) = self.fd(a(0)) {
-                        self.fds.insert(c.ret, f);
-                    }
+            "fcntl" if a(1).starts_with("F_DUPFD") => {
+                if let Some((_, f)) = self.fd(a(0)) {
+                    self.fds.insert(c.ret, f);
                 }
             }
             "read" => {
@@ -650,11 +660,24 @@ impl Parser {
                 } else {
                     (a(0), unquote(a(1)), a(2), unquote(a(3)))
                 };
-                if c.name == "renameat2" && a(4).contains("EXCHANGE") {
-                    panic!("{}: RENAME_EXCHANGE is not modelled", c.line);
-                }
                 let from = self.resolve(fd1, &p1);
                 let to = self.resolve(fd2, &p2);
+                if c.name == "renameat2" && a(4).contains("EXCHANGE") {
+                    let (Some((pa, na, Some(ia))), Some((pb, nb, Some(ib)))) = (from, to) else {
+                        panic!(
+                            "{}: an exchange across the site's edge is not modelled",
+                            c.line
+                        )
+                    };
+                    let op = Op::Exchange {
+                        a: (pa, na),
+                        b: (pb, nb),
+                        ia,
+                        ib,
+                    };
+                    self.emit(op, &mut ops, sizes);
+                    return ops;
+                }
                 match (from, to) {
                     (Some((fp, fname, Some(ino))), Some((tp, tname, replaced))) => {
                         self.emit(
@@ -717,13 +740,12 @@ impl Parser {
             "exit_group" if self.root.as_deref() == Some(c.pid.as_str()) => ops.push(Op::Exit {
                 code: a(0).parse().unwrap_or(-1),
             }),
-            "mmap" => {
+            "mmap"
                 if a(3).contains("MAP_SHARED")
                     && a(2).contains("PROT_WRITE")
-                    && !a(4).starts_with("-1")
-                {
-                    panic!("{}: a shared writable mapping is not modelled", c.line);
-                }
+                    && !a(4).starts_with("-1") =>
+            {
+                panic!("{}: a shared writable mapping is not modelled", c.line);
             }
             "sendfile" | "splice" | "io_uring_setup" | "chdir" => {
                 panic!("{}: not modelled", c.line)
