@@ -21,6 +21,8 @@ trap 'rm -f "$log"' EXIT
 status=0
 REPOZO_CRASH_STATES=full REPOZO_CRASH_BIN="$PWD/target/release/repozo" \
     cargo test --quiet --test it crash:: -- --nocapture --test-threads=1 >"$log" 2>&1 || status=$?
+# cargo's progress dots (--quiet) can precede a line: strip them.
+sed -i 's/^\.*//' "$log"
 grep -E '^crash-states: .+ \((weak|strong) model\)|^  FAIL ' "$log" || true
 summary=$(grep -E '^crash-states: [0-9]+ states, [0-9]+ failures$' "$log" | tail -1 || true)
 if [ "$status" -ne 0 ]; then
