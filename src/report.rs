@@ -306,6 +306,9 @@ pub enum Event {
         /// The data file.
         file: String,
     },
+    /// Warning: the `.dat` ends in an incomplete line (an interrupted
+    /// backup), which a reader (`-R`, `-V`) leaves out.
+    IgnoredTornDatLine(String),
     /// Warning: a chain file the `.dat` did not list (a backup was
     /// interrupted between renaming it and recording it) was recorded.
     RecordedUnlistedFile {
@@ -432,6 +435,7 @@ impl Event {
                 | DroppedTornDatLine(_)
                 | SidecarUnusable { .. }
                 | SidecarWrong { .. }
+                | IgnoredTornDatLine(_)
                 | RecordedUnlistedFile { .. }
                 | StartingNewChain(_)
                 | IgnoringIndex(_)
@@ -612,6 +616,11 @@ impl fmt::Display for Event {
                 f,
                 "{file} matches its .dat md5, so its BLAKE3 sidecar is wrong and was not \
                  used; the next full backup writes a good one"
+            ),
+            IgnoredTornDatLine(x) => write!(
+                f,
+                "{x}: ignored an incomplete last line left by an interrupted backup \
+                 (the next backup removes it)"
             ),
             RecordedUnlistedFile { file, dat } => write!(
                 f,

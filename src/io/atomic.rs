@@ -245,6 +245,45 @@ pub fn syncfs(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Swaps the names `a` and `b` in one atomic step (`renameat2` with
+/// `RENAME_EXCHANGE`): both exist before and after, each naming the
+/// other's inode, and no crash, power cut included, can leave either name
+/// missing. Errors `Unsupported` where the file system or kernel lacks it
+/// (the caller then falls back to two renames); other errors name nothing
+/// (the caller knows the paths).
+pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in a path"))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both strings are NUL-terminated and outlive the call; the
+    // raw syscall (not glibc's wrapper, which needs glibc 2.28) only reads
+    // them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
+            io::Error::new(io::ErrorKind::Unsupported, e)
+        }
+        _ => e,
+    })
+}
+
 /// Appends `line` to `path` (creating it) and fsyncs it, as repozo appends
 /// an incremental's `.dat` line.
 pub fn append_synced(path: &str, line: &str) -> Result<()> {

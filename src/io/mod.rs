@@ -24,7 +24,7 @@ pub mod huffman;
 mod isal_inflate;
 pub mod md5;
 
-pub use atomic::{AtomicFile, append_synced, sync_dir, syncfs, temp_path};
+pub use atomic::{AtomicFile, append_synced, exchange, sync_dir, syncfs, temp_path};
 pub use direct::{STAGE, Staged};
 pub use gzip::{DecodePool, GzipReader, ParallelGzip};
 pub use hashing::{DIRECT_ALIGN, Digested, Digests, Hashed, Md5Hasher, stream, stream_with};

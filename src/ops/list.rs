@@ -302,7 +302,8 @@ fn read_dat(
         }
     };
     let mut entries = Vec::new();
-    for (i, line) in String::from_utf8_lossy(&raw).lines().enumerate() {
+    let complete = crate::repo::dat::complete_lines(&raw).0;
+    for (i, line) in String::from_utf8_lossy(complete).lines().enumerate() {
         match DatEntry::parse(line, &path, i + 1) {
             Ok(e) => entries.push(e),
             Err(e) => notes.push(ChainNote::DatUnreadable { why: e.to_string() }),

@@ -145,14 +145,26 @@ impl Chain {
         self.files.iter().all(|f| !f.gzip())
     }
 
-    /// The `.dat` entries, read on first use; `None` if there is no `.dat`.
+    /// Whether the `.dat` ends in an incomplete line left by an
+    /// interrupted backup, which every reader leaves out
+    /// ([`super::dat::complete_lines`]). A `.dat` that cannot be read
+    /// counts as not torn: reading the entries reports it.
+    pub fn dat_has_torn_tail(&self) -> bool {
+        match self.repo.read_optional(&self.dat_name()) {
+            Ok(Some(raw)) => super::dat::complete_lines(&raw).1,
+            _ => false,
+        }
+    }
+
+    /// The `.dat` entries, read on first use, without a torn last line
+    /// ([`super::dat::complete_lines`]); `None` if there is no `.dat`.
     pub fn entries(&mut self) -> Result<Option<&[DatEntry]>> {
         if self.entries.is_none() {
             let raw = self.repo.read_optional(&self.dat_name())?;
             self.entries = Some(match raw {
                 None => None,
                 Some(b) => Some(
-                    String::from_utf8_lossy(&b)
+                    String::from_utf8_lossy(super::dat::complete_lines(&b).0)
                         .lines()
                         .enumerate()
                         .map(|(i, l)| DatEntry::parse(l, &self.dat_path, i + 1))
@@ -221,11 +233,8 @@ impl Chain {
         let dat_path = self.dat_path.clone();
         let dat_name = self.dat_name();
         let raw = self.repo.read_optional(&dat_name)?.unwrap_or_default();
-        let complete = match raw.iter().rposition(|&c| c == b'\n') {
-            Some(i) => &raw[..=i],
-            None => &raw[..0],
-        };
-        if complete.len() != raw.len() {
+        let (complete, torn) = super::dat::complete_lines(&raw);
+        if torn {
             report.event(&Event::DroppedTornDatLine(dat_path.clone()));
             crate::interrupt::check()?;
             held.check()?;

@@ -89,10 +89,27 @@ impl DatEntry {
     }
 }
 
-/// Reads a `.dat` file; `Ok(None)` if it does not exist.
+/// The complete lines of a `.dat` (everything up to its last newline),
+/// and whether anything followed them.
+///
+/// A backup appends its line and then fsyncs the `.dat`; a power cut in
+/// between can leave part of the line, or zeros where the file grew
+/// before its data reached the disk, after the last newline. That tail
+/// was never acknowledged: every reader reads the chain without it (`-B`
+/// also removes it, [`super::Chain::reconcile`]).
+pub fn complete_lines(raw: &[u8]) -> (&[u8], bool) {
+    let complete = match raw.iter().rposition(|&c| c == b'\n') {
+        Some(i) => &raw[..=i],
+        None => &raw[..0],
+    };
+    (complete, complete.len() != raw.len())
+}
+
+/// Reads a `.dat` file, without a torn last line ([`complete_lines`]);
+/// `Ok(None)` if it does not exist.
 pub fn read(path: &str) -> Result<Option<Vec<DatEntry>>> {
     let text = match crate::io::read_regular(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(b) => String::from_utf8_lossy(complete_lines(&b).0).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
@@ -122,6 +139,14 @@ mod tests {
         let e = DatEntry::parse("/b ack ups/2026-11-26-02-10-03.fs 0 9 abc", "x.dat", 1).unwrap();
         assert_eq!(e.file, "/b ack ups/2026-11-26-02-10-03.fs");
         assert_eq!(e.md5, "abc");
+    }
+
+    #[test]
+    fn a_last_line_without_its_newline_is_not_a_complete_line() {
+        let raw = b"a 0 1 x\nb 1 2 y\n\0\0\0\0";
+        assert_eq!(complete_lines(raw), (&raw[..16], true));
+        assert_eq!(complete_lines(b"a 0 1 x\n"), (&b"a 0 1 x\n"[..], false));
+        assert_eq!(complete_lines(b"a 0 1"), (&b""[..], true));
     }
 
     #[test]

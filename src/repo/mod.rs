@@ -138,8 +138,8 @@ impl Listing {
         &self.meta
     }
 
-    /// Whether the directory held the `.dat`, `.index` or `.blobs` file
-    /// `name`.
+    /// Whether the directory held the `.dat`, `.index`, `.blobs` or
+    /// `.blake3` file `name`.
     pub fn has_meta(&self, name: &str) -> bool {
         self.meta.binary_search_by(|m| m.as_str().cmp(name)).is_ok()
     }

@@ -38,6 +38,11 @@ pub fn chain_for_date(
             None => "No files in repository".to_string(),
         })
     })?;
+    if chain.dat_has_torn_tail() {
+        report.event(&crate::report::Event::IgnoredTornDatLine(
+            chain.dat_path().to_string(),
+        ));
+    }
     Ok((chain, when))
 }
 

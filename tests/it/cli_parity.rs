@@ -887,21 +887,12 @@ fn check_flow(steps: &[Step]) {
     );
 }
 
-/// `names` without our fast-hash sidecars (`<stamp>.blake3`), which ZODB's
-/// repozo does not write (tests/it/sidecar.rs checks them).
-fn without_sidecars(names: Vec<String>) -> Vec<String> {
-    names
-        .into_iter()
-        .filter(|n| !n.ends_with(".blake3"))
-        .collect()
-}
-
 /// Byte-for-byte comparison of two directory trees (gzip files by their
 /// uncompressed content).
 fn compare_trees(ours: &Path, theirs: &Path, rel: &Path) -> Vec<String> {
     let (a, b) = (
-        without_sidecars(listing(&ours.join(rel))),
-        without_sidecars(listing(&theirs.join(rel))),
+        common::without_sidecars(listing(&ours.join(rel))),
+        common::without_sidecars(listing(&theirs.join(rel))),
     );
     if a != b {
         return vec![format!(
@@ -1034,7 +1025,7 @@ fn ours_writes_no_empty_incremental_for_trailing_bytes_on_purpose() {
                     assert!(dat_after.len() > dat_before.len());
                 }
             }
-            lists.push(without_sidecars(listing(&d.path().join("repo"))));
+            lists.push(common::without_sidecars(listing(&d.path().join("repo"))));
             // Both repositories still verify.
             ok(repozo(side, d.path(), T1, &["-V", "-r", "repo"]));
         }

@@ -469,6 +469,11 @@ fn a_backup_file_that_does_not_start_at_a_transaction_boundary_fails_deep_verify
         ),
     )
     .unwrap();
+    // The sidecars describe the ranges the .dat had: gone with them (a
+    // rewritten .dat is what this test is about, not its warnings).
+    for i in 0..2 {
+        let _ = std::fs::remove_file(d.join(format!("repo/{}.blake3", stamp(i))));
+    }
     plain_verify_passes(d, "repo");
     for quick in [&[][..], &["-Q"]] {
         let mut args = vec!["--deep"];

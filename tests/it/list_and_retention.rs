@@ -241,7 +241,7 @@ fn the_text_list_shows_every_restore_point_by_chain_oldest_first() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(rows.len(), HISTORY.len(), "{text}");
-    for (row, (stamp, _, flags)) in rows.iter().zip(HISTORY) {
+    for (row, (stamp, tool, flags)) in rows.iter().zip(HISTORY) {
         let name = site
             .data_files()
             .into_iter()
@@ -257,7 +257,16 @@ fn the_text_list_shows_every_restore_point_by_chain_oldest_first() {
         let end = state_at(stamp).len().to_string();
         assert_eq!(
             row,
-            &vec![*stamp, kind, gzip, &stored.to_string(), &end, "yes"],
+            &vec![
+                *stamp,
+                kind,
+                gzip,
+                &stored.to_string(),
+                &end,
+                "yes",
+                // Only our backups write a sidecar.
+                if *tool == Ours { "yes" } else { "no" }
+            ],
             "{text}"
         );
     }
@@ -285,7 +294,7 @@ fn the_json_list_has_every_field_of_every_restore_point_and_a_summary() {
     assert_eq!(values.len(), HISTORY.len() + 1);
     let mut chain = "";
     let mut total = 0;
-    for (v, (stamp, _, flags)) in values.iter().zip(HISTORY) {
+    for (v, (stamp, tool, flags)) in values.iter().zip(HISTORY) {
         let full = flags.contains('F');
         if full {
             chain = stamp;
@@ -307,6 +316,7 @@ fn the_json_list_has_every_field_of_every_restore_point_and_a_summary() {
             "stored_size": stored,
             "end": state_at(stamp).len(),
             "index": true,
+            "blake3": *tool == Ours,
             "blobs": null,
         });
         assert_eq!(v, &expected);
@@ -387,13 +397,18 @@ fn the_list_flags_unlisted_and_missing_files_and_a_missing_index() {
         .iter()
         .filter(|v| v["message_type"] == "warning")
         .collect();
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    // (The sidecar of the missing file is an orphan too.)
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
     assert_eq!(warnings[0]["chain"], C);
     assert_eq!(warnings[1]["chain"], D);
-    // The .index of the removed file is left without it.
+    // The sidecar and .index of the removed file are left without it.
     assert_eq!(warnings[2]["chain"], serde_json::Value::Null);
     assert_eq!(
         warnings[2]["message"],
+        "2026-09-08-01-00-00.blake3 belongs to no backup file"
+    );
+    assert_eq!(
+        warnings[3]["message"],
         "2026-09-08-01-00-00.index belongs to no backup file"
     );
     assert_eq!(values.last().unwrap()["restore_points"], 10);
@@ -544,8 +559,10 @@ fn a_dry_run_says_what_would_go_and_why_and_leaves_the_repository_byte_identical
     let text = stdout(&o);
     let expected_head = [
         format!("remove chain {A} (2 data files): no rule keeps it"),
+        "  would remove repo/2026-08-04-01-00-00.blake3 (".into(),
         "  would remove repo/2026-08-04-01-00-00.index (".into(),
         "  would remove repo/2026-08-04-01-00-00.deltafs (".into(),
+        format!("  would remove repo/{A}.blake3 ("),
         format!("  would remove repo/{A}.index ("),
         format!("  would remove repo/{A}.fs ("),
         format!("  would remove repo/{A}.dat ("),
@@ -574,7 +591,8 @@ fn a_dry_run_says_what_would_go_and_why_and_leaves_the_repository_byte_identical
         .filter(|l| l.starts_with("  would remove "))
         .copied()
         .collect();
-    assert_eq!(would.len(), 5 + 7, "{text}");
+    // A: 2 data files, their sidecars and .index, its .dat; C: 3 such.
+    assert_eq!(would.len(), 7 + 10, "{text}");
     for l in &would {
         // The size printed is the file's.
         let (path, size) = l["  would remove ".len()..].split_once(" (").unwrap();
@@ -589,7 +607,7 @@ fn a_dry_run_says_what_would_go_and_why_and_leaves_the_repository_byte_identical
     assert_eq!(
         *lines.last().unwrap(),
         format!(
-            "dry run: would remove 12 files ({bytes} bytes) of 2 expired chains; keeping 2 chains"
+            "dry run: would remove 17 files ({bytes} bytes) of 2 expired chains; keeping 2 chains"
         )
     );
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
@@ -607,9 +625,10 @@ fn a_backup_with_keep_removes_old_chains_only_after_the_new_backup_is_written() 
         site.ours_at(now, &["-BF", "-r", "repo", "-f", "Data.fs", "--keep=2"])
     ));
     assert!(o.stdout.is_empty());
-    // A (5 files), B (5) and C (7) go; D and the new chain stay.
+    // A (7 files, 2 of them sidecars), B (5, ZODB's: none) and C (10, 3)
+    // go; D and the new chain stay.
     assert!(
-        stderr(&o).starts_with("removed 17 files ("),
+        stderr(&o).starts_with("removed 22 files ("),
         "{}",
         stderr(&o)
     );
@@ -627,7 +646,7 @@ fn a_backup_with_keep_removes_old_chains_only_after_the_new_backup_is_written() 
     )));
     assert_eq!(site.snapshot(), before);
     assert!(
-        stdout(&o).contains("\ndry run: would remove 9 files ("),
+        stdout(&o).contains("\ndry run: would remove 12 files ("),
         "{}",
         stdout(&o)
     );
@@ -700,7 +719,7 @@ fn a_crash_after_any_removal_leaves_every_remaining_restore_point_recoverable() 
         site.every_restore_point_recovers(tools, &format!("after crash {crashes}"));
         assert!(crashes < 50, "the retention never finishes");
     }
-    assert_eq!(crashes, 12);
+    assert_eq!(crashes, 17);
     assert_eq!(site.data_files(), data_files_of(&[B, D]));
     site.strays_survive();
     site.newest_recovers_and_verifies_with_both_tools();

@@ -585,12 +585,16 @@ fn backs_up_under_the_limit(c: &Chain, gzip: bool) {
     report(&w);
     let delta = format!("{now}.deltafs{}", if gzip { "z" } else { "" });
     let mut want = before.clone();
-    want.extend([delta.clone(), format!("{now}.index")]);
+    want.extend([
+        delta.clone(),
+        format!("{now}.index"),
+        format!("{now}.blake3"),
+    ]);
     want.sort();
     assert_eq!(
         listing(repo),
         want,
-        "{} did not add exactly one incremental and its .index",
+        "{} did not add exactly one incremental, its .index and its sidecar",
         w.what
     );
     let dat_text = String::from_utf8(read(&dat)).unwrap();

@@ -16,6 +16,7 @@ mod synth;
 mod backend;
 mod blobs;
 mod cli_parity;
+mod crash;
 mod deep_verify;
 mod getopt_vs_python;
 mod incremental_recover;

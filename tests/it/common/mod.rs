@@ -108,6 +108,16 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
+/// `names` without our fast-hash sidecars (`<stamp>.blake3`), which ZODB's
+/// repozo does not write: for comparing a repository of ours with one of
+/// ZODB's (tests/it/sidecar.rs checks the sidecars themselves).
+pub fn without_sidecars(names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| !n.ends_with(".blake3"))
+        .collect()
+}
+
 /// Whether `name` is a repozo data file (`<stamp>.fs`, `.fsz`,
 /// `.deltafs` or `.deltafsz`).
 pub fn is_data_file(name: &str) -> bool {

@@ -210,7 +210,7 @@ fn is_repository_name(name: &str) -> bool {
     };
     stamp.len() == 19
         && stamp.bytes().all(|c| c.is_ascii_digit() || c == b'-')
-        && ["fs", "fsz", "deltafs", "deltafsz", "dat", "index"].contains(&ext)
+        && ["fs", "fsz", "deltafs", "deltafsz", "dat", "index", "blake3"].contains(&ext)
 }
 
 /// The stamp of the newest data file of a listing.
@@ -671,7 +671,7 @@ fn kill_old_on_full_to_s3_removes_the_older_chains_and_keeps_the_newest_full_as_
     site.assert_same_as_twin();
     assert_eq!(
         site.listing().into_keys().collect::<Vec<_>>(),
-        [".dat", ".fs", ".index"].map(|e| format!("{stamp}{e}")),
+        [".blake3", ".dat", ".fs", ".index"].map(|e| format!("{stamp}{e}")),
     );
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
     assert!(site.read("out.fs") == site.committed());
@@ -695,7 +695,7 @@ fn kill_old_on_full_to_s3_removes_the_older_chains_and_keeps_the_newest_full_as_
     let names = site.listing().into_keys().collect::<Vec<_>>();
     assert_eq!(
         names,
-        [".dat", ".fsz", ".index"].map(|e| format!("{stamp}{e}")),
+        [".blake3", ".dat", ".fsz", ".index"].map(|e| format!("{stamp}{e}")),
     );
     ok(run(site.ours(&["-R", "-r", &url, "-o", "out.fs"])));
     assert!(site.read("out.fs") == site.committed());
