@@ -59,6 +59,9 @@ Scenarios (--ops names)
                 file OUT.repozo-state that our last recover wrote)
   verify        -V   of the plain chain
   verify-z      -V   of the gzip chain
+  recover-zodb    -R of the plain chain written by ZODB's repozo (files
+                without a sidecar: md5 and the copy overlapped)
+  verify-zodb     -V of that chain, likewise
   recover-zodb-z  -R of the gzip chain written by ZODB's repozo (one deflate
                 stream per file, as every existing repository holds until
                 its next full): both tools read the same files, theirs in
@@ -459,6 +462,10 @@ OPS = [
        lambda b, t: b.prep_verify(t, 'chain')),
     Op('verify-z', 'verify, gzip chain (-V)',
        lambda b, t: b.prep_verify(t, 'chain-z')),
+    Op('recover-zodb', 'recover, plain chain written by ZODB (-R)',
+       lambda b, t: b.prep_recover(t, 'chain', writer='theirs')),
+    Op('verify-zodb', 'verify, plain chain written by ZODB (-V)',
+       lambda b, t: b.prep_verify(t, 'chain', writer='theirs')),
     Op('recover-zodb-z', 'recover, gzip chain written by ZODB (-R)',
        lambda b, t: b.prep_recover(t, 'chain-z', writer='theirs')),
     Op('verify-zodb-z', 'verify, gzip chain written by ZODB (-V)',

@@ -11,8 +11,8 @@
 #
 # ZODB's repozo backs DATA_FS up once with -B -F -z into DATA_FS.zodb-z/
 # (a one-file repository, cached).  Then, over its .fsz:
-#   - inflate alone with this build's stream decoder (zlib-rs), and with
-#     ISA-L too if libisal-dev is installed (built in target/isal, so that
+#   - inflate alone with the default build's stream decoder (ISA-L) and
+#     with zlib-rs (the build without ISA-L, in target/zlib, so that
 #     target/release/repozo stays the default build), and our md5 alone,
 #     both in memory (benches/inflate.rs); `-R` and `-V` run the two on
 #     separate threads and cannot finish before the slower one;
@@ -56,13 +56,12 @@ bench_exe() {
         *) echo "$ROOT/$exe" ;;
     esac
 }
-ZLIB_EXE=$(bench_exe "$TARGET")
-ISAL_EXE=""
-if pkg-config --exists libisal 2>/dev/null; then
-    ISAL_EXE=$(bench_exe "$TARGET/isal" --features isal)
-else
-    echo "(libisal-dev not installed: ISA-L not measured)"
-fi
+# The default build inflates with ISA-L (built from source); the build
+# without it (in target/zlib, so that target/release stays the default
+# build) with zlib-rs.
+bash "$ROOT/scripts/build-deps.sh"
+ISAL_EXE=$(bench_exe "$TARGET")
+ZLIB_EXE=$(bench_exe "$TARGET/zlib" --no-default-features --features s3)
 
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "file: $GZ (written by ZODB's repozo -B -F -z)"

@@ -19,6 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 leading_number LEN 2000 "$@"
 shift "$SHIFT"
 bash "$ROOT/scripts/setup-venv.sh"
+bash "$ROOT/scripts/build-deps.sh"
 (cd "$ROOT" && cargo build --release)
 exec "$VENV/bin/python" "$ROOT/bench/longchain.py" --len "$LEN" \
     --ours "$ROOT/target/release/repozo" --theirs "$VENV/bin/repozo" \

@@ -20,9 +20,7 @@
 # the result table to stdout.
 #
 # Environment: REPOZO_VENV as for scripts/setup-venv.sh.
-#   BENCH_FEATURES  cargo features for the measured build, e.g. "native"
-#                   (ISA-L gzip; the Debian packages libisal-dev and
-#                   pkg-config are installed if missing).
+#   BENCH_FEATURES  cargo features added to the measured (default) build.
 #   BENCH_PROFILE   data profile: hex (default), cms or bulk (see
 #                   bench/gendata.py); a --profile option given to this
 #                   script wins.
@@ -35,14 +33,9 @@ leading_number SIZE_MB 512 "$@"
 shift "$SHIFT"
 
 bash "$ROOT/scripts/setup-venv.sh"
+bash "$ROOT/scripts/build-deps.sh"
 FEATURES="${BENCH_FEATURES:-}"
 if [ -n "$FEATURES" ]; then
-    for pkg in libisal-dev pkg-config; do
-        if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-            echo "bench.sh: installing $pkg (needed by --features $FEATURES)" >&2
-            apt-get install -y "$pkg" >&2
-        fi
-    done
     (cd "$ROOT" && cargo build --release --features "$FEATURES")
 else
     (cd "$ROOT" && cargo build --release)

@@ -6,10 +6,12 @@
 # Backs up tests/data/small.fs (a FileStorage written by ZODB 6.4 for the
 # test suite) into a new repository under target/demo, shows the files the
 # backup made, verifies them and recovers the Data.fs from them. Needs only
-# cargo; nothing outside target/demo is written.
+# cargo (and nasm and autotools, installed by scripts/build-deps.sh if
+# missing); nothing outside target/demo is written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/build-deps.sh   # nasm and autotools, for the ISA-L built in
 cargo build --release --quiet
 bin=target/release/repozo
 demo=target/demo

@@ -12,4 +12,5 @@
 # Extra arguments go to cargo test (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/build-deps.sh   # nasm and autotools, for the ISA-L built in
 cargo test "$@"

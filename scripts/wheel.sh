@@ -33,11 +33,18 @@ if [ ! -x "$VENV/bin/maturin" ] || [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$wan
     printf '%s\n' "$want" > "$VENV/.pins"
 fi
 
+# ISA-L is built from source into the binary: nasm and autotools.
+bash "$ROOT/scripts/build-deps.sh"
+
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 rm -f "$OUT"/repozo_rs-"$version"-*.whl
 echo "wheel.sh: $("$VENV/bin/maturin" --version), $("$VENV/bin/python" -m ziglang version 2>/dev/null | sed 's/^/zig /')" >&2
 # maturin finds zig through the venv's python (python -m ziglang).
-PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" build --release --zig \
+# ISA-L's configure links its test programs -static, which zig refuses for
+# glibc: scripts/zig-cc-shared.sh drops that flag (read by the cc crate
+# before the compiler maturin sets).
+env PATH="$VENV/bin:$PATH" "CC_x86_64-unknown-linux-gnu=$ROOT/scripts/zig-cc-shared.sh" \
+    "$VENV/bin/maturin" build --release --zig \
     --compatibility "$COMPAT" --out "$OUT" >&2
 wheel=$(ls "$OUT"/repozo_rs-"$version"-*.whl)
 [ "$(printf '%s\n' "$wheel" | wc -l)" = 1 ] || { echo "wheel.sh: ERROR: expected one wheel, got: $wheel" >&2; exit 1; }

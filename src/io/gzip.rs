@@ -39,6 +39,8 @@ use std::thread::JoinHandle;
 
 use libdeflater::{CompressionLvl, Compressor, Decompressor, crc32};
 
+use super::gzip_whole;
+
 /// libdeflate levels used for `-z`, per member, by what the level-1 probe
 /// of [`super::huffman::sample`] found: [`DENSE_LEVEL`] where it shrank the
 /// sample below [`DENSE_RATIO`] of its size, [`LEVEL`] elsewhere (unless
@@ -271,6 +273,19 @@ fn compress(c: &mut Compressors, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The raw deflate of a `-z` member exactly as [`ParallelGzip`]'s workers
+/// code it (public for `benches/gzlevels.rs`, which sets it against every
+/// single level).
+#[derive(Default)]
+pub struct MemberCoder(Option<Compressors>);
+
+impl MemberCoder {
+    /// Appends the raw deflate of `data` (one member's input) to `out`.
+    pub fn deflate_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        deflate_into(self.0.get_or_insert_with(Compressors::new), data, out);
+    }
+}
+
 /// Appends the raw deflate of `data` to `out`: Huffman coding alone where
 /// LZ77 gains little, else libdeflate at the level its sample asks for
 /// (see [`LEVEL`]).
@@ -322,6 +337,9 @@ pub struct DecodePool {
     seq: std::cell::Cell<u64>,
     /// The thread that inflates streamed files, started at the first.
     stream: std::cell::OnceCell<StreamThread>,
+    /// The decompressor of small files without our size field, made at
+    /// the first ([`super::gzip_whole`]).
+    whole: std::cell::RefCell<Option<super::gzip_whole::Whole>>,
 }
 
 impl DecodePool {
@@ -334,7 +352,19 @@ impl DecodePool {
             })?,
             seq: std::cell::Cell::new(0),
             stream: std::cell::OnceCell::new(),
+            whole: std::cell::RefCell::new(None),
         })
+    }
+
+    /// The contents of `file` (all of a small gzip file, or all that
+    /// follows our members in it) if libdeflate reads it whole as one
+    /// member ([`super::gzip_whole`]); `None` means: stream it.
+    fn inflate_whole(&self, file: &[u8]) -> Option<Vec<u8>> {
+        let mut whole = self.whole.try_borrow_mut().ok()?;
+        if whole.is_none() {
+            *whole = super::gzip_whole::Whole::new();
+        }
+        whole.as_mut()?.inflate(file)
     }
 
     /// Inflates `decoder` on the pool's stream thread (started on first
@@ -685,11 +715,26 @@ impl std::io::Read for GzipReader {
             }
             // The rest of the input, from the member that is not ours: the
             // bytes of it already read, then what follows them.
-            let rest = std::mem::replace(
+            let mut rest = std::mem::replace(
                 &mut self.file,
                 std::io::BufReader::new(Box::new(std::io::empty()) as Box<dyn std::io::Read + Send>),
             );
-            let head = std::io::Cursor::new(std::mem::take(&mut self.fallback_head));
+            // A small rest (a whole small file written by ZODB's repozo)
+            // is read whole and, if libdeflate reads it as one member,
+            // served from memory; else streamed from the same bytes.
+            let mut head = std::mem::take(&mut self.fallback_head);
+            let room = gzip_whole::MAX_INPUT.saturating_sub(head.len()) as u64 + 1;
+            std::io::Read::take(&mut rest, room).read_to_end(&mut head)?;
+            if head.len() <= gzip_whole::MAX_INPUT
+                && let Some(out) = self.pool.inflate_whole(&head)
+            {
+                self.fallback_at = None;
+                self.at_eof = true;
+                self.current = out;
+                self.current_pos = 0;
+                continue;
+            }
+            let head = std::io::Cursor::new(head);
             self.fallback = Some(
                 self.pool
                     .stream(stream_decoder(std::io::Read::chain(head, rest)))?,
@@ -893,6 +938,20 @@ mod tests {
     #[test]
     fn single_stream_files_read_one_after_another_share_one_stream_thread() {
         let pool = std::rc::Rc::new(DecodePool::new().unwrap());
+        for i in 0..20u32 {
+            let len = gzip_whole::MAX_OUTPUT as u32 + i * 50_000;
+            let data: Vec<u8> = (0..len).map(|j| (j * (i + 1) % 253) as u8).collect();
+            let gz = zlib_gzip(&data);
+            let mut r = GzipReader::from_reader(Box::new(std::io::Cursor::new(gz)), pool.clone());
+            let (back, err) = read_all(&mut r);
+            assert!(err.is_none() && back == data, "file {i}");
+        }
+        assert!(pool.stream.get().is_some());
+    }
+
+    #[test]
+    fn small_single_stream_files_are_inflated_whole_without_the_stream_thread() {
+        let pool = std::rc::Rc::new(DecodePool::new().unwrap());
         for i in 0..200u32 {
             let data: Vec<u8> = (0..i * 5_000).map(|j| (j * i % 253) as u8).collect();
             let gz = zlib_gzip(&data);
@@ -900,7 +959,38 @@ mod tests {
             let (back, err) = read_all(&mut r);
             assert!(err.is_none() && back == data, "file {i}");
         }
-        assert!(pool.stream.get().is_some());
+        assert!(pool.stream.get().is_none(), "a small file was streamed");
+    }
+
+    #[test]
+    fn a_small_file_that_is_damaged_or_of_two_members_reads_as_zlib_alone_reads_it() {
+        let data: Vec<u8> = (0..60_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let one = zlib_gzip(&data);
+        let mut two = one.clone();
+        two.extend_from_slice(&zlib_gzip(b"and a second member"));
+        let mut cases = vec![two, one[..one.len() - 3].to_vec()];
+        for at in [12, one.len() / 2, one.len() - 6, one.len() - 2] {
+            let mut bad = one.clone();
+            bad[at] ^= 0x55;
+            cases.push(bad);
+        }
+        let pool = std::rc::Rc::new(DecodePool::new().unwrap());
+        for (i, gz) in cases.into_iter().enumerate() {
+            let (want, want_err) = read_all(&mut flate2::read::MultiGzDecoder::new(&gz[..]));
+            let mut r = GzipReader::from_reader(Box::new(std::io::Cursor::new(gz)), pool.clone());
+            let (back, err) = read_all(&mut r);
+            assert!(
+                back == want,
+                "case {i}: {} bytes, zlib alone gives {}",
+                back.len(),
+                want.len()
+            );
+            assert_eq!(
+                err.map(|e| (e.kind(), e.to_string())),
+                want_err.map(|e| (e.kind(), e.to_string())),
+                "case {i}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,30 @@
-//! Streaming gzip decoding on ISA-L's inflate (feature `isal`), for the
-//! files that [`super::gzip::GzipReader`] reads as one stream: every file
-//! ZODB's repozo writes (one deflate stream per file, no size field).
+//! Streaming gzip decoding on ISA-L's inflate (feature `isal`, in the
+//! default build: ISA-L 2.31 built from the source `isal-sys` ships,
+//! linked statically), for the files that [`super::gzip::GzipReader`]
+//! reads as one stream: every file ZODB's repozo writes (one deflate
+//! stream per file, no size field) that is too large to inflate whole
+//! ([`super::gzip_whole`]).
+//!
+//! Measured again for issue 22 with `cargo bench --bench inflate --
+//! FILE.fsz` (one thread, best of 2 passes, two runs each) on the 2-core
+//! AMD EPYC under load 7 (noisy: compare within a row), on `.fsz` files
+//! ZODB's repozo wrote with `-B -F -z`, with ISA-L 2.31 built from the
+//! source `isal-sys` ships and linked statically (`isal-rs` feature
+//! `static`, which needs nasm and autotools):
+//!
+//! | file | zlib-rs | ISA-L 2.31 (static) | libdeflate, whole member | our md5 |
+//! |---|---:|---:|---:|---:|
+//! | hex, 268 MB | 2.21–3.28 s | 1.45–1.51 s | 0.95–2.16 s | 0.55–1.16 s |
+//! | cms, 537 MB | 1.77–1.81 s | 1.66–1.68 s | 1.33–1.38 s | 1.10–1.33 s |
+//!
+//! So ISA-L is the fastest streaming inflater (libdeflate only decodes a
+//! whole member into a buffer of its full size), and the default build
+//! has it. Building it needs nasm and autotools (`scripts/build-deps.sh`
+//! installs them); under the wheel's `maturin --zig` build,
+//! `scripts/zig-cc-shared.sh` drops the `-static` that ISA-L's
+//! `configure` links its test programs with, which zig refuses for glibc.
+//! `--no-default-features --features s3` leaves ISA-L out (zlib-rs
+//! streams instead).
 //!
 //! Why hand-written FFI: that single stream cannot be split, so its inflate
 //! bounds `-R` and `-V` of such chains. Measured on this project's 2-core
@@ -697,14 +721,41 @@ mod tests {
         (1, 1),
     ];
 
+    /// The `include` directory of the ISA-L source that isal-sys builds
+    /// into this binary, from `cargo metadata` (the test runs under cargo).
+    fn built_isal_include() -> std::path::PathBuf {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(&cargo)
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cargo} metadata: {e}"));
+        assert!(out.status.success(), "{cargo} metadata failed");
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let manifest = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "isal-sys")
+            .and_then(|p| p["manifest_path"].as_str())
+            .expect("isal-sys in cargo metadata");
+        std::path::Path::new(manifest)
+            .parent()
+            .unwrap()
+            .join("isa-l/include")
+    }
+
     #[test]
-    fn the_bindings_agree_with_the_system_header_on_the_state_layout_and_constants() {
+    fn the_bindings_agree_with_the_built_in_header_on_the_state_layout_and_constants() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("layout.c");
         std::fs::write(&src, LAYOUT_C).unwrap();
         let exe = dir.path().join("layout");
+        let include = built_isal_include();
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
         let built = std::process::Command::new(&cc)
+            .arg("-I")
+            .arg(&include)
             .arg(&src)
             .arg("-o")
             .arg(&exe)
@@ -712,7 +763,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
         assert!(
             built.status.success(),
-            "{cc} layout.c (needs libisal-dev's igzip_lib.h): {}",
+            "{cc} -I {} layout.c: {}",
+            include.display(),
             String::from_utf8_lossy(&built.stderr)
         );
         let run = std::process::Command::new(&exe).output().unwrap();
@@ -769,11 +821,12 @@ mod tests {
         assert_eq!(rust, c);
     }
 
-    /// Prints, from the system's igzip_lib.h, what the test above compares.
+    /// Prints, from the igzip_lib.h of the ISA-L built in, what the test
+    /// above compares.
     const LAYOUT_C: &str = r#"
 #include <stdio.h>
 #include <stddef.h>
-#include <isa-l/igzip_lib.h>
+#include <igzip_lib.h>
 #define OFF(f) printf(#f " %zu\n", offsetof(struct inflate_state, f))
 int main(void) {
     struct inflate_state s;

@@ -17,6 +17,7 @@
 pub mod atomic;
 pub mod direct;
 pub mod gzip;
+mod gzip_whole;
 pub mod hashing;
 pub mod huffman;
 #[cfg(feature = "isal")]

@@ -12,7 +12,7 @@ use super::blobs::StagedTree;
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, CHUNK, Digests, Md5Hasher};
+use crate::io::{AtomicFile, Digests, Md5Hasher};
 use crate::repo::Chain;
 use crate::repo::sidecar::{self, Checks};
 use crate::report::{Event, Phase};
@@ -75,7 +75,7 @@ pub(super) fn write_output(
         copy_chain_unhashed(chain, &mut out, &part, ctx)?;
     } else {
         let copied = {
-            let mut w = BufWriter::with_capacity(CHUNK, &mut out);
+            let mut w = chunk_writer(&mut out);
             copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)
                 .and_then(|()| w.flush().at(&part))
         };
@@ -86,7 +86,7 @@ pub(super) fn write_output(
             if let Some(t) = truth.as_mut() {
                 t.by_md5();
             }
-            let mut w = BufWriter::with_capacity(CHUNK, &mut out);
+            let mut w = chunk_writer(&mut out);
             copy_chain(chain, truth.as_ref(), check, &mut w, &part, ctx)?;
             w.flush().at(&part)?;
         } else {
@@ -133,6 +133,21 @@ pub(super) fn write_output(
         super::blobs::all_restored(&tree.finish(ctx)?)?;
     }
     Ok(())
+}
+
+/// The writer of a recovered Data.fs: buffered (small chunks, the files
+/// of a long chain, are gathered), while the hashing loop's full chunks
+/// are no smaller than the buffer and go straight to the file.
+///
+/// Why not `O_DIRECT`, as backups write: on this VM, `-R` of a 553 MB
+/// plain chain written by ZODB took 1.78–1.92 s with direct writes
+/// (synchronous, one 256 KiB write at a time) against 1.37–1.67 s
+/// through the page cache with early writeback and the fsync at the end
+/// (three alternating runs each, load about 2).
+fn chunk_writer(out: &mut AtomicFile) -> BufWriter<&mut AtomicFile> {
+    /// The hashing loop's chunk size (`io::hashing`'s `BUF`).
+    const CHUNK_BYTES: usize = 256 * 1024;
+    BufWriter::with_capacity(CHUNK_BYTES, out)
 }
 
 /// Copies the uncompressed chain into `out` without hashing: plain files

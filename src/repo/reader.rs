@@ -17,6 +17,10 @@ use crate::io::CHUNK;
 use crate::io::gzip::{DecodePool, GzipReader};
 use crate::io::hashing::{Digested, Digests, stream_with};
 
+/// Buffer of a plain file's reader: no larger than the hashing loop's
+/// chunks, so that their reads bypass it.
+const PLAIN_BUF: usize = 256 * 1024;
+
 /// One file of a chain, as [`DataFiles`] needs it: its path and whether
 /// its bytes are gzipped (the repository's naming rule decides that, see
 /// [`crate::names::is_gzip_name`]). It is opened by the last component of
@@ -61,7 +65,10 @@ impl DataFiles {
         Ok(if file.gzip {
             Box::new(GzipReader::from_reader(r, self.pool()?))
         } else {
-            Box::new(BufReader::with_capacity(CHUNK, r))
+            // Reads of a whole hashing chunk (or of `copy`'s CHUNK) are
+            // larger than this buffer and go straight into the caller's
+            // (aligned) buffer instead of being copied through it.
+            Box::new(BufReader::with_capacity(PLAIN_BUF, r))
         })
     }
 
@@ -99,22 +106,27 @@ impl DataFiles {
     ) -> Result<Digested> {
         let mut files = files.into_iter();
         let mut current: Option<(Box<dyn Read>, &str)> = None;
+        // Fills the whole buffer (short only at the end), so that the
+        // chunks written are aligned and of full size: a writer in
+        // O_DIRECT mode takes them as they are, without staging copies.
         let mut fill = |buf: &mut [u8]| -> Result<usize> {
-            loop {
+            let mut got = 0;
+            while got < buf.len() {
                 let Some((r, name)) = current.as_mut() else {
                     match files.next() {
                         Some(f) => current = Some((self.open(f)?, f.path)),
-                        None => return Ok(0),
+                        None => break,
                     }
                     continue;
                 };
-                match r.read(buf) {
+                match r.read(&mut buf[got..]) {
                     Ok(0) => current = None,
-                    Ok(n) => return Ok(n),
+                    Ok(n) => got += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(Error::io(name, e)),
                 }
             }
+            Ok(got)
         };
         let mut sink = |chunk: &[u8]| -> Result<()> {
             match out.as_mut() {
