@@ -698,6 +698,9 @@ class Bench:
         data_files = [n for n in new if n.endswith(ext)]
         stems = {n.rsplit('.', 1)[0] for n in new}
         expected_new = (['.dat', ext, '.index'] if full else [ext, '.index'])
+        if tool == 'ours':
+            # Our backups also write the data file's BLAKE3 sidecar.
+            expected_new.append('.blake3')
         if (len(data_files) != 1 or len(stems) != 1
                 or sorted('.' + n.rsplit('.', 1)[1] for n in new)
                 != sorted(expected_new)):

@@ -119,6 +119,10 @@ enum Msg {
 }
 
 /// One digest being computed: md5 records marks, BLAKE3 ignores them.
+///
+/// BLAKE3 runs on one thread: with `update_rayon` on both cores, `-V` of
+/// the 512 MB cms chain took 0.18–0.19 s against 0.16–0.20 s (AMD EPYC, 2
+/// vCPUs): reading the file is as slow as hashing it on one core.
 enum Running {
     Md5(Md5Hasher, Vec<String>),
     Blake3(Box<blake3::Hasher>),
