@@ -224,4 +224,26 @@ mod tests {
         claims[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(w.inflate(&claims), None);
     }
+
+    proptest::proptest! {
+        /// A file's bytes come from storage: any bytes, and any damage to
+        /// a good file, give contents or `None`, never a panic; contents
+        /// given for a damaged file are the file's.
+        #[test]
+        fn any_bytes_and_any_damage_give_an_answer_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+            at in 0usize..2000,
+            flip in 1u8..=255,
+        ) {
+            let mut w = Whole::new().unwrap();
+            let _ = w.inflate(&bytes);
+            let data = text(1500);
+            let mut bad = gzip(&data);
+            let at = at % bad.len();
+            bad[at] ^= flip;
+            if let Some(out) = w.inflate(&bad) {
+                proptest::prop_assert_eq!(out, data);
+            }
+        }
+    }
 }

@@ -383,6 +383,18 @@ impl Md5Hasher {
 mod tests {
     use super::*;
 
+    /// A `fill` for [`stream`] that hands out `data` in reads of at most
+    /// `max` bytes.
+    fn reads_of(data: &[u8], max: usize) -> impl FnMut(&mut [u8]) -> Result<usize> + '_ {
+        let mut at = 0;
+        move |buf: &mut [u8]| {
+            let n = buf.len().min(data.len() - at).min(max);
+            buf[..n].copy_from_slice(&data[at..at + n]);
+            at += n;
+            Ok(n)
+        }
+    }
+
     fn md5_of(b: &[u8]) -> String {
         let mut h = Md5Hasher::new();
         h.update(b);
@@ -393,16 +405,10 @@ mod tests {
     fn streams_of_every_size_around_one_buffer_give_the_right_md5_and_bytes() {
         for len in [0, 1, BUF - 1, BUF, BUF + 1, 2 * BUF, 3 * BUF + 7] {
             let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
-            let mut at = 0;
             let mut out = Vec::new();
             let h = stream(
-                &mut |buf| {
-                    // Short reads, as a chain of small files gives them.
-                    let n = buf.len().min(data.len() - at).min(1000);
-                    buf[..n].copy_from_slice(&data[at..at + n]);
-                    at += n;
-                    Ok(n)
-                },
+                // Short reads, as a chain of small files gives them.
+                &mut reads_of(&data, 1000),
                 &mut |c| {
                     out.extend_from_slice(c);
                     Ok(())
@@ -420,15 +426,9 @@ mod tests {
     fn streaming_gives_the_md5_of_everything_and_at_each_mark() {
         const CHUNK: usize = BUF;
         let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i * 7 % 251) as u8).collect();
-        let mut at = 0;
         let mut out = Vec::new();
         let h = stream(
-            &mut |buf| {
-                let n = buf.len().min(data.len() - at);
-                buf[..n].copy_from_slice(&data[at..at + n]);
-                at += n;
-                Ok(n)
-            },
+            &mut reads_of(&data, usize::MAX),
             &mut |c| {
                 out.extend_from_slice(c);
                 Ok(())
@@ -454,15 +454,9 @@ mod tests {
         for len in [0, 1, BUF - 1, BUF, BUF + 1, 9 * BUF + 3] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
             for digests in [Digests::Md5, Digests::Blake3, Digests::Both] {
-                let mut at = 0;
                 let mut out = Vec::new();
                 let d = stream_with(
-                    &mut |buf| {
-                        let n = buf.len().min(data.len() - at);
-                        buf[..n].copy_from_slice(&data[at..at + n]);
-                        at += n;
-                        Ok(n)
-                    },
+                    &mut reads_of(&data, usize::MAX),
                     &mut |c| {
                         out.extend_from_slice(c);
                         Ok(())

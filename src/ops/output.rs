@@ -12,7 +12,7 @@ use super::blobs::StagedTree;
 use super::meter::Meter;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::io::{AtomicFile, Digests, Md5Hasher};
+use crate::io::{AtomicFile, Md5Hasher};
 use crate::repo::Chain;
 use crate::repo::sidecar::{self, Checks};
 use crate::report::{Event, Phase};
@@ -281,10 +281,7 @@ pub(super) fn copy_chain(
                 out: &mut *out,
                 md5: whole.as_mut(),
             };
-            let digests = match blake3 {
-                Some(_) => Digests::Blake3,
-                None => Digests::Md5,
-            };
+            let digests = truth.checks.digests_for(&file.name);
             files.digest(file.data_file(), Some(&mut tee), out_name, digests)?
         };
         let size = sums.len;
@@ -313,13 +310,10 @@ pub(super) fn copy_chain(
             // The sidecar binds its BLAKE3 to the line's md5.
             (Some(want), Some(got), _) if want == got => want_sum.clone(),
             (Some(_), _, _) => {
-                // md5 decides, never the sidecar alone.
-                let again = files.digest(file.data_file(), None, "", Digests::Md5)?;
+                let want = (*want_size, want_sum.as_str());
+                let again = sidecar::recheck_by_md5(&files, file.data_file(), want, ctx.report)?;
                 let md5 = again.md5.unwrap_or_default();
                 if again.len == *want_size && md5 == *want_sum {
-                    ctx.report.event(&Event::SidecarWrong {
-                        file: file.path.clone(),
-                    });
                     return Err(Error::SidecarConflict {
                         path: file.path.clone(),
                     });

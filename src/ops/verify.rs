@@ -108,15 +108,11 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             d.start_file(&file.path);
         }
         let blake3 = checks.blake3_of(&file.name);
-        let digests = match blake3 {
-            Some(_) => Digests::Blake3,
-            None => Digests::Md5,
-        };
         let (size, sums) = measure(
             &chain,
             &files,
             &file,
-            (!opts.quick).then_some(digests),
+            (!opts.quick).then_some(checks.digests_for(&file.name)),
             deep.as_mut(),
             &meter,
         )?;
@@ -137,16 +133,10 @@ pub fn verify(opts: &VerifyOptions, ctx: Ctx) -> Result<()> {
             }
         });
         if blake3.is_some() && sum.as_deref() != Some(entry.md5.as_str()) {
-            // md5 decides, never the sidecar alone.
-            let again = files
-                .digest(file.data_file(), None, "", Digests::Md5)
-                .map_err(damaged(&file))?;
-            if again.md5.as_deref() == Some(entry.md5.as_str()) {
-                ctx.report.event(&Event::SidecarWrong {
-                    file: file.path.clone(),
-                });
-            }
-            sum = again.md5;
+            let want = (entry.len(), entry.md5.as_str());
+            sum = sidecar::recheck_by_md5(&files, file.data_file(), want, ctx.report)
+                .map_err(damaged(&file))?
+                .md5;
         }
         if let Some(sum) = sum
             && sum != entry.md5

@@ -49,7 +49,9 @@ use std::io::Read;
 
 use super::Repository;
 use super::dat::DatEntry;
+use super::reader::{DataFile, DataFiles};
 use crate::error::Result;
+use crate::io::{Digested, Digests};
 use crate::names;
 use crate::report::{Event, Report};
 
@@ -232,6 +234,34 @@ impl Checks {
             Checks::Blake3(m) => m.get(name).map(String::as_str),
         }
     }
+
+    /// The digest to compute while reading the file `name`.
+    pub fn digests_for(&self, name: &str) -> Digests {
+        match self.blake3_of(name) {
+            Some(_) => Digests::Blake3,
+            None => Digests::Md5,
+        }
+    }
+}
+
+/// md5 decides, never a sidecar alone: after `file`'s bytes did not match
+/// the BLAKE3 of its sidecar, reads it again by md5; if it holds `want`
+/// (its `.dat` line's size and md5) after all, the sidecar is wrong
+/// ([`Event::SidecarWrong`]). Returns that pass's size and md5, for the
+/// caller's own verdict.
+pub fn recheck_by_md5(
+    files: &DataFiles,
+    file: DataFile,
+    (size, md5): (u64, &str),
+    report: &dyn Report,
+) -> Result<Digested> {
+    let again = files.digest(file, None, "", Digests::Md5)?;
+    if again.len == size && again.md5.as_deref() == Some(md5) {
+        report.event(&Event::SidecarWrong {
+            file: file.path.to_string(),
+        });
+    }
+    Ok(again)
 }
 
 /// How to check the files `entries` describe: with BLAKE3 if every one

@@ -492,9 +492,10 @@ fn apply(
         let mut blake3 = checks.blake3_of(line.base_name());
         let (n, md5) = loop {
             let mut w = BufWriter::with_capacity(CHUNK, Positioned::new(&file, line.start));
-            let digests = match blake3 {
-                Some(_) => Digests::Blake3,
-                None => Digests::Md5,
+            let digests = if blake3.is_some() {
+                Digests::Blake3
+            } else {
+                Digests::Md5
             };
             let copied = files
                 .digest(
@@ -524,13 +525,11 @@ fn apply(
             }
             // md5 decides, never the sidecar alone: if the file matches
             // its md5, it is copied again, checked by md5.
-            let again = files.digest(f.data_file(), None, output, Digests::Md5)?;
+            let want = (line.len(), line.md5.as_str());
+            let again = sidecar::recheck_by_md5(&files, f.data_file(), want, ctx.report)?;
             if again.len != line.len() || again.md5.as_deref() != Some(line.md5.as_str()) {
                 break (again.len, again.md5.unwrap_or_default());
             }
-            ctx.report.event(&Event::SidecarWrong {
-                file: f.path.clone(),
-            });
             blake3 = None;
         };
         if n != line.len() || md5 != line.md5 {
