@@ -18,6 +18,7 @@
 
 mod blobs;
 pub mod check;
+pub mod packdiff;
 mod record;
 mod scan;
 

@@ -15,6 +15,7 @@
 //! * [`hashing`], [`md5`] — the copy loop and the md5 it runs.
 
 pub mod atomic;
+pub mod delta;
 pub mod direct;
 pub mod gzip;
 mod gzip_whole;

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod dat;
+pub mod packdelta;
 pub mod reader;
 pub mod select;
 pub mod sidecar;

@@ -14,8 +14,11 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::error::{Error, IoContext, Result};
 use crate::io::CHUNK;
+use crate::io::delta::Apply;
 use crate::io::gzip::{DecodePool, GzipReader};
 use crate::io::hashing::{Digested, Digests, stream_with};
+
+use super::packdelta;
 
 /// Buffer of a plain file's reader: no larger than the hashing loop's
 /// chunks, so that their reads bypass it.
@@ -46,6 +49,8 @@ pub struct DataFiles {
     /// [`CHUNK`] per file was 92% of the instructions of `-V -Q` over a
     /// 2,000-file gzip chain.
     buf: std::cell::RefCell<Vec<u8>>,
+    /// How many pack deltas this opener reads the base of (0 at the top).
+    depth: usize,
 }
 
 impl DataFiles {
@@ -55,21 +60,79 @@ impl DataFiles {
             pool: std::cell::OnceCell::new(),
             backend,
             buf: std::cell::RefCell::default(),
+            depth: 0,
         }
     }
 
     /// Opens `file` for reading its uncompressed bytes: gunzipped (all
     /// members, as Python's gzip reads them) if it is gzip, raw otherwise.
+    ///
+    /// A `.fsz` full that starts with [`packdelta::MAGIC`] is a pack delta:
+    /// its bytes are those it rebuilds from its base files.
     pub fn open(&self, file: DataFile) -> Result<Box<dyn Read>> {
-        let r = self.backend.open(crate::names::base_name(file.path))?;
+        let mut r = self.backend.open(crate::names::base_name(file.path))?;
         Ok(if file.gzip {
-            Box::new(GzipReader::from_reader(r, self.pool()?))
+            // Put back the bytes looked at: gzip reads them again.
+            let mut head = [0u8; packdelta::MAGIC.len()];
+            let got = read_up_to(&mut r, &mut head).map_err(|e| Error::io(file.path, e))?;
+            let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..got].to_vec()).chain(r));
+            if packdelta::is_pack_delta(&head[..got]) {
+                self.open_pack_delta(r, file.path)?
+            } else {
+                Box::new(GzipReader::from_reader(r, self.pool()?))
+            }
         } else {
             // Reads of a whole hashing chunk (or of `copy`'s CHUNK) are
             // larger than this buffer and go straight into the caller's
             // (aligned) buffer instead of being copied through it.
             Box::new(BufReader::with_capacity(PLAIN_BUF, r))
         })
+    }
+
+    /// The bytes a pack delta rebuilds: `r` reads the delta from its first
+    /// byte, `path` names it. Its base files are read through an opener
+    /// one level deeper, which shares this one's pool.
+    fn open_pack_delta(&self, r: Box<dyn Read + Send>, path: &str) -> Result<Box<dyn Read>> {
+        if self.depth >= packdelta::DEPTH_MAX {
+            return Err(Error::Layout(format!(
+                "{path}: pack deltas are based on each other more than {} deep (or in a \
+                 circle); restore from a full backup, or make one (-B -F)",
+                packdelta::DEPTH_MAX
+            )));
+        }
+        let mut r = BufReader::with_capacity(64 * 1024, r);
+        let mut magic = [0u8; packdelta::MAGIC.len()];
+        r.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
+        let header = packdelta::Header::read_after_magic(&mut r, path)?;
+        let dir = &path[..path.len() - crate::names::base_name(path).len()];
+        let base = Concat {
+            files: DataFiles {
+                pool: self.pool.clone(),
+                backend: Arc::clone(&self.backend),
+                buf: std::cell::RefCell::default(),
+                depth: self.depth + 1,
+            },
+            paths: header
+                .base
+                .iter()
+                .rev()
+                .map(|e| format!("{dir}{}", e.file))
+                .collect(),
+            current: None,
+        };
+        let ops = BufReader::with_capacity(64 * 1024, flate2::bufread::DeflateDecoder::new(r));
+        Ok(Box::new(Apply::new(base, ops, header.size)))
+    }
+
+    /// The uncompressed bytes of the files at `paths` (repository paths,
+    /// opened by their last component), one after the other, opened one
+    /// at a time: a chain's state as a stream.
+    pub fn into_concat(self, paths: Vec<String>) -> impl Read {
+        Concat {
+            files: self,
+            paths: paths.into_iter().rev().collect(),
+            current: None,
+        }
     }
 
     /// The shared decompression pool, started on first use.
@@ -189,6 +252,53 @@ impl DataFiles {
             };
             out.write_all(&buf[..n]).at(to)?;
             total += n as u64;
+        }
+    }
+}
+
+/// Reads into `buf` until it is full or the stream ends; returns how
+/// many bytes it holds.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Files read one after the other ([`DataFiles::into_concat`]).
+struct Concat {
+    files: DataFiles,
+    /// Paths still to open, last first.
+    paths: Vec<String>,
+    current: Option<Box<dyn Read>>,
+}
+
+impl Read for Concat {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(r) = self.current.as_mut() else {
+                let Some(path) = self.paths.pop() else {
+                    return Ok(0);
+                };
+                let file = DataFile {
+                    path: &path,
+                    gzip: crate::names::is_gzip_name(&path),
+                };
+                // The error already names the file.
+                let r = self.files.open(file).map_err(io::Error::other)?;
+                self.current = Some(r);
+                continue;
+            };
+            match r.read(buf)? {
+                0 if !buf.is_empty() => self.current = None,
+                n => return Ok(n),
+            }
         }
     }
 }

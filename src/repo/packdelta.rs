@@ -1,0 +1,289 @@
+//! Pack deltas: the first file of a chain written by `-B --pack-delta`.
+//!
+//! After a pack, the Data.fs is mostly the bytes of the state before it
+//! (see `fs::packdiff`). A pack delta stores the packed Data.fs as a delta
+//! ([`crate::io::delta`]) against the state of another chain, its *base*,
+//! and is otherwise the first file of an ordinary chain: a `<stamp>.dat`
+//! line `<file> 0 <end> <md5 of the packed bytes>`, a `<stamp>.index`, a
+//! sidecar, later incrementals.
+//!
+//! It is named `<stamp>.fsz` but is not gzip, so that ZODB's repozo, which
+//! cannot read it, fails loudly on it instead of restoring wrong bytes:
+//! its `-R` and `-B` stop with "Not a gzipped file", its `-V` reports the
+//! file missing. (Under any name it lists, a plain `.fs` would be copied
+//! as it is; under a name it does not list, its `-R` would silently
+//! restore the chain before.) Our readers tell it from gzip by its first
+//! bytes ([`MAGIC`]).
+//!
+//! Layout: [`MAGIC`], then text lines
+//!
+//! ```text
+//! size <bytes it rebuilds>
+//! base <n>
+//! <the n .dat lines of the base state: name start end md5>
+//! ops deflate
+//! <empty line>
+//! ```
+//!
+//! then the operations as one raw deflate stream. The base state is the
+//! concatenation of the listed files (which may themselves start with a
+//! pack delta); they must stay in the repository as long as the delta
+//! does ([`dependencies`]).
+
+use std::io::{BufRead, Read};
+
+use super::dat::DatEntry;
+use super::{Listing, Repository};
+use crate::error::{Error, Result};
+use crate::names;
+
+/// First bytes of a pack delta. Not gzip's `1f 8b`.
+pub const MAGIC: &[u8] = b"repozo-rs pack-delta 1\n";
+
+/// Longest header accepted, in bytes: a base of 100,000 files fits.
+const HEADER_MAX: usize = 16 * 1024 * 1024;
+
+/// Pack deltas nest at most this deep (a delta against a chain starting
+/// with a delta against …).
+pub const DEPTH_MAX: usize = 32;
+
+/// What a pack delta says before its operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Bytes it rebuilds (its `.dat` line's end).
+    pub size: u64,
+    /// The base state: files, oldest first, as their `.dat` lines (names
+    /// only, no directory).
+    pub base: Vec<DatEntry>,
+}
+
+impl Header {
+    /// The header's bytes, [`MAGIC`] included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend(format!("size {}\nbase {}\n", self.size, self.base.len()).bytes());
+        for e in &self.base {
+            out.extend(format!("{} {} {} {}\n", e.base_name(), e.start, e.end, e.md5).bytes());
+        }
+        out.extend(b"ops deflate\n\n");
+        out
+    }
+
+    /// Length of the base state.
+    pub fn base_len(&self) -> u64 {
+        self.base.last().map_or(0, |e| e.end)
+    }
+
+    /// Reads the header after [`MAGIC`] from `r` (which then stands at the
+    /// operations). `path` names the file in errors.
+    pub fn read_after_magic(r: &mut dyn BufRead, path: &str) -> Result<Header> {
+        let mut taken = MAGIC.len();
+        let mut line = String::new();
+        let mut next = |what: &str, taken: &mut usize| -> Result<String> {
+            line.clear();
+            let n = r
+                .take((HEADER_MAX - *taken) as u64)
+                .read_line(&mut line)
+                .map_err(|e| Error::io(path, e))?;
+            let at = *taken;
+            *taken += n;
+            if !line.ends_with('\n') {
+                return Err(damaged(
+                    path,
+                    at,
+                    &format!("its header ends before the {what} line"),
+                ));
+            }
+            Ok(line.trim_end_matches('\n').to_string())
+        };
+        let number = |l: &str, key: &str, at: usize| -> Result<u64> {
+            l.strip_prefix(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| {
+                    damaged(
+                        path,
+                        at,
+                        &format!("its header has {l:?}, not {key}<number>"),
+                    )
+                })
+        };
+        let at = taken;
+        let size = number(&next("size", &mut taken)?, "size ", at)?;
+        let at = taken;
+        let n = number(&next("base", &mut taken)?, "base ", at)?;
+        let mut base = Vec::new();
+        for i in 0..n {
+            let at = taken;
+            let l = next("base file", &mut taken)?;
+            let e = DatEntry::parse(&l, path, i as usize + 3).map_err(|_| {
+                damaged(path, at, &format!("its header lists {l:?} as a base file"))
+            })?;
+            if e.base_name() != e.file || !names::is_data_file(&e.file) {
+                return Err(damaged(
+                    path,
+                    at,
+                    &format!("its base file {:?} is not a backup file name", e.file),
+                ));
+            }
+            base.push(e);
+        }
+        let at = taken;
+        if next("ops", &mut taken)? != "ops deflate" || !next("end", &mut taken)?.is_empty() {
+            return Err(damaged(
+                path,
+                at,
+                "its header does not end with \"ops deflate\" and an empty line",
+            ));
+        }
+        Ok(Header { size, base })
+    }
+}
+
+fn damaged(path: &str, at: usize, what: &str) -> Error {
+    Error::Layout(format!(
+        "{path} is a damaged pack delta: {what} (at byte {at}); \
+         restore an earlier date, or make a full backup (-B -F) to start a new chain"
+    ))
+}
+
+/// Whether a file starting with `head` is a pack delta.
+pub fn is_pack_delta(head: &[u8]) -> bool {
+    head.starts_with(MAGIC)
+}
+
+/// The header of repository file `name` if it is a pack delta; `None` for
+/// any other file (only `.fsz` fulls can be one).
+pub fn header_of(repo: &Repository, name: &str) -> Result<Option<Header>> {
+    if !(names::is_full(name) && names::is_gzip_name(name)) {
+        return Ok(None);
+    }
+    let path = repo.path(name);
+    let Some(r) = repo.open_optional(name)? else {
+        return Ok(None);
+    };
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, r);
+    let mut head = vec![0u8; MAGIC.len()];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    if !is_pack_delta(&head[..got]) {
+        return Ok(None);
+    }
+    Header::read_after_magic(&mut r, &path).map(Some)
+}
+
+/// Every pack delta in `listing` with the base files it needs: (delta
+/// name, base file names). Reads the first bytes of each `.fsz` full.
+pub fn dependencies(repo: &Repository, listing: &Listing) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for chain in listing.chains() {
+        let first = &chain[0];
+        if let Some(h) = header_of(repo, first)? {
+            out.push((
+                first.clone(),
+                h.base.iter().map(|e| e.file.clone()).collect(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The files `keep` needs besides itself: the base files of every pack
+/// delta kept, and theirs, with the delta that needs each (the first one
+/// found). `deps` is [`dependencies`]'s answer.
+pub fn needed_by(
+    deps: &[(String, Vec<String>)],
+    keep: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut needed = std::collections::BTreeMap::new();
+    let mut todo: Vec<&str> = keep.iter().map(String::as_str).collect();
+    while let Some(file) = todo.pop() {
+        for (delta, base) in deps {
+            if delta != file {
+                continue;
+            }
+            for b in base {
+                if !keep.contains(b) && !needed.contains_key(b) {
+                    needed.insert(b.clone(), delta.clone());
+                    todo.push(b);
+                }
+            }
+        }
+    }
+    needed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(file: &str, start: u64, end: u64) -> DatEntry {
+        DatEntry {
+            file: file.into(),
+            start,
+            end,
+            md5: "0123456789abcdef0123456789abcdef".into(),
+        }
+    }
+
+    #[test]
+    fn a_header_reads_back_and_leaves_the_reader_at_the_operations() {
+        let h = Header {
+            size: 1234,
+            base: vec![
+                entry("2026-01-01-00-00-00.fs", 0, 100),
+                entry("2026-01-02-00-00-00.deltafsz", 100, 150),
+            ],
+        };
+        let mut bytes = h.encode();
+        bytes.extend(b"OPS");
+        assert!(is_pack_delta(&bytes));
+        let mut r = &bytes[MAGIC.len()..];
+        assert_eq!(Header::read_after_magic(&mut r, "x").unwrap(), h);
+        assert_eq!(r, b"OPS");
+        assert_eq!(h.base_len(), 150);
+    }
+
+    #[test]
+    fn a_cut_or_garbled_header_is_an_error_naming_the_file_and_offset() {
+        let h = Header {
+            size: 1,
+            base: vec![entry("2026-01-01-00-00-00.fs", 0, 100)],
+        };
+        let bytes = h.encode();
+        for cut in MAGIC.len()..bytes.len() {
+            let mut r = &bytes[MAGIC.len()..cut];
+            let err = Header::read_after_magic(&mut r, "d.fsz")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("d.fsz") && err.contains("at byte"), "{err}");
+        }
+        let bad = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("2026-01-01-00-00-00.fs", "../../etc/passwd");
+        let mut r = &bad.as_bytes()[MAGIC.len()..];
+        assert!(Header::read_after_magic(&mut r, "d.fsz").is_err());
+    }
+
+    #[test]
+    fn needed_by_follows_deltas_of_deltas() {
+        let deps = vec![
+            (
+                "c.fsz".to_string(),
+                vec!["b1.fsz".to_string(), "b2.deltafs".to_string()],
+            ),
+            ("b1.fsz".to_string(), vec!["a.fs".to_string()]),
+        ];
+        let keep = ["c.fsz".to_string()].into_iter().collect();
+        let n = needed_by(&deps, &keep);
+        assert_eq!(n.get("b1.fsz").unwrap(), "c.fsz");
+        assert_eq!(n.get("b2.deltafs").unwrap(), "c.fsz");
+        assert_eq!(n.get("a.fs").unwrap(), "b1.fsz");
+    }
+}
