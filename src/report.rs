@@ -196,6 +196,25 @@ pub enum Event {
         /// Destination path.
         dest: String,
     },
+    /// A pack delta (`--pack-delta`) is being written: the packed Data.fs
+    /// against the last backed-up state.
+    WritingPackDelta {
+        /// Bytes of the Data.fs it stands for.
+        bytes: u64,
+        /// Destination path.
+        dest: String,
+        /// The first file of the chain it is based on.
+        base: String,
+    },
+    /// A pack delta was written.
+    PackDeltaWritten {
+        /// Bytes it takes from the previous backup.
+        copied: u64,
+        /// Bytes it holds itself (before compression).
+        literal: u64,
+        /// Bytes it takes in the repository.
+        stored: u64,
+    },
     /// An incremental backup is being written.
     WritingIncremental {
         /// Bytes copied.
@@ -550,6 +569,21 @@ impl fmt::Display for Event {
             WritingFull { bytes, dest } => {
                 write!(f, "writing full backup: {bytes} bytes to {dest}")
             }
+            WritingPackDelta { bytes, dest, base } => {
+                write!(
+                    f,
+                    "writing pack delta: {bytes} bytes to {dest}, based on the chain of {base}"
+                )
+            }
+            PackDeltaWritten {
+                copied,
+                literal,
+                stored,
+            } => write!(
+                f,
+                "pack delta: {copied} bytes taken from the previous backup, {literal} new, \
+                 {stored} bytes stored"
+            ),
             WritingIncremental { bytes, dest } => {
                 write!(f, "writing incremental: {bytes} bytes to {dest}")
             }

@@ -80,6 +80,12 @@ const OPTIONS: &[(Option<char>, &str, Value, &str)] = &[
     ),
     (
         None,
+        "pack-delta",
+        Value::None,
+        "with -B: after a pack, store the Data.fs as a delta",
+    ),
+    (
+        None,
         "blob-dir",
         Value::Text,
         "with -B/-R: back up or restore the blob directory too",

@@ -55,6 +55,7 @@ pub const EXACT_OPTS: &[&str] = &[
     "no-progress",
     "deep",
     "md5",
+    "pack-delta",
     "list",
     "keep=",
     "keep-daily=",
@@ -240,6 +241,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
         (false, false, false, false, false);
     let (mut incremental, mut no_fallback, mut no_verify, mut deep) = (false, false, false, false);
     let (mut json, mut no_progress, mut dry_run, mut md5) = (false, false, false, false);
+    let mut pack_delta = false;
     let mut blob_dir: Option<String> = None;
     let (mut metrics_file, mut max_age): (Option<String>, Option<String>) = (None, None);
     let mut keep: [(&str, Option<String>); 4] = [
@@ -334,6 +336,10 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
             }
             "--md5" => {
                 md5 = true;
+                None
+            }
+            "--pack-delta" => {
+                pack_delta = true;
                 None
             }
             "--dry-run" => {
@@ -439,6 +445,9 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
     if md5 && !matches!(mode, Mode::Recover | Mode::Verify) {
         return Parsed::Usage("--md5 only applies to -R/--recover and -V/--verify".into());
     }
+    if pack_delta && !matches!(mode, Mode::Backup) {
+        return Parsed::Usage("--pack-delta only applies to -B/--backup".into());
+    }
     if md5 && no_verify {
         return Parsed::Usage("--md5 contradicts --no-verify, which checks nothing".into());
     }
@@ -523,6 +532,7 @@ pub fn parse(args: &[String], notice: &mut dyn FnMut(&str)) -> Parsed {
                     kill_old,
                     lock_wait: None,
                     blob_dir,
+                    pack_delta,
                 },
                 retaining.then_some(retention),
             )

@@ -118,6 +118,14 @@ Options for -B/--backup:
         directory.  With --blob-dir, also the manifests of the removed
         files and the stored blob contents no other manifest names.
 
+    --pack-delta
+        When the Data.fs was packed since the last backup, store it as a
+        pack delta against the last backed-up state instead of in full:
+        <stamp>.fsz starts a new chain but holds only what the pack
+        rewrote, and refers to the previous chain for the rest, which -k
+        and retention then keep.  ZODB's repozo cannot read such a chain
+        (it fails on it); -B -F starts a chain it can read again.
+
     --blob-dir=dir
         Also back up the blob directory of the Data.fs: exactly the blob
         files that the backed-up transactions name (taken from dir, or

@@ -16,7 +16,7 @@ use crate::index;
 use crate::io::{CHUNK, Digests, ParallelGzip};
 use crate::lock;
 use crate::names;
-use crate::repo::{self, Chain, DatEntry, Listing, RepoGuard, Repository, sidecar};
+use crate::repo::{self, Chain, DatEntry, Listing, RepoGuard, Repository, packdelta, sidecar};
 use crate::report::{Event, FullReason, Phase};
 
 /// Options of a backup (`-B`).
@@ -41,6 +41,10 @@ pub struct BackupOptions {
     /// Also back up the blobs of this blob directory (`--blob-dir`; see
     /// [`super::blobs`]). Default: `None`, the Data.fs only.
     pub blob_dir: Option<String>,
+    /// After a pack, write a pack delta against the last backed-up state
+    /// instead of a plain full backup (`--pack-delta`;
+    /// [`crate::repo::packdelta`]). Default: off.
+    pub pack_delta: bool,
 }
 
 /// What a backup did.
@@ -241,6 +245,11 @@ fn backup_data(
             let ranges = repair(&mut chain)?;
             Ok((BackupOutcome::NothingToDo, Some(src), ranges))
         }
+        Decision::Full(reason @ (FullReason::Shrunk | FullReason::Changed)) if opts.pack_delta => {
+            ctx.report.event(&Event::DoingFull(reason));
+            let outcome = pack_delta_backup(repo, held, listing, &mut chain, &src, ctx)?;
+            Ok((outcome, Some(src), Vec::new()))
+        }
         Decision::Full(reason) => full(reason, src, listing),
         Decision::Incremental(start) => {
             ctx.report.event(&Event::DoingIncremental { start });
@@ -417,6 +426,129 @@ fn full_backup(
         md5: entry.md5,
         stored,
     })
+}
+
+/// `--pack-delta` after a pack: a new chain whose first file is a pack
+/// delta of `[0, end)` against the state `chain` ends at (see
+/// [`crate::repo::packdelta`]). Written like a full backup otherwise: data,
+/// sidecar, `.dat`, `.index`, in that order.
+///
+/// The Data.fs is read twice at once, from the page cache: by the walk
+/// that encodes the delta, and by the md5 and BLAKE3 threads.
+fn pack_delta_backup(
+    repo: &Repository,
+    held: &RepoGuard,
+    listing: &mut Listing,
+    chain: &mut Chain,
+    src: &Source,
+    ctx: Ctx,
+) -> Result<BackupOutcome> {
+    let base: Vec<DatEntry> = chain
+        .entries()?
+        .map(|v| v.to_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| DatEntry {
+            file: repo::base_name(&e.file).to_string(),
+            ..e
+        })
+        .collect();
+    let (stamp, dest) = new_dest(repo, listing, true, true, ctx)?;
+    let committed = fs::committed(Path::new(&src.path), &src.file, src.size, ctx.report)?;
+    let end = committed.pos;
+    ctx.report.event(&Event::WritingIndex);
+    ctx.report.event(&Event::WritingPackDelta {
+        bytes: end,
+        dest: dest.clone(),
+        base: chain.files()[0].path.clone(),
+    });
+    let header = packdelta::Header { size: end, base };
+    let base_len = header.base_len();
+    let meter = Meter::new(ctx.report, Phase::Copy, Some(end));
+    let mut out = repo.create_data(repo::base_name(&dest))?;
+    out.write_all(&header.encode()).at(&dest)?;
+    let chain = &*chain;
+    let (sums, stats) = std::thread::scope(|scope| {
+        let hashing = std::thread::Builder::new()
+            .spawn_scoped(scope, || src.digest_range(0, end, Digests::Both, None))
+            .map_err(Error::Thread)?;
+        let mut old = chain.reader().into_concat(chain.paths());
+        let mut new = SourceReader {
+            src,
+            pos: 0,
+            end,
+            meter: &meter,
+        };
+        let encoder = flate2::write::DeflateEncoder::new(
+            std::io::BufWriter::with_capacity(CHUNK, &mut out),
+            flate2::Compression::fast(),
+        );
+        let encoded = fs::packdiff::diff(&mut old, base_len, &mut new, end, encoder)
+            .and_then(|(enc, stats)| {
+                enc.finish()?.flush()?;
+                Ok(stats)
+            })
+            .at(&dest);
+        let sums = hashing.join().expect("hashing does not panic");
+        Ok::<_, Error>((sums?, encoded?))
+    })?;
+    if sums.len != end {
+        return Err(Error::Source(format!(
+            "{}: the file ended at byte {} while being backed up (it should reach {end}); \
+             nothing was recorded. Run the backup again",
+            src.path, sums.len
+        )));
+    }
+    failpoint::hit("backup:data-copied");
+    src.check_not_replaced()?;
+    let stored = out.commit()?;
+    failpoint::hit("backup:data-renamed");
+    ctx.report.event(&Event::PackDeltaWritten {
+        copied: stats.copied,
+        literal: stats.literal,
+        stored,
+    });
+    let entry = DatEntry {
+        file: dest.clone(),
+        start: 0,
+        end,
+        md5: sums.md5.unwrap_or_default(),
+    };
+    held.check()?;
+    sidecar::write(repo, &entry, sums.blake3.unwrap_or_default())?;
+    failpoint::hit("backup:sidecar-written");
+    repo.write_whole(&names::dat_name(&stamp), entry.to_line().as_bytes())?;
+    failpoint::hit("backup:dat-written");
+    write_index(repo, &stamp, end, &committed.index)?;
+    failpoint::hit("backup:index-written");
+    Ok(BackupOutcome::Full {
+        dest,
+        end,
+        md5: entry.md5,
+        stored,
+    })
+}
+
+/// `[pos, end)` of the Data.fs as a stream, counted on `meter`.
+struct SourceReader<'a> {
+    src: &'a Source,
+    pos: u64,
+    end: u64,
+    meter: &'a Meter<'a>,
+}
+
+impl std::io::Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.src.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        self.meter.add(n as u64);
+        Ok(n)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
