@@ -355,7 +355,10 @@ mod tests {
     use super::*;
     use crate::io::delta::Apply;
 
-    fn txn(tid: u64, records: &[(u64, &[u8], u64)], pos: u64) -> Vec<u8> {
+    /// A data record: oid, pickle, prev.
+    type Rec<'a> = (u64, &'a [u8], u64);
+
+    fn txn(tid: u64, records: &[Rec], pos: u64) -> Vec<u8> {
         let mut body = Vec::new();
         for (oid, data, prev) in records {
             body.extend(oid.to_be_bytes());
@@ -380,7 +383,7 @@ mod tests {
         t
     }
 
-    fn file(txns: &[(u64, Vec<(u64, &[u8], u64)>)]) -> Vec<u8> {
+    fn file(txns: &[(u64, Vec<Rec>)]) -> Vec<u8> {
         let mut f = b"FS30".to_vec();
         for (tid, recs) in txns {
             let pos = f.len() as u64;
