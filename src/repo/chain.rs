@@ -7,7 +7,7 @@
 //! last `.index` are) and the `.dat` entries, read at most once.
 
 use super::dat::DatEntry;
-use super::reader::{DataFile, DataFiles};
+use super::reader::{BaseHead, DataFile, DataFiles};
 use super::sidecar::{self, Lookup};
 use super::{RepoGuard, Repository, base_name, is_full, is_gzip_name, with_ext};
 use crate::error::{Error, Result};
@@ -62,6 +62,9 @@ pub struct Chain {
     dat_path: String,
     /// The `.dat` entries once read: `Some(None)` if there is no `.dat`.
     entries: Option<Option<Vec<DatEntry>>>,
+    /// Where the first files of a pack delta's base are read from instead
+    /// of the repository ([`Chain::read_base_head_from`]).
+    base_head: Option<BaseHead>,
 }
 
 impl Chain {
@@ -80,6 +83,7 @@ impl Chain {
                 .collect(),
             dat_path: repo.path(&with_ext(first, ".dat")),
             entries: None,
+            base_head: None,
         })
     }
 
@@ -90,7 +94,19 @@ impl Chain {
 
     /// An opener of the chain's files (local or in an object store).
     pub fn reader(&self) -> DataFiles {
-        DataFiles::new(std::sync::Arc::clone(self.repo.backend()))
+        let files = DataFiles::new(std::sync::Arc::clone(self.repo.backend()));
+        match &self.base_head {
+            Some(head) => files.with_base_head(head.clone()),
+            None => files,
+        }
+    }
+
+    /// From now on, every reader of this chain reads the pack delta
+    /// `head.delta` with the first files of its base from `head` (a
+    /// standby that holds them) instead of the repository: the same bytes,
+    /// checked the same way ([`BaseHead`]).
+    pub fn read_base_head_from(&mut self, head: BaseHead) {
+        self.base_head = Some(head);
     }
 
     /// The path of `name` in the chain's repository (as `-r` was given).

@@ -28,7 +28,7 @@ pub use crate::names::{
 };
 pub use chain::{Chain, ChainFile};
 pub use dat::DatEntry;
-pub use reader::{DataFile, DataFiles};
+pub use reader::{BaseHead, DataFile, DataFiles};
 pub use select::{chain_for_date, select_chain};
 
 /// A repository, named as the user gave it, over its storage [`Backend`]

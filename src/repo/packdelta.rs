@@ -30,11 +30,14 @@
 //! pack delta); they must stay in the repository as long as the delta
 //! does ([`dependencies`]).
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, BufReader, Read};
+
+use flate2::bufread::DeflateDecoder;
 
 use super::dat::DatEntry;
 use super::{Listing, Repository};
 use crate::error::{Error, Result};
+use crate::io::delta::Apply;
 use crate::names;
 
 /// First bytes of a pack delta. Not gzip's `1f 8b`.
@@ -144,6 +147,48 @@ fn damaged(path: &str, at: usize, what: &str) -> Error {
         "{path} is a damaged pack delta: {what} (at byte {at}); \
          restore an earlier date, or make a full backup (-B -F) to start a new chain"
     ))
+}
+
+/// A pack delta being read: its header, and the rest of the file (the
+/// operations) not yet read.
+pub struct Opened<R: Read> {
+    /// What the delta says before its operations.
+    pub header: Header,
+    /// The file, standing at the operations.
+    body: BufReader<R>,
+}
+
+/// The operations stream of an [`Opened`] delta over `R`.
+pub type Ops<R> = BufReader<DeflateDecoder<BufReader<R>>>;
+
+/// Reads the [`MAGIC`] and the header of the pack delta `r` (read from its
+/// first byte); `path` names it in errors.
+pub fn open<R: Read>(r: R, path: &str) -> Result<Opened<R>> {
+    let mut body = BufReader::with_capacity(64 * 1024, r);
+    let mut magic = [0u8; MAGIC.len()];
+    body.read_exact(&mut magic)
+        .map_err(|e| Error::io(path, e))?;
+    if !is_pack_delta(&magic) {
+        return Err(damaged(
+            path,
+            0,
+            "it does not start with the pack-delta mark",
+        ));
+    }
+    let header = Header::read_after_magic(&mut body, path)?;
+    Ok(Opened { header, body })
+}
+
+impl<R: Read> Opened<R> {
+    /// The bytes the delta rebuilds, given `base`: a stream of its base
+    /// state from its first byte (the concatenation of the header's base
+    /// files, wherever they are read from). Exactly `header.size` bytes, or
+    /// an error ([`Apply`]); whether they are the right ones is for the
+    /// caller to check (the delta's `.dat` md5 or sidecar).
+    pub fn rebuild<B: Read>(self, base: B) -> Apply<B, Ops<R>> {
+        let ops = BufReader::with_capacity(64 * 1024, DeflateDecoder::new(self.body));
+        Apply::new(base, ops, self.header.size)
+    }
 }
 
 /// Whether a file starting with `head` is a pack delta.

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::error::{Error, IoContext, Result};
 use crate::io::CHUNK;
-use crate::io::delta::Apply;
 use crate::io::gzip::{DecodePool, GzipReader};
 use crate::io::hashing::{Digested, Digests, stream_with};
 
+use super::dat::DatEntry;
 use super::packdelta;
 
 /// Buffer of a plain file's reader: no larger than the hashing loop's
@@ -51,6 +51,41 @@ pub struct DataFiles {
     buf: std::cell::RefCell<Vec<u8>>,
     /// How many pack deltas this opener reads the base of (0 at the top).
     depth: usize,
+    /// A pack delta whose base state starts with bytes read from a local
+    /// file rather than the repository ([`DataFiles::with_base_head`]).
+    base_head: Option<BaseHead>,
+}
+
+/// The first files of a pack delta's base state, read from a local file
+/// that holds their bytes from its byte 0, instead of from the
+/// repository: `-R --incremental` rebuilds a standby that holds the state
+/// a pack delta is based on from its own bytes.
+///
+/// Invariant (the caller's): `file` was proved to hold `lines` (by their
+/// md5 or sidecar BLAKE3). The bytes rebuilt are checked as always, by
+/// the delta's own `.dat` line.
+#[derive(Debug, Clone)]
+pub struct BaseHead {
+    /// The pack delta's file name (`<stamp>.fsz`).
+    pub delta: String,
+    /// The first lines of its base, as its header lists them.
+    pub lines: Vec<DatEntry>,
+    /// The local file holding their bytes.
+    pub file: Arc<std::fs::File>,
+    /// Its path, for errors.
+    pub path: String,
+}
+
+impl BaseHead {
+    /// Bytes of the base state it holds.
+    pub fn len(&self) -> u64 {
+        self.lines.last().map_or(0, |l| l.end)
+    }
+
+    /// Whether it holds no base bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl DataFiles {
@@ -61,7 +96,15 @@ impl DataFiles {
             backend,
             buf: std::cell::RefCell::default(),
             depth: 0,
+            base_head: None,
         }
+    }
+
+    /// This opener, reading the pack delta `head.delta` with its base
+    /// state's first files from `head` (see [`BaseHead`]).
+    pub fn with_base_head(mut self, head: BaseHead) -> Self {
+        self.base_head = Some(head);
+        self
     }
 
     /// Opens `file` for reading its uncompressed bytes: gunzipped (all
@@ -70,6 +113,13 @@ impl DataFiles {
     /// A `.fsz` full that starts with [`packdelta::MAGIC`] is a pack delta:
     /// its bytes are those it rebuilds from its base files.
     pub fn open(&self, file: DataFile) -> Result<Box<dyn Read>> {
+        if let Some(head) = self
+            .base_head
+            .as_ref()
+            .filter(|h| h.delta == crate::names::base_name(file.path))
+        {
+            return self.open_pack_delta_on(file.path, head);
+        }
         let mut r = self.backend.open(crate::names::base_name(file.path))?;
         Ok(if file.gzip {
             // Put back the bytes looked at: gzip reads them again.
@@ -90,9 +140,41 @@ impl DataFiles {
     }
 
     /// The bytes a pack delta rebuilds: `r` reads the delta from its first
-    /// byte, `path` names it. Its base files are read through an opener
-    /// one level deeper, which shares this one's pool.
+    /// byte, `path` names it. Its base files are read from the repository
+    /// ([`DataFiles::base_of`]).
     fn open_pack_delta(&self, r: Box<dyn Read + Send>, path: &str) -> Result<Box<dyn Read>> {
+        let delta = packdelta::open(r, path)?;
+        let base = self.base_of(path, &delta.header.base)?;
+        Ok(Box::new(delta.rebuild(base)))
+    }
+
+    /// The bytes the pack delta at `path` rebuilds, its base state's first
+    /// files read from `head`, the rest from the repository.
+    fn open_pack_delta_on(&self, path: &str, head: &BaseHead) -> Result<Box<dyn Read>> {
+        let r = self.backend.open(crate::names::base_name(path))?;
+        let delta = packdelta::open(r, path)?;
+        let k = head.lines.len();
+        if delta.header.base.get(..k) != Some(&head.lines[..]) {
+            return Err(Error::Layout(format!(
+                "{path}: its base is not the state {} was found to hold (was the pack delta \
+                 replaced meanwhile?); run the recover again",
+                head.path
+            )));
+        }
+        let rest = self.base_of(path, &delta.header.base[k..])?;
+        let held = FilePrefix {
+            file: Arc::clone(&head.file),
+            path: head.path.clone(),
+            pos: 0,
+            end: head.len(),
+        };
+        Ok(Box::new(delta.rebuild(held.chain(rest))))
+    }
+
+    /// The base files `base` (lines of a pack delta's header) of the pack
+    /// delta at `path`, from the repository, as one stream. They are read
+    /// through an opener one level deeper, which shares this one's pool.
+    pub fn base_of(&self, path: &str, base: &[DatEntry]) -> Result<impl Read + use<>> {
         if self.depth >= packdelta::DEPTH_MAX {
             return Err(Error::Layout(format!(
                 "{path}: pack deltas are based on each other more than {} deep (or in a \
@@ -100,28 +182,22 @@ impl DataFiles {
                 packdelta::DEPTH_MAX
             )));
         }
-        let mut r = BufReader::with_capacity(64 * 1024, r);
-        let mut magic = [0u8; packdelta::MAGIC.len()];
-        r.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
-        let header = packdelta::Header::read_after_magic(&mut r, path)?;
         let dir = &path[..path.len() - crate::names::base_name(path).len()];
-        let base = Concat {
+        Ok(Concat {
             files: DataFiles {
                 pool: self.pool.clone(),
                 backend: Arc::clone(&self.backend),
                 buf: std::cell::RefCell::default(),
                 depth: self.depth + 1,
+                base_head: None,
             },
-            paths: header
-                .base
+            paths: base
                 .iter()
                 .rev()
                 .map(|e| format!("{dir}{}", e.file))
                 .collect(),
             current: None,
-        };
-        let ops = BufReader::with_capacity(64 * 1024, flate2::bufread::DeflateDecoder::new(r));
-        Ok(Box::new(Apply::new(base, ops, header.size)))
+        })
     }
 
     /// The uncompressed bytes of the files at `paths` (repository paths,
@@ -271,6 +347,37 @@ fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
+/// The bytes `[pos, end)` of a local file, read with `pread`; ends early
+/// only with an error.
+struct FilePrefix {
+    file: Arc<std::fs::File>,
+    path: String,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for FilePrefix {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ends at byte {}, before byte {} (it was cut short meanwhile?)",
+                    self.path, self.pos, self.end
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Files read one after the other ([`DataFiles::into_concat`]).
 struct Concat {
     files: DataFiles,
@@ -370,6 +477,102 @@ mod tests {
         assert_eq!(n, expected.len() as u64);
         assert!(out == expected);
         assert!(files.pool.get().is_some_and(|p| Rc::strong_count(p) == 1));
+    }
+
+    /// Backup file names of the base files and the delta.
+    const A: &str = "2026-01-01-00-00-00.fs";
+    const B: &str = "2026-01-02-00-00-00.deltafs";
+    const D: &str = "2026-01-03-00-00-00.fsz";
+
+    /// A repository with the base files [`A`] and [`B`] and the pack delta
+    /// [`D`], which rebuilds `xyz` and A's bytes after the first two from
+    /// them; returns those bytes and the delta's base lines.
+    fn delta_repo(dir: &std::path::Path) -> (Vec<u8>, Vec<DatEntry>) {
+        use crate::io::delta::DeltaWriter;
+        let (a, b) = (b"0123456789".to_vec(), b"abcdef".to_vec());
+        std::fs::write(dir.join(A), &a).unwrap();
+        std::fs::write(dir.join(B), &b).unwrap();
+        let line = |file: &str, start, end, bytes: &[u8]| DatEntry {
+            file: file.into(),
+            start,
+            end,
+            md5: {
+                let mut h = crate::io::Md5Hasher::new();
+                h.update(bytes);
+                h.finish_hex()
+            },
+        };
+        let base = vec![line(A, 0, 10, &a), line(B, 10, 16, &b)];
+        // The base is read forwards: A's first 2 bytes skipped, the rest
+        // copied, B skipped.
+        let mut ops = DeltaWriter::new(Vec::new());
+        ops.add(b"xyz").unwrap();
+        ops.skip(2).unwrap();
+        ops.copy(8).unwrap();
+        ops.skip(6).unwrap();
+        let (ops, _) = ops.finish().unwrap();
+        let header = packdelta::Header {
+            size: 11,
+            base: base.clone(),
+        };
+        let mut file = header.encode();
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&ops).unwrap();
+        file.extend(z.finish().unwrap());
+        std::fs::write(dir.join(D), file).unwrap();
+        (b"xyz23456789".to_vec(), base)
+    }
+
+    #[test]
+    fn a_pack_delta_reads_the_same_with_its_base_head_from_a_local_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (want, base) = delta_repo(dir.path());
+        let d = dir.path().join(D);
+        let d = DataFile {
+            path: d.to_str().unwrap(),
+            gzip: true,
+        };
+        let mut got = Vec::new();
+        files_in(dir.path())
+            .open(d)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, want);
+        // A's bytes from a local file (the repository's is gone), B
+        // still from the repository.
+        let local = dir.path().join("standby.fs");
+        std::fs::write(&local, b"0123456789").unwrap();
+        std::fs::remove_file(dir.path().join(A)).unwrap();
+        let head = BaseHead {
+            delta: D.into(),
+            lines: base[..1].to_vec(),
+            file: Arc::new(std::fs::File::open(&local).unwrap()),
+            path: local.to_str().unwrap().into(),
+        };
+        let files = files_in(dir.path()).with_base_head(head.clone());
+        let mut got = Vec::new();
+        files.open(d).unwrap().read_to_end(&mut got).unwrap();
+        assert_eq!(got, want);
+        // Without B, the rest of the base, it fails naming it.
+        std::fs::rename(dir.path().join(B), dir.path().join("b.old")).unwrap();
+        let err = files.concat([d], None, "").unwrap_err().to_string();
+        assert!(err.contains(B), "{err}");
+        std::fs::rename(dir.path().join("b.old"), dir.path().join(B)).unwrap();
+        // A head whose lines are not the delta's base is refused.
+        let mut other = head.clone();
+        other.lines[0].md5 = "0".repeat(32);
+        let err = files_in(dir.path())
+            .with_base_head(other)
+            .open(d)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("its base is not the state"), "{err}");
+        // A local file cut short is an error, never short bytes.
+        std::fs::write(&local, b"01234").unwrap();
+        let err = files.concat([d], None, "").unwrap_err().to_string();
+        assert!(err.contains("ends at byte 5, before byte 10"), "{err}");
     }
 
     #[test]
