@@ -256,20 +256,28 @@ fn run(
                 let kind = match &outcome {
                     IncrementalOutcome::AlreadyCurrent { .. } => "none",
                     IncrementalOutcome::Updated { .. } => "incremental",
+                    IncrementalOutcome::Rebuilt { .. } => "rebuilt",
                     IncrementalOutcome::Full(_) => "full",
                 };
                 let written = report.bytes(Phase::Recover);
-                report.summary(
-                    "recover",
-                    json!({
-                        "kind": kind,
-                        "output": output,
-                        "outcome": outcome.to_string(),
-                        "files": report.files(),
-                        "bytes_read": written + report.bytes(Phase::Prove),
-                        "bytes_written": written,
-                    }),
-                );
+                let mut fields = json!({
+                    "kind": kind,
+                    "output": output,
+                    "outcome": outcome.to_string(),
+                    "files": report.files(),
+                    "bytes_read": written + report.bytes(Phase::Prove),
+                    "bytes_written": written,
+                });
+                if let IncrementalOutcome::Rebuilt {
+                    from_standby,
+                    from_repository,
+                    ..
+                } = outcome
+                {
+                    fields["base_bytes_from_standby"] = from_standby.into();
+                    fields["base_bytes_from_repository"] = from_repository.into();
+                }
+                report.summary("recover", fields);
             })
         }
         Command::Recover(o) => ops::recover(o, ctx, &mut std::io::stdout().lock()).map(|()| {

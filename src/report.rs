@@ -297,6 +297,32 @@ pub enum Event {
     /// `--incremental -Q`: the state file cannot be used (why); the output
     /// is proved by md5 instead.
     StateUnusable(String),
+    /// `--incremental`: the output holds the first files of the state the
+    /// pack delta starting the chain is based on (the state before a
+    /// pack), so it is rebuilt from its own bytes and the delta instead of
+    /// recovered in full.
+    RebuildingFromStandby {
+        /// The pack delta.
+        delta: String,
+        /// Bytes of the base state read from the output.
+        base_bytes_from_standby: u64,
+        /// Base files they make up.
+        base_files_from_standby: usize,
+        /// Bytes of the base state read from the repository (those after).
+        base_bytes_from_repository: u64,
+        /// Base files they make up.
+        base_files_from_repository: usize,
+        /// Proved from the state file (`-Q`) rather than by md5.
+        quick: bool,
+    },
+    /// `--incremental`: the output cannot be rebuilt with the pack delta
+    /// starting the chain (why); what happens instead is reported next.
+    NotPackDeltaBase {
+        /// The pack delta.
+        delta: String,
+        /// Why.
+        why: String,
+    },
     /// Warning: a temporary file left by an interrupted backup of ours
     /// was removed.
     RemovedLeftover(String),
@@ -633,6 +659,35 @@ impl fmt::Display for Event {
                 }
             ),
             StateUnusable(why) => write!(f, "{why}: proving the output by md5"),
+            RebuildingFromStandby {
+                delta,
+                base_bytes_from_standby,
+                base_files_from_standby,
+                base_bytes_from_repository,
+                base_files_from_repository,
+                quick,
+            } => {
+                let files = |n: usize| if n == 1 { "file" } else { "files" };
+                write!(
+                    f,
+                    "the output's {base_bytes_from_standby} bytes are the first \
+                     {base_files_from_standby} {} of the state {delta} is based on (proved {}): \
+                     rebuilding it from them and that pack delta, with the \
+                     {base_bytes_from_repository} bytes of the {base_files_from_repository} {} \
+                     after them from the repository",
+                    files(*base_files_from_standby),
+                    if *quick {
+                        "by the state file"
+                    } else {
+                        "by md5"
+                    },
+                    files(*base_files_from_repository),
+                )
+            }
+            NotPackDeltaBase { delta, why } => write!(
+                f,
+                "the output cannot be rebuilt from its own bytes with the pack delta {delta}: {why}"
+            ),
             RemovedLeftover(x) => write!(f, "removed {x} left by an interrupted backup"),
             DroppedTornDatLine(x) => write!(
                 f,

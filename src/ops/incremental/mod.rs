@@ -22,6 +22,14 @@
 //! each file checked against its `.dat` line, OUT is fsynced, the chain's
 //! `.index` installed and the state file written last.
 //!
+//! After a pack backed up with `--pack-delta`, the chain starts with a
+//! pack delta, and OUT (a standby) holds the state before the pack, the
+//! delta's base, or its first files: proved the same way, against the
+//! base's `.dat` lines, OUT is rebuilt from its own bytes and the delta
+//! (with the base files it lacks from the repository) instead of a full
+//! recover that reads the whole base from the repository ([`standby`]).
+//! That writes OUT anew, as a full recover does (`.part`, rename).
+//!
 //! Invariants: OUT's bytes below b are never written; the state file
 //! exists only while it describes OUT (it is removed before OUT changes);
 //! a ZODB that has OUT open (its `<OUT>.lock`) makes this refuse (exit
@@ -31,6 +39,7 @@ use std::fmt;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 
+mod standby;
 mod state;
 
 use self::state::{check_state, remove_state, write_state};
@@ -149,6 +158,16 @@ pub enum IncrementalOutcome {
         /// Backup files appended.
         files: usize,
     },
+    /// OUT held the state a pack delta starting the chain is based on (or
+    /// its first files), and was rebuilt from its own bytes and the delta.
+    Rebuilt {
+        /// OUT's size now.
+        size: u64,
+        /// Bytes of the base state read from OUT.
+        from_standby: u64,
+        /// Bytes of the base state read from the repository (those after).
+        from_repository: u64,
+    },
     /// OUT was recovered from scratch.
     Full(FullReason),
 }
@@ -179,6 +198,15 @@ impl fmt::Display for IncrementalOutcome {
                 appended,
                 files: k,
             } => write!(f, "appended {appended} bytes from {k} {}", files(*k)),
+            IncrementalOutcome::Rebuilt {
+                size,
+                from_standby,
+                from_repository,
+            } => write!(
+                f,
+                "rebuilt ({size} bytes) from its own first {from_standby} bytes and the pack \
+                 delta, with {from_repository} bytes of the delta's base from the repository"
+            ),
             IncrementalOutcome::Full(reason) => write!(f, "full recover because {reason}"),
         }
     }
@@ -204,10 +232,11 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
     ctx.report.event(&Event::RecoveringTo(output.to_string()));
     let mut checks = Checks::Md5;
     let plan = match target_lines(&mut chain)? {
-        Err(reason) => Err(reason),
+        Err(reason) => Plan::Full(reason),
         Ok((lines, all)) => {
             checks = sidecar::checks_for(chain.repo(), &lines, opts.md5, ctx.report)?;
-            plan(&chain, output, (&lines, &all), &checks, inc.quick, ctx)?.map(|p| (p, lines))
+            let how = (&checks, inc.quick, opts.md5);
+            choose(&chain, output, lines, &all, how, ctx)?
         }
     };
     failpoint::hit("incremental:proved");
@@ -224,22 +253,132 @@ pub fn recover_incremental(opts: &RecoverOptions, ctx: Ctx) -> Result<Incrementa
     Ok(outcome)
 }
 
+/// What to do with OUT, once what it holds is proved (or not).
+enum Plan {
+    /// Cut back and/or append: OUT holds the target's first lines.
+    Continue(Proof, Vec<DatEntry>),
+    /// Rebuild OUT from its own bytes and the pack delta that starts the
+    /// chain (the target's lines): OUT holds the first files of its base.
+    Rebuild(standby::BaseProof, Source, Vec<DatEntry>),
+    /// Recover in full, because of this.
+    Full(FullReason),
+}
+
+/// Proves what OUT holds and plans from it: the target's first lines
+/// (the usual case: append), or, when the chain starts with a pack delta,
+/// the first files of the delta's base (the standby of the state before a
+/// pack: rebuild from its own bytes), or neither (a full recover).
+///
+/// The base is tried first when OUT's size is a file boundary of the base
+/// and of no target line (a standby not yet caught up since the pack);
+/// otherwise only when the target's proof found OUT too short for the
+/// delta's bytes or not holding them. Either way only what is proved is
+/// used; the order only saves reading OUT twice.
+fn choose(
+    chain: &Chain,
+    output: &str,
+    lines: Vec<DatEntry>,
+    all: &[DatEntry],
+    (checks, quick, md5_only): (&Checks, bool, bool),
+    ctx: Ctx,
+) -> Result<Plan> {
+    let (out, meta) = match open_out(output)? {
+        Ok(o) => o,
+        Err(reason) => return Ok(Plan::Full(reason)),
+    };
+    let at_target_boundary = all.iter().any(|l| l.end == out.size);
+    let how = (quick, md5_only);
+    // The chain's pack delta, once looked for (`None`: not yet).
+    let mut delta = None;
+    let mut tried = false;
+    if !at_target_boundary {
+        let header = standby::delta_of(chain)?;
+        if let Some(h) = header
+            .as_ref()
+            .filter(|h| standby::is_boundary(h, out.size))
+        {
+            tried = true;
+            if let Some(proof) = standby::prove(chain, output, &out, &meta, h, how, ctx)? {
+                return Ok(Plan::Rebuild(proof, out, lines));
+            }
+        }
+        delta = Some(header);
+    }
+    let reason = match plan(
+        chain,
+        output,
+        &out,
+        &meta,
+        (&lines, all),
+        checks,
+        quick,
+        ctx,
+    )? {
+        Ok(proof) => return Ok(Plan::Continue(proof, lines)),
+        Err(reason) => reason,
+    };
+    // OUT too short for the delta's bytes, or not holding them.
+    let not_the_delta = matches!(
+        reason,
+        FullReason::SmallerThanFull(_) | FullReason::Differs { start: 0, .. }
+    );
+    if tried || !not_the_delta {
+        return Ok(Plan::Full(reason));
+    }
+    let header = match delta {
+        Some(h) => h,
+        None => standby::delta_of(chain)?,
+    };
+    if let Some(h) = header
+        && let Some(proof) = standby::prove(chain, output, &out, &meta, &h, how, ctx)?
+    {
+        return Ok(Plan::Rebuild(proof, out, lines));
+    }
+    Ok(Plan::Full(reason))
+}
+
+/// OUT opened, with its metadata; or why there is nothing to continue.
+fn open_out(output: &str) -> Result<Result<(Source, std::fs::Metadata), FullReason>> {
+    let file = match open_regular(output) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err(FullReason::Missing));
+        }
+        Err(e) => return Err(Error::io(output, e)),
+    };
+    let meta = file.metadata().at(output)?;
+    if meta.len() == 0 {
+        return Ok(Err(FullReason::Empty));
+    }
+    let out = Source {
+        path: output.to_string(),
+        file,
+        size: meta.len(),
+    };
+    Ok(Ok((out, meta)))
+}
+
 /// The Data.fs part of [`recover_incremental`], once planned.
 fn update_data(
     chain: &mut Chain,
     output: &str,
-    plan: std::result::Result<(Proof, Vec<DatEntry>), FullReason>,
+    plan: Plan,
     (checks, md5_only): (&Checks, bool),
     inc: IncrementalOptions,
     ctx: Ctx,
 ) -> Result<IncrementalOutcome> {
     match plan {
-        Ok((proof, lines)) => apply(chain, output, &lines, proof, checks, ctx),
-        Err(reason) if reason.is_fallback() && inc.no_fallback => Err(Error::CannotContinue {
-            file: output.to_string(),
-            why: reason.to_string(),
-        }),
-        Err(reason) => {
+        Plan::Continue(proof, lines) => apply(chain, output, &lines, proof, checks, ctx),
+        Plan::Rebuild(proof, out, lines) => {
+            standby::rebuild(chain, output, (proof, out), &lines, md5_only, ctx)
+        }
+        Plan::Full(reason) if reason.is_fallback() && inc.no_fallback => {
+            Err(Error::CannotContinue {
+                file: output.to_string(),
+                why: reason.to_string(),
+            })
+        }
+        Plan::Full(reason) => {
             remove_state(output)?;
             write_output(chain, output, Check::Quiet, md5_only, None, ctx)?;
             if let Ok((lines, _)) = target_lines(chain)? {
@@ -287,34 +426,21 @@ struct Proof {
     size: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan(
     chain: &Chain,
     output: &str,
+    out: &Source,
+    meta: &std::fs::Metadata,
     (lines, all): (&[DatEntry], &[DatEntry]),
     checks: &Checks,
     quick: bool,
     ctx: Ctx,
 ) -> Result<Result<Proof, FullReason>> {
-    let file = match open_regular(output) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Err(FullReason::Missing));
-        }
-        Err(e) => return Err(Error::io(output, e)),
-    };
-    let meta = file.metadata().at(output)?;
-    if meta.len() == 0 {
-        return Ok(Err(FullReason::Empty));
-    }
-    let out = Source {
-        path: output.to_string(),
-        file,
-        size: meta.len(),
-    };
     let target_end = lines.last().map_or(0, |l| l.end);
     let limit = out.size.min(target_end);
     if quick {
-        match check_state(output, &meta, &out, all)? {
+        match check_state(output, meta, out, all)? {
             Ok(()) => {
                 // OUT holds the chain's lines up to its size: no reads.
                 let k = lines.iter().take_while(|l| l.end <= limit).count();
@@ -345,7 +471,7 @@ fn plan(
     let mut b = 0;
     let mut k = 0;
     for line in provable {
-        if !holds(&out, line, checks, &meter, ctx)? {
+        if !holds(out, line, checks, &meter, ctx)? {
             return Ok(Err(FullReason::Differs {
                 file: line.file.clone(),
                 start: line.start,
@@ -382,7 +508,7 @@ fn plan(
                 path: &path,
                 gzip: is_gzip_name(&path),
             };
-            if !prefix_matches(chain, &out, line.start, out.size - line.start, df)? {
+            if !prefix_matches(chain, out, line.start, out.size - line.start, df)? {
                 return Ok(Err(FullReason::ForeignTail(line.start)));
             }
             pos = out.size;
