@@ -168,6 +168,9 @@ impl DataFiles {
             pos: 0,
             end: head.len(),
         };
+        // Buffered as a plain repository file is: the operations read the
+        // base a record (or an 8-byte field) at a time.
+        let held = BufReader::with_capacity(PLAIN_BUF, held);
         Ok(Box::new(delta.rebuild(held.chain(rest))))
     }
 
