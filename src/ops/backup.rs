@@ -472,7 +472,9 @@ fn pack_delta_backup(
         let hashing = std::thread::Builder::new()
             .spawn_scoped(scope, || src.digest_range(0, end, Digests::Both, None))
             .map_err(Error::Thread)?;
-        let mut old = chain.reader().into_concat(chain.paths());
+        // Exactly the files the header names, as the reader will.
+        let paths = header.base.iter().map(|e| repo.path(&e.file)).collect();
+        let mut old = chain.reader().into_concat(paths);
         let mut new = SourceReader {
             src,
             pos: 0,
