@@ -90,13 +90,14 @@ impl History {
         );
     }
 
-    /// Ten backups across four packs: the first full and an incremental;
-    /// after an undo, a pack as of the middle of the file (keeping
-    /// `Data.fs.old`), based on that plain chain; an incremental; a pack
-    /// with `pack_keep_old=False`, a delta based on a chain that starts
-    /// with a delta; an incremental after an undo; a pack with
-    /// `pack_gc=False`; an incremental; after an undo, a pack to now; a
-    /// last incremental.
+    /// Eleven backups across five packs: the first full and an
+    /// incremental; after an undo, a pack as of the middle of the file
+    /// (keeping `Data.fs.old`), based on that plain chain; an incremental;
+    /// a pack with `pack_keep_old=False`, a delta based on a chain that
+    /// starts with a delta; an incremental after an undo; a pack with
+    /// `pack_gc=False`; at once another pack (with GC), a delta based on a
+    /// chain of one delta; an incremental; after an undo, a pack to now;
+    /// a last incremental.
     fn live(&mut self) {
         self.grow(100);
         self.backup();
@@ -117,12 +118,15 @@ impl History {
         self.pack(&["--at", "0.7", "--no-gc"]);
         self.backup();
         self.assert_newest_is_a_delta("pack 3");
+        self.pack(&["--at", "0.9"]);
+        self.backup();
+        self.assert_newest_is_a_delta("pack 4");
         self.grow(10);
         self.backup();
         self.undo();
         self.pack(&[]);
         self.backup();
-        self.assert_newest_is_a_delta("pack 4");
+        self.assert_newest_is_a_delta("pack 5");
         self.grow(5);
         self.backup();
     }
@@ -175,7 +179,7 @@ fn header(bytes: &[u8], name: &str) -> (Header, usize) {
 }
 
 #[test]
-fn every_date_across_four_packs_restores_as_the_data_fs_was_and_as_zodbs_repozo_restores_it() {
+fn every_date_across_five_packs_restores_as_the_data_fs_was_and_as_zodbs_repozo_restores_it() {
     let mut h = History::new(&[], true, 100);
     h.live();
     let ours = h.assert_ours_restore_every_date();
@@ -202,7 +206,7 @@ fn every_date_across_four_packs_restores_as_the_data_fs_was_and_as_zodbs_repozo_
         );
     }
     let deltas = h.deltas();
-    assert_eq!(deltas.len(), 4, "{:?}", h.site.data_files());
+    assert_eq!(deltas.len(), 5, "{:?}", h.site.data_files());
     for (name, stored, size) in deltas {
         let ratio = stored as f64 / size as f64;
         println!("{name}: {stored} bytes stored for {size} packed, ratio {ratio:.4}");
@@ -218,7 +222,7 @@ fn deltas_of_deltas_in_a_gzip_repository_restore_exactly_at_every_date() {
     // Each delta after the first is based on a chain that starts with
     // the delta before it; every other file is gzip.
     let deltas = h.deltas();
-    assert_eq!(deltas.len(), 4, "{:?}", h.site.data_files());
+    assert_eq!(deltas.len(), 5, "{:?}", h.site.data_files());
     for pair in deltas.windows(2) {
         let bytes = h.site.read(&format!("repo/{}", pair[1].0));
         let base = header(&bytes, &pair[1].0).0.base;
@@ -614,4 +618,56 @@ fn a_crash_at_every_step_of_a_pack_delta_backup_keeps_every_restore_point_and_th
             site.repo_listing()
         );
     }
+}
+
+#[test]
+fn a_pack_delta_based_on_a_gzip_chain_zodbs_repozo_wrote_restores_exactly_when_the_file_grew_past_it()
+ {
+    // ZODB's repozo writes the base chain (its gzip files are one deflate
+    // stream each); after the pack, the Data.fs grows past the size
+    // backed up, so the backup finds it changed rather than shrunk.
+    let site = Site::new();
+    zodb::grow_with(&site.data_fs(), 40, 800, &["--objects", "500"]);
+    let mut states = Vec::new();
+    for seed in [801, 0] {
+        let stamp = next_stamp();
+        ok(run(site.theirs_at(
+            &stamp,
+            &["-Bz", "-r", "repo", "-f", "Data.fs"],
+        )));
+        states.push((stamp, site.committed()));
+        if seed > 0 {
+            zodb::grow_with(&site.data_fs(), 10, seed, &["--objects", "500"]);
+        }
+    }
+    zodb::undo(&site.data_fs());
+    zodb::pack_with(&site.data_fs(), &["--at", "0.8"]);
+    let before = states[1].1.len();
+    let mut seed = 802;
+    while site.committed().len() <= before {
+        zodb::grow_with(&site.data_fs(), 10, seed, &["--objects", "500"]);
+        seed += 1;
+    }
+    let stamp = next_stamp();
+    let o = ok(run(site.ours_at(
+        &stamp,
+        &["-B", "--pack-delta", "-v", "-r", "repo", "-f", "Data.fs"],
+    )));
+    let said = stderr(&o);
+    assert!(
+        said.contains("file changed") && said.contains("pack delta"),
+        "{said}"
+    );
+    states.push((stamp, site.committed()));
+    assert!(is_delta(&site, site.data_files().last().unwrap()));
+    for (stamp, data) in &states {
+        ok(run(
+            site.ours(&["-R", "-r", "repo", "-D", stamp, "-o", "out.fs"])
+        ));
+        assert!(
+            site.read("out.fs") == *data,
+            "{stamp}: restored other bytes"
+        );
+    }
+    ok(run(site.ours(&["-V", "--deep", "-r", "repo"])));
 }
