@@ -194,7 +194,12 @@ fn every_date_across_five_packs_restores_as_the_data_fs_was_and_as_zodbs_repozo_
         );
     }
     zodb::assert_opens(&ours);
-    for v in [&["-V"][..], &["-V", "--deep"], &["-V", "--md5"]] {
+    for v in [
+        &["-V"][..],
+        &["-V", "-Q"],
+        &["-V", "--deep"],
+        &["-V", "--md5"],
+    ] {
         let args = [v, &["-r", "repo"]].concat();
         ok(run(h.site.ours(&args)));
     }
