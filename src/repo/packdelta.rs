@@ -146,6 +146,39 @@ fn damaged(path: &str, at: usize, what: &str) -> Error {
     ))
 }
 
+/// Checks the base files `header` lists against `dat`, the bytes of the
+/// `.dat` of the chain they start (`dat_path`): the n-th file listed must
+/// be its n-th line, by name, range and md5. So a header that lists the
+/// wrong md5 or size, or a base chain that is not the one the delta was
+/// made against, is an error naming the delta (`path`) before any byte
+/// is rebuilt. Only metadata is compared: the rebuilt bytes are checked
+/// against the delta's own `.dat` line as any file's are.
+pub fn check_base(header: &Header, dat: &[u8], path: &str, dat_path: &str) -> Result<()> {
+    let text = String::from_utf8_lossy(super::dat::complete_lines(dat).0);
+    let mut lines = text.lines();
+    for (i, want) in header.base.iter().enumerate() {
+        let line = lines.next();
+        let same = line
+            .and_then(|l| DatEntry::parse(l, dat_path, i + 1).ok())
+            .is_some_and(|got| {
+                got.base_name() == want.file
+                    && (got.start, got.end) == (want.start, want.end)
+                    && got.md5 == want.md5
+            });
+        if !same {
+            return Err(Error::Layout(format!(
+                "{path} does not match the backups it is based on: its header lists \
+                 {:?}, but line {} of {dat_path} is {:?}; restore an earlier date, \
+                 or make a full backup (-B -F) to start a new chain",
+                format!("{} {} {} {}", want.file, want.start, want.end, want.md5),
+                i + 1,
+                line.unwrap_or("missing"),
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a file starting with `head` is a pack delta.
 pub fn is_pack_delta(head: &[u8]) -> bool {
     head.starts_with(MAGIC)
@@ -269,6 +302,43 @@ mod tests {
             .replace("2026-01-01-00-00-00.fs", "../../etc/passwd");
         let mut r = &bad.as_bytes()[MAGIC.len()..];
         assert!(Header::read_after_magic(&mut r, "d.fsz").is_err());
+    }
+
+    #[test]
+    fn base_files_must_be_the_lines_of_their_chains_dat() {
+        let h = Header {
+            size: 1,
+            base: vec![
+                entry("2026-01-01-00-00-00.fs", 0, 100),
+                entry("2026-01-02-00-00-00.deltafsz", 100, 150),
+            ],
+        };
+        let line = |file: &str, start: u64, end: u64, md5: &str| {
+            format!("/some/repo/{file} {start} {end} {md5}\n")
+        };
+        let md5 = "0123456789abcdef0123456789abcdef";
+        let good = line("2026-01-01-00-00-00.fs", 0, 100, md5)
+            + &line("2026-01-02-00-00-00.deltafsz", 100, 150, md5);
+        check_base(&h, good.as_bytes(), "d.fsz", "a.dat").unwrap();
+        // A later line the delta does not use changes nothing.
+        let longer = good.clone() + &line("2026-01-03-00-00-00.deltafsz", 150, 160, md5);
+        check_base(&h, longer.as_bytes(), "d.fsz", "a.dat").unwrap();
+        let other = "fedcba9876543210fedcba9876543210";
+        for bad in [
+            line("2026-01-01-00-00-00.fs", 0, 100, other)
+                + &line("2026-01-02-00-00-00.deltafsz", 100, 150, md5),
+            line("2026-01-01-00-00-00.fs", 0, 101, md5)
+                + &line("2026-01-02-00-00-00.deltafsz", 101, 150, md5),
+            line("2026-01-01-00-00-00.fs", 0, 100, md5),
+            good[..good.len() - 1].to_string(),
+            line("2026-01-01-00-00-00.fsz", 0, 100, md5)
+                + &line("2026-01-02-00-00-00.deltafsz", 100, 150, md5),
+        ] {
+            let err = check_base(&h, bad.as_bytes(), "d.fsz", "a.dat")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("d.fsz") && err.contains("a.dat"), "{err}");
+        }
     }
 
     #[test]

@@ -105,6 +105,14 @@ impl DataFiles {
         r.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
         let header = packdelta::Header::read_after_magic(&mut r, path)?;
         let dir = &path[..path.len() - crate::names::base_name(path).len()];
+        if let Some(first) = header.base.first() {
+            // Without its .dat, the base chain cannot be compared; the
+            // rebuilt bytes are still checked against the delta's line.
+            let dat = crate::names::dat_name(crate::names::stamp_of(&first.file));
+            if let Some(raw) = self.backend.read_optional(&dat)? {
+                packdelta::check_base(&header, &raw, path, &format!("{dir}{dat}"))?;
+            }
+        }
         let base = Concat {
             files: DataFiles {
                 pool: self.pool.clone(),
