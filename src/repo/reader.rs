@@ -127,6 +127,7 @@ impl DataFiles {
                 .map(|e| format!("{dir}{}", e.file))
                 .collect(),
             current: None,
+            needed_by: Some(path.to_string()),
         };
         let ops = BufReader::with_capacity(64 * 1024, flate2::bufread::DeflateDecoder::new(r));
         Ok(Box::new(Apply::new(base, ops, header.size)))
@@ -140,6 +141,7 @@ impl DataFiles {
             files: self,
             paths: paths.into_iter().rev().collect(),
             current: None,
+            needed_by: None,
         }
     }
 
@@ -285,6 +287,25 @@ struct Concat {
     /// Paths still to open, last first.
     paths: Vec<String>,
     current: Option<Box<dyn Read>>,
+    /// The pack delta these files are the base of, if they are.
+    needed_by: Option<String>,
+}
+
+impl Concat {
+    /// `e`, the error opening `path`, or, if `path` is the base of a
+    /// pack delta and does not exist, the error saying so.
+    fn missing_base(&self, path: &str, e: Error) -> Error {
+        let Some(delta) = &self.needed_by else {
+            return e;
+        };
+        match self.files.backend.exists(crate::names::base_name(path)) {
+            Ok(false) => Error::PackDeltaBaseMissing {
+                base: path.to_string(),
+                delta: delta.clone(),
+            },
+            _ => e,
+        }
+    }
 }
 
 impl Read for Concat {
@@ -298,8 +319,13 @@ impl Read for Concat {
                     path: &path,
                     gzip: crate::names::is_gzip_name(&path),
                 };
-                // The error already names the file.
-                let r = self.files.open(file).map_err(io::Error::other)?;
+                // The error already names the file; a base file that is
+                // gone says which delta needs it. (`Error::io` takes the
+                // error out again.)
+                let r = match self.files.open(file) {
+                    Ok(r) => r,
+                    Err(e) => return Err(io::Error::other(self.missing_base(&path, e))),
+                };
                 self.current = Some(r);
                 continue;
             };

@@ -28,6 +28,7 @@ mod never_panic;
 mod never_panic_bin;
 mod operator_ux;
 mod pack_delta;
+mod pack_delta_retention;
 mod permissions;
 #[cfg(feature = "s3")]
 mod s3;
