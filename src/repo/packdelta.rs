@@ -28,7 +28,7 @@
 //! then the operations as one raw deflate stream. The base state is the
 //! concatenation of the listed files (which may themselves start with a
 //! pack delta); they must stay in the repository as long as the delta
-//! does ([`dependencies`]).
+//! does ([`keep_bases`]).
 
 use std::io::{BufRead, Read};
 
@@ -254,48 +254,6 @@ impl Read for RestOf<'_> {
         self.at += n;
         Ok(n)
     }
-}
-
-/// Every pack delta in `listing` with the base files it needs: (delta
-/// name, base file names). Reads the first bytes of each `.fsz` full
-/// ([`header_of`]).
-pub fn dependencies(repo: &Repository, listing: &Listing) -> Result<Vec<(String, Vec<String>)>> {
-    let mut out = Vec::new();
-    for chain in listing.chains() {
-        let first = &chain[0];
-        if let Some(h) = header_of(repo, first)? {
-            out.push((
-                first.clone(),
-                h.base.iter().map(|e| e.file.clone()).collect(),
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// The files `keep` needs besides itself: the base files of every pack
-/// delta kept, and theirs, with the delta that needs each (the first one
-/// found). `deps` is [`dependencies`]'s answer.
-pub fn needed_by(
-    deps: &[(String, Vec<String>)],
-    keep: &std::collections::BTreeSet<String>,
-) -> std::collections::BTreeMap<String, String> {
-    let mut needed = std::collections::BTreeMap::new();
-    let mut todo: Vec<&str> = keep.iter().map(String::as_str).collect();
-    while let Some(file) = todo.pop() {
-        for (delta, base) in deps {
-            if delta != file {
-                continue;
-            }
-            for b in base {
-                if !keep.contains(b) && !needed.contains_key(b) {
-                    needed.insert(b.clone(), delta.clone());
-                    todo.push(b);
-                }
-            }
-        }
-    }
-    needed
 }
 
 /// Checks, before anything is read or written, that the files a chain
@@ -644,21 +602,5 @@ mod tests {
                 .to_string();
             assert!(err.contains("d.fsz") && err.contains("a.dat"), "{err}");
         }
-    }
-
-    #[test]
-    fn needed_by_follows_deltas_of_deltas() {
-        let deps = vec![
-            (
-                "c.fsz".to_string(),
-                vec!["b1.fsz".to_string(), "b2.deltafs".to_string()],
-            ),
-            ("b1.fsz".to_string(), vec!["a.fs".to_string()]),
-        ];
-        let keep = ["c.fsz".to_string()].into_iter().collect();
-        let n = needed_by(&deps, &keep);
-        assert_eq!(n.get("b1.fsz").unwrap(), "c.fsz");
-        assert_eq!(n.get("b2.deltafs").unwrap(), "c.fsz");
-        assert_eq!(n.get("a.fs").unwrap(), "b1.fsz");
     }
 }
