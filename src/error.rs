@@ -246,6 +246,21 @@ pub enum Error {
     /// (`--keep-*` with `-B`) failed; exit code 1 whatever the cause.
     #[error("the backup succeeded, but applying the retention rules failed: {0}")]
     Retention(#[source] Box<Error>),
+    /// A file a pack delta is based on is not in the repository (deleted
+    /// by hand, or by a tool that does not know pack deltas), so the
+    /// states of the delta's chain cannot be rebuilt.
+    #[error(
+        "{base} is missing, but the pack delta {delta} is based on it, so no state of that \
+         chain can be rebuilt. Put the file back from a copy, restore an earlier date (-D) \
+         whose chain is complete, or make a full backup (-B -F) to start a new chain"
+    )]
+    PackDeltaBaseMissing {
+        /// The missing file (its path, the repository as given joined
+        /// with its name).
+        base: String,
+        /// The pack delta (its path).
+        delta: String,
+    },
     /// A broken internal invariant (a bug): says which.
     #[error("{0}")]
     Internal(String),
@@ -387,12 +402,31 @@ impl Error {
         }
     }
 
-    /// Wraps an I/O error with the path it concerns.
+    /// Wraps an I/O error with the path it concerns. An I/O error that
+    /// carries one of ours (a reader of several files passes on the
+    /// error of the file it could not open as `io::Error::other`) is that
+    /// error: it already names its file.
     pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
+        match carried(source) {
+            Ok(e) => e,
+            Err(source) => Error::Io {
+                path: path.as_ref().to_path_buf(),
+                source,
+            },
         }
+    }
+}
+
+/// The [`Error`] an `io::Error` carries, or the `io::Error` itself.
+fn carried(source: io::Error) -> std::result::Result<Error, io::Error> {
+    if !source.get_ref().is_some_and(|e| e.is::<Error>()) {
+        return Err(source);
+    }
+    match source.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(e)) => Ok(*e),
+        // Checked just above; keep the message if it ever happens.
+        Some(Err(inner)) => Err(io::Error::other(inner)),
+        None => Err(io::Error::other("an I/O error without its cause")),
     }
 }
 
@@ -412,10 +446,13 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 
     fn at_byte(self, path: impl AsRef<Path>, pos: u64) -> Result<T> {
-        self.map_err(|source| Error::IoAt {
-            path: path.as_ref().to_path_buf(),
-            pos,
-            source,
+        self.map_err(|source| match carried(source) {
+            Ok(e) => e,
+            Err(source) => Error::IoAt {
+                path: path.as_ref().to_path_buf(),
+                pos,
+                source,
+            },
         })
     }
 }
@@ -528,6 +565,23 @@ mod tests {
             "repo/a.dat is missing, so the backup files cannot be checked; recover with \
              --no-verify to restore them unchecked"
         );
+    }
+
+    #[test]
+    fn an_error_passed_through_a_reader_comes_out_as_itself() {
+        let inner = Error::PackDeltaBaseMissing {
+            base: "repo/a.fs".into(),
+            delta: "repo/b.fsz".into(),
+        };
+        let text = inner.to_string();
+        let passed = Error::io("repo/c.fsz", io::Error::other(inner));
+        assert_eq!(passed.to_string(), text);
+        assert!(text.starts_with("repo/a.fs is missing, but the pack delta repo/b.fsz"));
+        let at = Err::<(), _>(io::Error::other(Error::Interrupted)).at_byte("x", 3);
+        assert!(matches!(at, Err(Error::Interrupted)));
+        // Any other I/O error still names the file it was about.
+        let plain = Error::io("repo/c.fsz", io::Error::other("boom"));
+        assert_eq!(plain.to_string(), "boom: 'repo/c.fsz'");
     }
 
     #[test]

@@ -113,6 +113,14 @@ pub enum ChainProblem {
         /// Bytes the file has.
         actual: u64,
     },
+    /// The chain starts with a pack delta whose base file is gone, so its
+    /// state cannot be read (nor continued).
+    PackDeltaBaseMissing {
+        /// The missing file (its path).
+        base: String,
+        /// The pack delta (its path).
+        delta: String,
+    },
     /// The `.dat` lists files that are not the chain's, or in another order.
     DatDisagrees {
         /// The `.dat` file.
@@ -224,6 +232,14 @@ pub enum Event {
     },
     /// `-k`: an older backup file (and its `.dat`/`.index`) is removed.
     RemovingOld(String),
+    /// `-k` or retention: a backup file that would otherwise go is kept
+    /// because a kept pack delta is based on its chain.
+    KeptForPackDelta {
+        /// The data file kept (its path).
+        file: String,
+        /// The pack delta that needs its chain (its path).
+        needed_by: String,
+    },
     /// Retention (`--keep…`): a file of a chain no rule keeps is removed.
     RemovingExpired {
         /// The data, `.dat` or `.index` file.
@@ -614,6 +630,10 @@ impl fmt::Display for Event {
                 write!(f, "writing incremental: {bytes} bytes to {dest}")
             }
             RemovingOld(x) => write!(f, "removing old backup file {x} (and .dat / .index)"),
+            KeptForPackDelta { file, needed_by } => write!(
+                f,
+                "keeping backup file {file}: the pack delta {needed_by} is based on its chain"
+            ),
             RemovingExpired {
                 file,
                 chain: Some(chain),
@@ -726,6 +746,10 @@ impl fmt::Display for Event {
                     } => write!(
                         f,
                         "{dat} records {file} as {recorded} bytes, but it has {actual}"
+                    )?,
+                    ChainProblem::PackDeltaBaseMissing { base, delta } => write!(
+                        f,
+                        "{base} is missing, but the pack delta {delta} is based on it"
                     )?,
                     ChainProblem::DatDisagrees { dat, listed, chain } => write!(
                         f,

@@ -61,6 +61,9 @@ struct State {
     /// How the operation checked the files (`"blake3"` or `"md5"`), if
     /// it said.
     checked_with: Option<&'static str>,
+    /// A pack delta written: its base chain's first file, bytes taken
+    /// from the base, bytes of its own.
+    pack_delta: Option<(String, u64, u64)>,
 }
 
 impl Frontend {
@@ -127,6 +130,13 @@ impl Frontend {
             o.extend(extra);
             if let Some(how) = self.state.borrow().checked_with {
                 o.insert("checked_with".into(), how.into());
+            }
+            if let Some((base, copied, literal)) = &self.state.borrow().pack_delta {
+                o.insert("kind".into(), "pack-delta".into());
+                o.insert(
+                    "pack_delta".into(),
+                    json!({"base": base, "copied_bytes": copied, "literal_bytes": literal}),
+                );
             }
         }
         print_json(&obj);
@@ -211,6 +221,18 @@ impl Report for Frontend {
             Event::BlobsRestored { files, bytes, .. } => Some((*files, *bytes)),
             Event::BlobsSynced { copied, bytes, .. } => Some((*copied, *bytes)),
             Event::BlobsVerified { objects, bytes, .. } => Some((*objects, *bytes)),
+            Event::WritingPackDelta { base, .. } => {
+                self.state.borrow_mut().pack_delta = Some((base.clone(), 0, 0));
+                None
+            }
+            Event::PackDeltaWritten {
+                copied, literal, ..
+            } => {
+                if let Some(p) = self.state.borrow_mut().pack_delta.as_mut() {
+                    (p.1, p.2) = (*copied, *literal);
+                }
+                None
+            }
             Event::CheckingWith { blake3 } => {
                 self.state.borrow_mut().checked_with = Some(if *blake3 { "blake3" } else { "md5" });
                 None

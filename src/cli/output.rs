@@ -94,11 +94,31 @@ pub fn list_text(list: &RepositoryList) -> String {
             let yes_no = |b: bool| if b { "yes" } else { "no" };
             let index = format!("{:<5}  {:<6}", yes_no(p.index), yes_no(p.sidecar));
             let index = match p.blobs {
-                _ if !with_blobs => index.trim_end().to_string(),
+                _ if !with_blobs => index,
                 Blobs::None => format!("{index}  no"),
                 Blobs::Listed { gone: 0 } => format!("{index}  yes"),
                 Blobs::Listed { gone } => format!("{index}  {gone} missing"),
                 Blobs::Unreadable => format!("{index}  damaged"),
+            };
+            // What pack deltas need, in a last column of its own: rows
+            // without it end as they always have.
+            let mut deps = Vec::new();
+            if let Some(base) = &p.pack_delta_base {
+                deps.push(format!("based on {base}"));
+            }
+            if let Some(delta) = &p.needed_by {
+                deps.push(format!("needed by {delta}"));
+            }
+            let index = if deps.is_empty() {
+                index.trim_end().to_string()
+            } else {
+                // The columns' width: with blobs, room for "N missing".
+                let w = if with_blobs {
+                    "index  blake3  9 missing".len()
+                } else {
+                    index.len()
+                };
+                format!("{index:<w$}  {}", deps.join("; "))
             };
             let _ = writeln!(
                 out,
@@ -143,6 +163,12 @@ struct PointLine<'a> {
     index: bool,
     blake3: bool,
     blobs: Option<BlobsField>,
+    /// Only on a pack delta: the first file of the chain it is based on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pack_delta_base: Option<&'a str>,
+    /// Only on a file a pack delta is based on: that delta.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    needed_by: Option<&'a str>,
 }
 
 /// The `blobs` field of a restore point (`null` when it has no manifest).
@@ -200,6 +226,8 @@ pub fn list_json(list: &RepositoryList) -> String {
                         Blobs::Listed { gone } => Some(BlobsField::Listed { missing: gone }),
                         Blobs::Unreadable => Some(BlobsField::Damaged("damaged")),
                     },
+                    pack_delta_base: p.pack_delta_base.as_deref(),
+                    needed_by: p.needed_by.as_deref(),
                 },
             );
         }
@@ -339,6 +367,8 @@ mod tests {
             index,
             sidecar: false,
             blobs: Blobs::None,
+            pack_delta_base: None,
+            needed_by: None,
         };
         RepositoryList {
             chains: vec![ChainInfo {
@@ -404,6 +434,55 @@ mod tests {
         );
         let json = list_json(&list);
         assert!(json.contains("\"blobs\":{\"missing\":2}"), "{json}");
+    }
+
+    #[test]
+    fn a_pack_delta_and_the_files_it_needs_are_marked_in_text_and_json() {
+        let mut list = sample();
+        let mut delta = list.chains[0].points[0].clone();
+        delta.stamp = "2026-01-03-00-00-00".into();
+        delta.kind = Kind::PackDelta;
+        delta.gzip = true;
+        delta.pack_delta_base = Some("2026-01-01-00-00-00.fs".into());
+        list.chains.push(ChainInfo {
+            stamp: "2026-01-03-00-00-00".into(),
+            dat: "2026-01-03-00-00-00.dat".into(),
+            points: vec![delta],
+            notes: vec![],
+        });
+        for p in &mut list.chains[0].points {
+            p.needed_by = Some("2026-01-03-00-00-00.fsz".into());
+        }
+        let text = list_text(&list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2],
+            "  2026-01-01-00-00-00  full         no            4242         4242  yes    no      \
+             needed by 2026-01-03-00-00-00.fsz"
+        );
+        assert_eq!(
+            lines[6],
+            "  2026-01-03-00-00-00  pack delta   yes           4242         4242  yes    no      \
+             based on 2026-01-01-00-00-00.fs"
+        );
+        let json = list_json(&list);
+        let lines: Vec<&str> = json.lines().collect();
+        assert!(
+            lines[0].ends_with(
+                "\"blake3\":false,\"blobs\":null,\"needed_by\":\"2026-01-03-00-00-00.fsz\"}"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[3].contains("\"kind\":\"pack delta\",\"gzip\":true,")
+                && lines[3].ends_with("\"pack_delta_base\":\"2026-01-01-00-00-00.fs\"}"),
+            "{}",
+            lines[3]
+        );
+        // A repository without pack deltas lists as it always has.
+        assert!(!list_json(&sample()).contains("needed_by"));
+        assert!(!list_json(&sample()).contains("pack_delta_base"));
     }
 
     #[test]

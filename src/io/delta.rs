@@ -250,8 +250,20 @@ impl<B: Read, O: Read> Apply<B, O> {
                 "the delta's operations end before its end mark, at byte {} of its output",
                 self.out
             ))),
-            Err(e) => Err(e),
+            Err(e) => Err(self.ops_failed(e)),
         }
+    }
+
+    /// `e`, from reading the operations (a damaged deflate stream), saying
+    /// where the output stood.
+    fn ops_failed(&self, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{e} in the delta's operations, at byte {} of its output",
+                self.out
+            ),
+        )
     }
 
     fn varint(&mut self) -> io::Result<u64> {
@@ -378,7 +390,10 @@ impl<B: Read, O: Read> Read for Apply<B, O> {
                 }
                 State::Add(rem) => {
                     let want = (*rem).min(buf.len() as u64) as usize;
-                    let got = self.ops.read(&mut buf[..want])?;
+                    let got = match self.ops.read(&mut buf[..want]) {
+                        Ok(got) => got,
+                        Err(e) => return Err(self.ops_failed(e)),
+                    };
                     if got == 0 {
                         return Err(bad(format!(
                             "the delta's literal bytes end early, at byte {} of its output",

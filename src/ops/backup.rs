@@ -17,7 +17,7 @@ use crate::io::{CHUNK, Digests, ParallelGzip};
 use crate::lock;
 use crate::names;
 use crate::repo::{self, Chain, DatEntry, Listing, RepoGuard, Repository, packdelta, sidecar};
-use crate::report::{Event, FullReason, Phase};
+use crate::report::{ChainProblem, Event, FullReason, Phase};
 
 /// Options of a backup (`-B`).
 #[derive(Debug, Clone, Default)]
@@ -221,6 +221,15 @@ fn backup_data(
         Ok((outcome, Some(src), Vec::new()))
     };
     if let Err(problem) = chain.reconcile(ctx.report, held)? {
+        ctx.report.event(&Event::StartingNewChain(problem));
+        return full(FullReason::Changed, src, listing);
+    }
+    // A chain whose pack delta lost its base cannot be read, so neither
+    // compared nor continued (not even by -Q, which reads no chain file).
+    if let Err(Error::PackDeltaBaseMissing { base, delta }) =
+        packdelta::check_bases(repo, listing, &chain.files()[0].name)
+    {
+        let problem = ChainProblem::PackDeltaBaseMissing { base, delta };
         ctx.report.event(&Event::StartingNewChain(problem));
         return full(FullReason::Changed, src, listing);
     }
@@ -472,7 +481,9 @@ fn pack_delta_backup(
         let hashing = std::thread::Builder::new()
             .spawn_scoped(scope, || src.digest_range(0, end, Digests::Both, None))
             .map_err(Error::Thread)?;
-        let mut old = chain.reader().into_concat(chain.paths());
+        // Exactly the files the header names, as the reader will.
+        let paths = header.base.iter().map(|e| repo.path(&e.file)).collect();
+        let mut old = chain.reader().into_concat(paths);
         let mut new = SourceReader {
             src,
             pos: 0,
@@ -689,12 +700,35 @@ fn write_index(repo: &Repository, stamp: &str, pos: u64, ix: &index::Index) -> R
 /// `.dat` and `.index` files (repozo's `delete_old_backups`), and their
 /// blob manifests and sidecars; also manifests and sidecars older than the
 /// kept full whose data file is gone (ZODB's repozo `-k` leaves them).
+///
+/// A chain that the kept full is based on (it is a pack delta,
+/// [`crate::repo::packdelta`]), and the chain that one is based on, and
+/// so on, stays whole, each file reported ([`Event::KeptForPackDelta`]).
+/// After a plain full backup nothing older is needed, and everything
+/// older goes, as with ZODB's repozo.
 fn delete_old_backups(repo: &Repository, listing: &Listing, ctx: Ctx) -> Result<()> {
     let names = listing.data_files();
     let Some(keep) = names.iter().rev().find(|n| repo::is_full(n)) else {
         return Ok(());
     };
-    for name in names.iter().filter(|n| *n != keep) {
+    let chains = listing.chains();
+    let mut kept: Vec<bool> = chains.iter().map(|c| c[0] == *keep).collect();
+    let bases = packdelta::keep_bases_in(repo, &chains, &mut kept)?;
+    for base in &bases.kept {
+        for file in chains[base.chain] {
+            ctx.report.event(&Event::KeptForPackDelta {
+                file: repo.path(file),
+                needed_by: repo.path(&base.needed_by),
+            });
+        }
+    }
+    let kept_files: std::collections::HashSet<&str> = chains
+        .iter()
+        .zip(&kept)
+        .filter(|(_, k)| **k)
+        .flat_map(|(c, _)| c.iter().map(String::as_str))
+        .collect();
+    for name in names.iter().filter(|n| !kept_files.contains(n.as_str())) {
         ctx.report.event(&Event::RemovingOld(name.clone()));
         for ext in [".blobs", ".blake3", ".dat", ".index"] {
             let _ = repo.remove(&repo::with_ext(name, ext));

@@ -1,6 +1,8 @@
 //! `--list`: every restore point of a repository, grouped by chain.
 //!
-//! Reads names, sizes and `.dat` files only; never a data file's contents,
+//! Reads names, sizes and `.dat` files, and the header of each `.fsz`
+//! full (one small ranged read, to tell a pack delta,
+//! [`crate::repo::packdelta`]); never a data file's contents beyond that,
 //! never a modification time. Order is by file name (the UTC stamp), as
 //! every repozo operation orders backups. Takes no lock: a listing made
 //! while a backup runs may show its `.dat` line missing for the file being
@@ -10,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::error::Result;
-use crate::repo::{self, DatEntry, Listing, Repository};
+use crate::repo::{self, DatEntry, Listing, Repository, packdelta};
 
 /// Options of `--list`.
 #[derive(Debug, Clone, Default)]
@@ -19,21 +21,25 @@ pub struct ListOptions {
     pub repository: String,
 }
 
-/// A full or an incremental backup.
+/// A full or an incremental backup, or a pack delta.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `.fs` / `.fsz`: a whole Data.fs prefix.
     Full,
     /// `.deltafs` / `.deltafsz`: the bytes since the previous file.
     Incremental,
+    /// A `.fsz` that is a pack delta (`-B --pack-delta`): the first file
+    /// of a chain, a whole Data.fs prefix rebuilt from another chain.
+    PackDelta,
 }
 
 impl Kind {
-    /// `"full"` or `"incremental"`.
+    /// `"full"`, `"incremental"` or `"pack delta"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Full => "full",
             Kind::Incremental => "incremental",
+            Kind::PackDelta => "pack delta",
         }
     }
 }
@@ -65,6 +71,13 @@ pub struct RestorePoint {
     pub sidecar: bool,
     /// Its blob manifest `<stamp>.blobs` (backups with `--blob-dir`).
     pub blobs: Blobs,
+    /// For a pack delta: the first file of the chain it is based on (the
+    /// first of the base files its header lists).
+    pub pack_delta_base: Option<String>,
+    /// For a file a pack delta in the repository is based on: that delta
+    /// (the newest, should there be several). Retention and `-k` keep the
+    /// file's chain as long as they keep the delta.
+    pub needed_by: Option<String>,
 }
 
 /// The blob manifest of a restore point, as far as its first line says.
@@ -112,6 +125,20 @@ pub enum ChainNote {
         /// The `.dat` name.
         dat: String,
     },
+    /// A base file of the chain's pack delta that is not in the
+    /// repository: no state of the chain can be rebuilt.
+    BaseMissing {
+        /// The pack delta (file name).
+        delta: String,
+        /// The missing base file (file name).
+        file: String,
+    },
+    /// The chain's first file looks like a pack delta but its header
+    /// cannot be read.
+    PackDeltaUnreadable {
+        /// What the reader said.
+        why: String,
+    },
 }
 
 impl fmt::Display for ChainNote {
@@ -132,6 +159,12 @@ impl fmt::Display for ChainNote {
             ChainNote::Missing { file, dat } => {
                 write!(f, "{dat} lists {file}, which is missing")
             }
+            ChainNote::BaseMissing { delta, file } => write!(
+                f,
+                "the pack delta {delta} is based on {file}, which is missing: -R and -V at \
+                 this chain's dates fail; make a full backup (-B -F)"
+            ),
+            ChainNote::PackDeltaUnreadable { why } => f.write_str(why),
         }
     }
 }
@@ -190,13 +223,46 @@ pub fn list(opts: &ListOptions) -> Result<RepositoryList> {
 /// [`list`] from a listing already made: stats every data file and reads
 /// every chain's `.dat`.
 pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> {
+    // Every pack delta's header first: which files each one needs.
+    let groups = listing.chains();
+    let mut headers: Vec<Result<Option<packdelta::Header>, String>> = Vec::new();
+    let mut needed_by: HashMap<&str, &str> = HashMap::new();
+    for names in &groups {
+        let header = packdelta::header_of(repo, &names[0]).map_err(|e| e.to_string());
+        if let Ok(Some(h)) = &header {
+            for e in &h.base {
+                if let Ok(k) = listing.data_files().binary_search(&e.file) {
+                    // Chains come oldest first: the newest delta wins.
+                    needed_by.insert(listing.data_files()[k].as_str(), names[0].as_str());
+                }
+            }
+        }
+        headers.push(header);
+    }
     let mut chains = Vec::new();
-    for names in listing.chains() {
+    for (names, header) in groups.iter().zip(headers) {
         let stamp = repo::stamp_of(&names[0]).to_string();
         let dat = format!("{stamp}.dat");
         let mut notes = Vec::new();
         if !repo::is_full(&names[0]) {
             notes.push(ChainNote::NoFull);
+        }
+        let header = match header {
+            Ok(h) => h,
+            Err(why) => {
+                notes.push(ChainNote::PackDeltaUnreadable { why });
+                None
+            }
+        };
+        if let Some(h) = &header {
+            for e in &h.base {
+                if listing.data_files().binary_search(&e.file).is_err() {
+                    notes.push(ChainNote::BaseMissing {
+                        delta: names[0].clone(),
+                        file: e.file.clone(),
+                    });
+                }
+            }
         }
         let entries = read_dat(repo, listing, &dat, &mut notes);
         let ends: HashMap<&str, u64> = entries
@@ -205,7 +271,7 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
             .map(|e| (e.base_name(), e.end))
             .collect();
         let mut points = Vec::with_capacity(names.len());
-        for name in names {
+        for (i, name) in names.iter().enumerate() {
             let path = repo.path(name);
             let stored_size = match listing.size_of(name) {
                 Some(size) => size,
@@ -234,11 +300,16 @@ pub fn describe(repo: &Repository, listing: &Listing) -> Result<RepositoryList> 
                 stamp,
                 name: name.clone(),
                 path,
-                kind: if repo::is_full(name) {
-                    Kind::Full
-                } else {
-                    Kind::Incremental
+                kind: match &header {
+                    Some(_) if i == 0 => Kind::PackDelta,
+                    _ if repo::is_full(name) => Kind::Full,
+                    _ => Kind::Incremental,
                 },
+                pack_delta_base: match &header {
+                    Some(h) if i == 0 => h.base.first().map(|e| e.file.clone()),
+                    _ => None,
+                },
+                needed_by: needed_by.get(name.as_str()).map(|d| d.to_string()),
                 gzip: repo::is_gzip_name(name),
                 stored_size,
                 end,
@@ -387,6 +458,70 @@ mod tests {
             dat: "2026-01-01-00-00-00.dat".into()
         }));
         assert_eq!(l.orphans, vec!["2025-01-01-00-00-00.index"]);
+    }
+
+    #[test]
+    fn a_pack_delta_is_its_own_kind_and_the_files_it_needs_say_so() {
+        let delta = |files: &[&str]| {
+            packdelta::Header {
+                size: 10,
+                base: files
+                    .iter()
+                    .map(|f| DatEntry {
+                        file: f.to_string(),
+                        start: 0,
+                        end: 1,
+                        md5: "0123456789abcdef0123456789abcdef".into(),
+                    })
+                    .collect(),
+            }
+            .encode()
+        };
+        let b = delta(&["2026-01-01-00-00-00.fs", "2026-01-02-00-00-00.deltafs"]);
+        let c = delta(&["2026-01-03-00-00-00.fsz", "2026-01-03-12-00-00.deltafsz"]);
+        let (_d, repo) = repo_with(&[
+            ("2026-01-01-00-00-00.fs", b"0123456789"),
+            ("2026-01-02-00-00-00.deltafs", b"x"),
+            ("2026-01-03-00-00-00.fsz", &b),
+            ("2026-01-04-00-00-00.fsz", &c),
+            ("2026-01-05-00-00-00.fsz", b"\x1f\x8bnot a delta"),
+        ]);
+        let l = describe(&repo, &repo.list().unwrap()).unwrap();
+        let point = |chain: usize, i: usize| &l.chains[chain].points[i];
+        assert_eq!(point(0, 0).kind, Kind::Full);
+        assert_eq!(
+            point(0, 0).needed_by.as_deref(),
+            Some("2026-01-03-00-00-00.fsz")
+        );
+        assert_eq!(
+            point(0, 1).needed_by.as_deref(),
+            Some("2026-01-03-00-00-00.fsz")
+        );
+        assert_eq!(point(1, 0).kind, Kind::PackDelta);
+        assert_eq!(point(1, 0).kind.as_str(), "pack delta");
+        assert_eq!(
+            point(1, 0).pack_delta_base.as_deref(),
+            Some("2026-01-01-00-00-00.fs")
+        );
+        // A delta of a delta: needed, and based on another chain.
+        assert_eq!(
+            point(1, 0).needed_by.as_deref(),
+            Some("2026-01-04-00-00-00.fsz")
+        );
+        assert_eq!(point(2, 0).kind, Kind::PackDelta);
+        assert!(l.chains[2].notes.contains(&ChainNote::BaseMissing {
+            delta: "2026-01-04-00-00-00.fsz".into(),
+            file: "2026-01-03-12-00-00.deltafsz".into(),
+        }));
+        assert_eq!(point(3, 0).kind, Kind::Full);
+        assert_eq!(point(3, 0).pack_delta_base, None);
+        assert_eq!(point(3, 0).needed_by, None);
+        assert!(
+            !l.chains[1]
+                .notes
+                .iter()
+                .any(|n| matches!(n, ChainNote::BaseMissing { .. }))
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! Everything is decided from file names, never from modification times:
 //! a backup's time is the UTC stamp in its name, the same one chain
-//! selection uses. [`plan`] is a pure function of a [`Listing`]; [`retain`]
-//! lists the repository under the repository lock, plans and removes.
+//! selection uses. [`plan`] is a pure function of a [`Listing`];
+//! [`plan_with_bases`] adds what kept pack deltas need, read from their
+//! headers (one small read per kept `.fsz` full); [`retain`] lists the
+//! repository under the repository lock, plans and removes.
 //!
 //! # Rules
 //!
@@ -17,8 +19,14 @@
 //!   each of the last N days (ISO weeks, months) that have restore points
 //!   (restic's semantics: days without backups do not count).
 //! * A chain is kept whole when any rule keeps one of its restore points,
-//!   and the newest chain is always kept. Every other chain is removed
-//!   whole: its data files, `.dat` and `.index` files.
+//!   and the newest chain is always kept.
+//! * A chain that a kept pack delta is based on ([`crate::repo::packdelta`])
+//!   is kept whole too ([`Reason::NeededBy`]), and so is the chain that
+//!   one is based on if it starts with a pack delta, and so on: the kept
+//!   set is closed under dependencies. A plain full backup needs nothing,
+//!   so once one is kept (`-B -F`), older chains go by the rules alone.
+//! * Every other chain is removed whole: its data files, `.dat` and
+//!   `.index` files.
 //!
 //! # Removal order, and why
 //!
@@ -46,6 +54,10 @@
 //!   installs the `.index` of the last file it uses, so an `.index` is
 //!   never left for a file that is gone (a file left without its `.index`
 //!   only makes ZODB rebuild the index on open).
+//! * **Chains go newest first.** A pack delta is always newer than the
+//!   chain it is based on, so a removed delta's chain is gone before its
+//!   base starts to go: a crash never leaves a delta whose base is half
+//!   removed.
 //!
 //! A crash between a full and its `.dat` leaves that `.dat` without data
 //! files. No recover reads it, `--list` flags it, and the next retention
@@ -73,7 +85,7 @@ use crate::clock::Stamp;
 use crate::error::Result;
 use crate::failpoint;
 use crate::lock;
-use crate::repo::{self, Listing, Repository};
+use crate::repo::{self, Listing, Repository, packdelta};
 use crate::report::Event;
 
 /// How many chains or periods to keep. Every count is at least 1.
@@ -169,6 +181,10 @@ pub enum Reason {
     Newest,
     /// It is one of the `n` newest chains (`--keep=n`).
     Last(u32),
+    /// A kept pack delta (this file name) is based on it
+    /// ([`crate::repo::packdelta`]): removing it would leave that delta
+    /// nothing to rebuild its states from.
+    NeededBy(String),
     /// One of its restore points is the newest of a kept period.
     Period {
         /// Day, week or month.
@@ -188,6 +204,10 @@ impl fmt::Display for Reason {
             Reason::Newest => f.write_str("the newest chain"),
             Reason::Last(1) => f.write_str("--keep=1"),
             Reason::Last(n) => write!(f, "one of the {n} newest chains (--keep={n})"),
+            Reason::NeededBy(delta) => write!(
+                f,
+                "needed by {delta} (a kept pack delta based on this chain)"
+            ),
             Reason::Period {
                 period,
                 bucket,
@@ -236,10 +256,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Every file name to remove, in removal order.
+    /// Every file name to remove, in removal order: the chains newest
+    /// first (see the module doc), then the leftovers.
     pub fn removals(&self) -> impl Iterator<Item = &str> {
         self.chains
             .iter()
+            .rev()
             .flat_map(|c| c.remove.iter())
             .chain(&self.leftovers)
             .map(String::as_str)
@@ -256,9 +278,34 @@ impl Plan {
     }
 }
 
-/// Decides which chains of `listing` to keep under `policy`. Pure: reads
-/// nothing but the names.
+/// Decides which chains of `listing` to keep under `policy`, from the
+/// names alone: for a repository without pack deltas. Pure.
 pub fn plan(listing: &Listing, policy: &Policy) -> Plan {
+    let keep = by_rules(listing, policy);
+    assemble(listing, keep)
+}
+
+/// [`plan`], then keeps every chain a kept pack delta is based on, and
+/// theirs ([`packdelta::keep_bases`]): the kept set is closed under
+/// dependencies. `bases(name)` gives the base files of a chain's first
+/// file if it is a pack delta; it is asked about kept chains only.
+pub fn plan_with_bases(
+    listing: &Listing,
+    policy: &Policy,
+    bases: &mut dyn FnMut(&str) -> Result<Option<Vec<String>>>,
+) -> Result<Plan> {
+    let mut keep = by_rules(listing, policy);
+    let chains = listing.chains();
+    let mut kept: Vec<bool> = keep.iter().map(|k| !k.is_empty()).collect();
+    let found = packdelta::keep_bases(&chains, &mut kept, bases)?;
+    for base in found.kept {
+        keep[base.chain].push(Reason::NeededBy(base.needed_by));
+    }
+    Ok(assemble(listing, keep))
+}
+
+/// Why each chain of `listing` is kept by the rules (empty: it is not).
+fn by_rules(listing: &Listing, policy: &Policy) -> Vec<Vec<Reason>> {
     let groups = listing.chains();
     let mut keep: Vec<Vec<Reason>> = vec![Vec::new(); groups.len()];
     if let Some(last) = keep.last_mut() {
@@ -305,6 +352,12 @@ pub fn plan(listing: &Listing, policy: &Policy) -> Plan {
             }
         }
     }
+    keep
+}
+
+/// The plan that keeps the chains `keep` gives reasons for.
+fn assemble(listing: &Listing, keep: Vec<Vec<Reason>>) -> Plan {
+    let groups = listing.chains();
     let stamps: HashSet<&str> = listing
         .data_files()
         .iter()
@@ -427,11 +480,31 @@ pub(crate) fn retain_locked(
     ctx: Ctx,
 ) -> Result<RetentionOutcome> {
     let listing = repo.list()?;
-    let plan = plan(&listing, &retention.policy);
+    let plan =
+        plan_with_bases(&listing, &retention.policy, &mut |first| {
+            Ok(packdelta::header_of(repo, first)?
+                .map(|h| h.base.into_iter().map(|e| e.file).collect()))
+        })?;
+    if !retention.dry_run {
+        for chain in &plan.chains {
+            for reason in &chain.keep {
+                let Reason::NeededBy(delta) = reason else {
+                    continue;
+                };
+                for file in &chain.files {
+                    ctx.report.event(&Event::KeptForPackDelta {
+                        file: repo.path(file),
+                        needed_by: repo.path(delta),
+                    });
+                }
+            }
+        }
+    }
     let mut files = Vec::new();
     let removals = plan
         .chains
         .iter()
+        .rev()
         .flat_map(|c| c.remove.iter().map(|n| (n, Some(&c.stamp))))
         .chain(plan.leftovers.iter().map(|n| (n, None)));
     for (name, chain) in removals {
@@ -545,6 +618,66 @@ mod tests {
             ]
         );
         assert_eq!(p.chains[2].keep, vec![Reason::Newest, Reason::Last(2)]);
+    }
+
+    #[test]
+    fn a_kept_pack_delta_keeps_the_chains_it_is_based_on_and_chains_go_newest_first() {
+        // B is a pack delta on A's chain, C on B's; D is a plain full.
+        let l = with_meta(&[
+            "2026-01-01-00-00-00.fs",
+            "2026-01-02-00-00-00.deltafs",
+            "2026-01-03-00-00-00.fsz",
+            "2026-01-04-00-00-00.deltafsz",
+            "2026-01-05-00-00-00.fsz",
+            "2026-01-06-00-00-00.fs",
+        ]);
+        let mut bases = |first: &str| -> Result<Option<Vec<String>>> {
+            Ok(match first {
+                "2026-01-03-00-00-00.fsz" => Some(vec![
+                    "2026-01-01-00-00-00.fs".into(),
+                    "2026-01-02-00-00-00.deltafs".into(),
+                ]),
+                "2026-01-05-00-00-00.fsz" => Some(vec![
+                    "2026-01-03-00-00-00.fsz".into(),
+                    "2026-01-04-00-00-00.deltafsz".into(),
+                ]),
+                _ => None,
+            })
+        };
+        // --keep=2 keeps C and D; C needs B, which needs A.
+        let p = plan_with_bases(&l, &policy(2, 0, 0, 0), &mut bases).unwrap();
+        assert_eq!(p.kept_chains(), 4);
+        assert_eq!(
+            p.chains[1].keep,
+            vec![Reason::NeededBy("2026-01-05-00-00-00.fsz".into())]
+        );
+        assert_eq!(
+            p.chains[0].keep,
+            vec![Reason::NeededBy("2026-01-03-00-00-00.fsz".into())]
+        );
+        assert_eq!(
+            p.chains[0].keep[0].to_string(),
+            "needed by 2026-01-03-00-00-00.fsz (a kept pack delta based on this chain)"
+        );
+        assert_eq!(p.removals().count(), 0);
+        // --keep=1 keeps D alone, a plain full: everything older goes, the
+        // newest chain first, so no delta is ever left without its base.
+        let p = plan_with_bases(&l, &policy(1, 0, 0, 0), &mut bases).unwrap();
+        assert_eq!(p.kept_chains(), 1);
+        let data: Vec<&str> = p.removals().filter(|n| repo::is_data_file(n)).collect();
+        assert_eq!(
+            data,
+            vec![
+                "2026-01-05-00-00-00.fsz",
+                "2026-01-04-00-00-00.deltafsz",
+                "2026-01-03-00-00-00.fsz",
+                "2026-01-02-00-00-00.deltafs",
+                "2026-01-01-00-00-00.fs",
+            ]
+        );
+        // Without pack deltas it is the plan by names.
+        let p = plan_with_bases(&l, &policy(2, 0, 0, 0), &mut |_| Ok(None)).unwrap();
+        assert_eq!(p, plan(&l, &policy(2, 0, 0, 0)));
     }
 
     #[test]
@@ -738,6 +871,50 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(
             std::env::var("REPOZO_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
         ))]
+
+        #[test]
+        fn the_kept_set_is_closed_under_pack_delta_dependencies(
+            l in arb_listing(), p in arb_policy(), picks in proptest::collection::vec(any::<prop::sample::Index>(), 40)
+        ) {
+            // Some `.fsz` fulls are pack deltas on a prefix of an earlier
+            // chain (its first file up to a random file of it).
+            let chains = l.chains();
+            let mut deps: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for (i, c) in chains.iter().enumerate() {
+                let pick = picks[i % picks.len()];
+                if i == 0 || !c[0].ends_with(".fsz") || pick.index(3) == 0 {
+                    continue;
+                }
+                let base = chains[pick.index(i)];
+                let upto = 1 + pick.index(base.len());
+                deps.insert(c[0].clone(), base[..upto].to_vec());
+            }
+            let mut asked = 0;
+            let with = plan_with_bases(&l, &p, &mut |first| {
+                asked += 1;
+                Ok(deps.get(first).cloned())
+            }).unwrap();
+            let by_names = plan(&l, &p);
+            let kept_file = |f: &String| with.chains.iter().any(|c| c.kept() && c.files.contains(f));
+            for (i, c) in with.chains.iter().enumerate() {
+                // Kept by the rules as before, only more.
+                prop_assert!(!by_names.chains[i].kept() || c.kept());
+                if c.kept() {
+                    for b in deps.get(&c.files[0]).into_iter().flatten() {
+                        prop_assert!(kept_file(b), "{} needs {}, which goes", c.files[0], b);
+                    }
+                }
+                // And only what a kept delta needs.
+                for r in &c.keep {
+                    if let Reason::NeededBy(delta) = r {
+                        prop_assert!(kept_file(delta));
+                        prop_assert!(deps[delta].iter().any(|b| c.files.contains(b)));
+                        prop_assert!(!by_names.chains[i].kept());
+                    }
+                }
+            }
+            prop_assert!(asked <= with.kept_chains());
+        }
 
         #[test]
         fn the_newest_chain_is_always_kept(l in arb_listing(), p in arb_policy()) {

@@ -28,7 +28,7 @@
 //! then the operations as one raw deflate stream. The base state is the
 //! concatenation of the listed files (which may themselves start with a
 //! pack delta); they must stay in the repository as long as the delta
-//! does ([`dependencies`]).
+//! does ([`keep_bases`]).
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -149,6 +149,39 @@ fn damaged(path: &str, at: usize, what: &str) -> Error {
     ))
 }
 
+/// Checks the base files `header` lists against `dat`, the bytes of the
+/// `.dat` of the chain they start (`dat_path`): the n-th file listed must
+/// be its n-th line, by name, range and md5. So a header that lists the
+/// wrong md5 or size, or a base chain that is not the one the delta was
+/// made against, is an error naming the delta (`path`) before any byte
+/// is rebuilt. Only metadata is compared: the rebuilt bytes are checked
+/// against the delta's own `.dat` line as any file's are.
+pub fn check_base(header: &Header, dat: &[u8], path: &str, dat_path: &str) -> Result<()> {
+    let text = String::from_utf8_lossy(super::dat::complete_lines(dat).0);
+    let mut lines = text.lines();
+    for (i, want) in header.base.iter().enumerate() {
+        let line = lines.next();
+        let same = line
+            .and_then(|l| DatEntry::parse(l, dat_path, i + 1).ok())
+            .is_some_and(|got| {
+                got.base_name() == want.file
+                    && (got.start, got.end) == (want.start, want.end)
+                    && got.md5 == want.md5
+            });
+        if !same {
+            return Err(Error::Layout(format!(
+                "{path} does not match the backups it is based on: its header lists \
+                 {:?}, but line {} of {dat_path} is {:?}; restore an earlier date, \
+                 or make a full backup (-B -F) to start a new chain",
+                format!("{} {} {} {}", want.file, want.start, want.end, want.md5),
+                i + 1,
+                line.unwrap_or("missing"),
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A pack delta being read: its header, and the rest of the file (the
 /// operations) not yet read.
 pub struct Opened<R: Read> {
@@ -196,72 +229,182 @@ pub fn is_pack_delta(head: &[u8]) -> bool {
     head.starts_with(MAGIC)
 }
 
+/// Bytes [`header_of`] reads first: a header of a few hundred base files
+/// fits, so listing a repository costs one small (ranged) read per `.fsz`
+/// full.
+const HEAD_READ: u64 = 64 * 1024;
+
 /// The header of repository file `name` if it is a pack delta; `None` for
-/// any other file (only `.fsz` fulls can be one).
+/// any other file (only `.fsz` fulls can be one) and for a file that is
+/// gone.
+///
+/// Reads the first [`HEAD_READ`] bytes in one ranged read (on S3 one
+/// ranged GET, never the whole object); only a header longer than that
+/// (a base of more than about 700 files) takes a second ranged read, of
+/// at most the longest header accepted.
 pub fn header_of(repo: &Repository, name: &str) -> Result<Option<Header>> {
     if !(names::is_full(name) && names::is_gzip_name(name)) {
         return Ok(None);
     }
     let path = repo.path(name);
-    let Some(r) = repo.open_optional(name)? else {
-        return Ok(None);
+    let head = match repo.read_range(name, 0, HEAD_READ) {
+        Ok(head) => head,
+        Err(_) if !repo.exists(name)? => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let mut r = std::io::BufReader::with_capacity(64 * 1024, r);
-    let mut head = vec![0u8; MAGIC.len()];
-    let mut got = 0;
-    while got < head.len() {
-        match r.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(&path, e)),
-        }
-    }
-    if !is_pack_delta(&head[..got]) {
+    if !is_pack_delta(&head) {
         return Ok(None);
     }
+    let full = head.len() as u64 == HEAD_READ;
+    let rest = RestOf {
+        repo,
+        name,
+        from: HEAD_READ,
+        bytes: None,
+        at: 0,
+        wanted: full,
+    };
+    let mut r = std::io::BufReader::new(std::io::Cursor::new(&head[MAGIC.len()..]).chain(rest));
     Header::read_after_magic(&mut r, &path).map(Some)
 }
 
-/// Every pack delta in `listing` with the base files it needs: (delta
-/// name, base file names). Reads the first bytes of each `.fsz` full.
-pub fn dependencies(repo: &Repository, listing: &Listing) -> Result<Vec<(String, Vec<String>)>> {
-    let mut out = Vec::new();
-    for chain in listing.chains() {
-        let first = &chain[0];
-        if let Some(h) = header_of(repo, first)? {
-            out.push((
-                first.clone(),
-                h.base.iter().map(|e| e.file.clone()).collect(),
-            ));
+/// The bytes of a header after the first [`HEAD_READ`], read in one ranged
+/// read when (and only if) the parser gets there.
+struct RestOf<'a> {
+    repo: &'a Repository,
+    name: &'a str,
+    from: u64,
+    bytes: Option<Vec<u8>>,
+    at: usize,
+    /// False when the first read already reached the end of the file.
+    wanted: bool,
+}
+
+impl Read for RestOf<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.wanted {
+            return Ok(0);
+        }
+        if self.bytes.is_none() {
+            let len = HEADER_MAX as u64 - self.from;
+            let got = self
+                .repo
+                .read_range(self.name, self.from, len)
+                .map_err(std::io::Error::other)?;
+            self.bytes = Some(got);
+        }
+        let bytes = self.bytes.as_deref().unwrap_or_default();
+        let n = buf.len().min(bytes.len() - self.at);
+        buf[..n].copy_from_slice(&bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Checks, before anything is read or written, that the files a chain
+/// starting with `first` needs besides its own are all in `listing`: if
+/// `first` is a pack delta, its base files, and, where the base starts
+/// with a pack delta too, that one's, and so on. The first one missing is
+/// [`Error::PackDeltaBaseMissing`]. One small read per pack delta on the
+/// way ([`header_of`]); nothing for a chain that does not start with a
+/// `.fsz` full.
+pub fn check_bases(repo: &Repository, listing: &Listing, first: &str) -> Result<()> {
+    let mut current = first.to_string();
+    for _ in 0..DEPTH_MAX {
+        let Some(header) = header_of(repo, &current)? else {
+            return Ok(());
+        };
+        let data = listing.data_files();
+        for e in &header.base {
+            if data.binary_search(&e.file).is_err() {
+                return Err(Error::PackDeltaBaseMissing {
+                    base: repo.path(&e.file),
+                    delta: repo.path(&current),
+                });
+            }
+        }
+        match header.base.first() {
+            Some(e) => current = e.file.clone(),
+            None => return Ok(()),
+        }
+    }
+    // Deeper than the reader goes: it says so when it gets there.
+    Ok(())
+}
+
+/// A chain kept only because a kept pack delta is based on it
+/// ([`keep_bases`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptBase {
+    /// Its index in the chains given.
+    pub chain: usize,
+    /// The pack delta (file name) based on it.
+    pub needed_by: String,
+}
+
+/// What [`keep_bases`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bases {
+    /// Chains kept for a pack delta, in the order found.
+    pub kept: Vec<KeptBase>,
+    /// Base files a kept pack delta names that are in no chain: (delta,
+    /// missing file). Nothing can keep them; `-R` and `-V` at the delta's
+    /// dates fail, naming them.
+    pub missing: Vec<(String, String)>,
+}
+
+/// Closes the set of kept chains under pack-delta dependencies: while a
+/// kept chain starts with a pack delta whose base files lie in a chain
+/// not kept, keeps that whole chain too (all its files, so it stays a
+/// chain any reader can use), and so on through deltas of deltas.
+///
+/// `chains` are [`Listing::chains`]; `kept[i]` says whether chain `i` is
+/// kept, and is set for every chain this keeps. `bases(first file)` gives
+/// the base file names of a chain's first file if it is a pack delta
+/// (`None` otherwise); it is asked only about kept chains, once each
+/// ([`keep_bases_in`] reads the headers).
+pub fn keep_bases(
+    chains: &[&[String]],
+    kept: &mut [bool],
+    bases: &mut dyn FnMut(&str) -> Result<Option<Vec<String>>>,
+) -> Result<Bases> {
+    let mut out = Bases::default();
+    let chain_of: std::collections::HashMap<&str, usize> = chains
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.iter().map(move |n| (n.as_str(), i)))
+        .collect();
+    let mut todo: Vec<usize> = (0..chains.len()).filter(|&i| kept[i]).rev().collect();
+    while let Some(i) = todo.pop() {
+        let delta = &chains[i][0];
+        let Some(files) = bases(delta)? else {
+            continue;
+        };
+        for file in files {
+            match chain_of.get(file.as_str()).copied() {
+                Some(j) if !kept[j] => {
+                    kept[j] = true;
+                    out.kept.push(KeptBase {
+                        chain: j,
+                        needed_by: delta.clone(),
+                    });
+                    todo.push(j);
+                }
+                Some(_) => {}
+                None => out.missing.push((delta.clone(), file)),
+            }
         }
     }
     Ok(out)
 }
 
-/// The files `keep` needs besides itself: the base files of every pack
-/// delta kept, and theirs, with the delta that needs each (the first one
-/// found). `deps` is [`dependencies`]'s answer.
-pub fn needed_by(
-    deps: &[(String, Vec<String>)],
-    keep: &std::collections::BTreeSet<String>,
-) -> std::collections::BTreeMap<String, String> {
-    let mut needed = std::collections::BTreeMap::new();
-    let mut todo: Vec<&str> = keep.iter().map(String::as_str).collect();
-    while let Some(file) = todo.pop() {
-        for (delta, base) in deps {
-            if delta != file {
-                continue;
-            }
-            for b in base {
-                if !keep.contains(b) && !needed.contains_key(b) {
-                    needed.insert(b.clone(), delta.clone());
-                    todo.push(b);
-                }
-            }
-        }
-    }
-    needed
+/// [`keep_bases`] reading the headers of the kept chains' first files in
+/// `repo` ([`header_of`]: one small read per kept `.fsz` full, none for
+/// other files).
+pub fn keep_bases_in(repo: &Repository, chains: &[&[String]], kept: &mut [bool]) -> Result<Bases> {
+    keep_bases(chains, kept, &mut |first| {
+        Ok(header_of(repo, first)?.map(|h| h.base.into_iter().map(|e| e.file).collect()))
+    })
 }
 
 #[cfg(test)]
@@ -316,19 +459,193 @@ mod tests {
         assert!(Header::read_after_magic(&mut r, "d.fsz").is_err());
     }
 
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn needed_by_follows_deltas_of_deltas() {
-        let deps = vec![
-            (
-                "c.fsz".to_string(),
-                vec!["b1.fsz".to_string(), "b2.deltafs".to_string()],
-            ),
-            ("b1.fsz".to_string(), vec!["a.fs".to_string()]),
-        ];
-        let keep = ["c.fsz".to_string()].into_iter().collect();
-        let n = needed_by(&deps, &keep);
-        assert_eq!(n.get("b1.fsz").unwrap(), "c.fsz");
-        assert_eq!(n.get("b2.deltafs").unwrap(), "c.fsz");
-        assert_eq!(n.get("a.fs").unwrap(), "b1.fsz");
+    fn kept_deltas_keep_their_base_chains_whole_and_transitively() {
+        // a: plain chain; b: delta on a's two files; c: plain; d: delta on
+        // b's chain; e: the newest, a plain full.
+        let a = names(&["a.fs", "a1.deltafs", "a2.deltafs"]);
+        let b = names(&["b.fsz", "b1.deltafsz"]);
+        let c = names(&["c.fs"]);
+        let d = names(&["d.fsz"]);
+        let e = names(&["e.fs"]);
+        let chains: Vec<&[String]> = vec![&a, &b, &c, &d, &e];
+        let mut asked = Vec::new();
+        let mut bases = |first: &str| {
+            asked.push(first.to_string());
+            Ok(match first {
+                "b.fsz" => Some(names(&["a.fs", "a1.deltafs"])),
+                "d.fsz" => Some(names(&["b.fsz", "b1.deltafsz", "gone.deltafs"])),
+                _ => None,
+            })
+        };
+        let mut kept = vec![false, false, false, true, true];
+        let found = keep_bases(&chains, &mut kept, &mut bases).unwrap();
+        assert_eq!(kept, vec![true, true, false, true, true]);
+        assert_eq!(
+            found.kept,
+            vec![
+                KeptBase {
+                    chain: 1,
+                    needed_by: "d.fsz".into()
+                },
+                KeptBase {
+                    chain: 0,
+                    needed_by: "b.fsz".into()
+                },
+            ]
+        );
+        assert_eq!(
+            found.missing,
+            vec![("d.fsz".to_string(), "gone.deltafs".to_string())]
+        );
+        // Only kept chains' first files were asked about, once each.
+        asked.sort();
+        assert_eq!(asked, vec!["a.fs", "b.fsz", "d.fsz", "e.fs"]);
+        // A plain full kept alone keeps nothing else.
+        let mut kept = vec![false, false, false, false, true];
+        let found = keep_bases(&chains, &mut kept, &mut |f: &str| {
+            Ok((f == "d.fsz").then(|| names(&["b.fsz"])))
+        })
+        .unwrap();
+        assert_eq!(found, Bases::default());
+        assert_eq!(kept, vec![false, false, false, false, true]);
+    }
+
+    fn local(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Repository) {
+        let d = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(d.path().join(name), bytes).unwrap();
+        }
+        let repo = Repository::new(d.path().to_str().unwrap());
+        (d, repo)
+    }
+
+    #[test]
+    fn only_fsz_fulls_starting_with_the_magic_have_a_header_however_long() {
+        // A base of 2,000 files: a header longer than the first read.
+        let long = Header {
+            size: 7,
+            base: (0..2000u64)
+                .map(|i| {
+                    let stamp = crate::clock::Stamp::parse("2026-01-01-00-00-00")
+                        .unwrap()
+                        .plus_seconds(i);
+                    let ext = if i == 0 { ".fs" } else { ".deltafsz" };
+                    entry(&format!("{stamp}{ext}"), i, i + 1)
+                })
+                .collect(),
+        };
+        let mut long_bytes = long.encode();
+        assert!(long_bytes.len() as u64 > HEAD_READ);
+        long_bytes.extend(b"ops");
+        let short = Header {
+            size: 3,
+            base: vec![entry("2026-01-01-00-00-00.fs", 0, 3)],
+        };
+        let short_bytes = short.encode();
+        let (_d, repo) = local(&[
+            ("2026-02-01-00-00-00.fsz", &long_bytes),
+            ("2026-02-02-00-00-00.fsz", &short_bytes),
+            ("2026-02-03-00-00-00.fsz", b"\x1f\x8b gzip, not a delta"),
+            ("2026-02-04-00-00-00.fs", &short_bytes),
+            ("2026-02-05-00-00-00.deltafsz", &short_bytes),
+        ]);
+        assert_eq!(
+            header_of(&repo, "2026-02-01-00-00-00.fsz").unwrap(),
+            Some(long)
+        );
+        assert_eq!(
+            header_of(&repo, "2026-02-02-00-00-00.fsz").unwrap(),
+            Some(short)
+        );
+        for other in [
+            "2026-02-03-00-00-00.fsz",
+            "2026-02-04-00-00-00.fs",
+            "2026-02-05-00-00-00.deltafsz",
+            "2026-02-06-00-00-00.fsz",
+        ] {
+            assert_eq!(header_of(&repo, other).unwrap(), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_missing_base_is_named_with_the_delta_that_needs_it() {
+        let b = Header {
+            size: 3,
+            base: vec![
+                entry("2026-01-01-00-00-00.fs", 0, 3),
+                entry("2026-01-02-00-00-00.deltafs", 3, 5),
+            ],
+        }
+        .encode();
+        let c = Header {
+            size: 3,
+            base: vec![entry("2026-01-03-00-00-00.fsz", 0, 3)],
+        }
+        .encode();
+        let (_d, repo) = local(&[
+            ("2026-01-01-00-00-00.fs", b"abc"),
+            ("2026-01-03-00-00-00.fsz", &b),
+            ("2026-01-04-00-00-00.fsz", &c),
+        ]);
+        let listing = repo.list().unwrap();
+        // Through the delta the base is a delta of.
+        let err = check_bases(&repo, &listing, "2026-01-04-00-00-00.fsz").unwrap_err();
+        assert!(
+            matches!(&err, Error::PackDeltaBaseMissing { base, delta }
+                if base.ends_with("/2026-01-02-00-00-00.deltafs")
+                    && delta.ends_with("/2026-01-03-00-00-00.fsz")),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("-B -F") && text.contains("earlier date"),
+            "{text}"
+        );
+        std::fs::write(repo.path("2026-01-02-00-00-00.deltafs"), b"de").unwrap();
+        let listing = repo.list().unwrap();
+        check_bases(&repo, &listing, "2026-01-04-00-00-00.fsz").unwrap();
+        check_bases(&repo, &listing, "2026-01-01-00-00-00.fs").unwrap();
+    }
+
+    #[test]
+    fn base_files_must_be_the_lines_of_their_chains_dat() {
+        let h = Header {
+            size: 1,
+            base: vec![
+                entry("2026-01-01-00-00-00.fs", 0, 100),
+                entry("2026-01-02-00-00-00.deltafsz", 100, 150),
+            ],
+        };
+        let line = |file: &str, start: u64, end: u64, md5: &str| {
+            format!("/some/repo/{file} {start} {end} {md5}\n")
+        };
+        let md5 = "0123456789abcdef0123456789abcdef";
+        let good = line("2026-01-01-00-00-00.fs", 0, 100, md5)
+            + &line("2026-01-02-00-00-00.deltafsz", 100, 150, md5);
+        check_base(&h, good.as_bytes(), "d.fsz", "a.dat").unwrap();
+        // A later line the delta does not use changes nothing.
+        let longer = good.clone() + &line("2026-01-03-00-00-00.deltafsz", 150, 160, md5);
+        check_base(&h, longer.as_bytes(), "d.fsz", "a.dat").unwrap();
+        let other = "fedcba9876543210fedcba9876543210";
+        for bad in [
+            line("2026-01-01-00-00-00.fs", 0, 100, other)
+                + &line("2026-01-02-00-00-00.deltafsz", 100, 150, md5),
+            line("2026-01-01-00-00-00.fs", 0, 101, md5)
+                + &line("2026-01-02-00-00-00.deltafsz", 101, 150, md5),
+            line("2026-01-01-00-00-00.fs", 0, 100, md5),
+            good[..good.len() - 1].to_string(),
+            line("2026-01-01-00-00-00.fsz", 0, 100, md5)
+                + &line("2026-01-02-00-00-00.deltafsz", 100, 150, md5),
+        ] {
+            let err = check_base(&h, bad.as_bytes(), "d.fsz", "a.dat")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("d.fsz") && err.contains("a.dat"), "{err}");
+        }
     }
 }

@@ -144,7 +144,7 @@ impl DataFiles {
     /// ([`DataFiles::base_of`]).
     fn open_pack_delta(&self, r: Box<dyn Read + Send>, path: &str) -> Result<Box<dyn Read>> {
         let delta = packdelta::open(r, path)?;
-        let base = self.base_of(path, &delta.header.base)?;
+        let base = self.base_of(path, &delta.header, 0)?;
         Ok(Box::new(delta.rebuild(base)))
     }
 
@@ -161,7 +161,7 @@ impl DataFiles {
                 head.path
             )));
         }
-        let rest = self.base_of(path, &delta.header.base[k..])?;
+        let rest = self.base_of(path, &delta.header, k)?;
         let held = FilePrefix {
             file: Arc::clone(&head.file),
             path: head.path.clone(),
@@ -174,10 +174,18 @@ impl DataFiles {
         Ok(Box::new(delta.rebuild(held.chain(rest))))
     }
 
-    /// The base files `base` (lines of a pack delta's header) of the pack
-    /// delta at `path`, from the repository, as one stream. They are read
-    /// through an opener one level deeper, which shares this one's pool.
-    pub fn base_of(&self, path: &str, base: &[DatEntry]) -> Result<impl Read + use<>> {
+    /// The base files of the pack delta at `path` (whose header is
+    /// `header`) from its `from`-th on, from the repository, as one stream.
+    /// The header's base must be the lines of its chain's `.dat`
+    /// ([`packdelta::check_base`]); the files are read through an opener
+    /// one level deeper, which shares this one's pool, and a file that is
+    /// gone is an error naming the delta that needs it.
+    pub fn base_of(
+        &self,
+        path: &str,
+        header: &packdelta::Header,
+        from: usize,
+    ) -> Result<impl Read + use<>> {
         if self.depth >= packdelta::DEPTH_MAX {
             return Err(Error::Layout(format!(
                 "{path}: pack deltas are based on each other more than {} deep (or in a \
@@ -186,6 +194,14 @@ impl DataFiles {
             )));
         }
         let dir = &path[..path.len() - crate::names::base_name(path).len()];
+        if let Some(first) = header.base.first() {
+            // Without its .dat, the base chain cannot be compared; the
+            // rebuilt bytes are still checked against the delta's line.
+            let dat = crate::names::dat_name(crate::names::stamp_of(&first.file));
+            if let Some(raw) = self.backend.read_optional(&dat)? {
+                packdelta::check_base(header, &raw, path, &format!("{dir}{dat}"))?;
+            }
+        }
         Ok(Concat {
             files: DataFiles {
                 pool: self.pool.clone(),
@@ -194,12 +210,13 @@ impl DataFiles {
                 depth: self.depth + 1,
                 base_head: None,
             },
-            paths: base
+            paths: header.base[from.min(header.base.len())..]
                 .iter()
                 .rev()
                 .map(|e| format!("{dir}{}", e.file))
                 .collect(),
             current: None,
+            needed_by: Some(path.to_string()),
         })
     }
 
@@ -211,6 +228,7 @@ impl DataFiles {
             files: self,
             paths: paths.into_iter().rev().collect(),
             current: None,
+            needed_by: None,
         }
     }
 
@@ -387,6 +405,25 @@ struct Concat {
     /// Paths still to open, last first.
     paths: Vec<String>,
     current: Option<Box<dyn Read>>,
+    /// The pack delta these files are the base of, if they are.
+    needed_by: Option<String>,
+}
+
+impl Concat {
+    /// `e`, the error opening `path`, or, if `path` is the base of a
+    /// pack delta and does not exist, the error saying so.
+    fn missing_base(&self, path: &str, e: Error) -> Error {
+        let Some(delta) = &self.needed_by else {
+            return e;
+        };
+        match self.files.backend.exists(crate::names::base_name(path)) {
+            Ok(false) => Error::PackDeltaBaseMissing {
+                base: path.to_string(),
+                delta: delta.clone(),
+            },
+            _ => e,
+        }
+    }
 }
 
 impl Read for Concat {
@@ -400,8 +437,13 @@ impl Read for Concat {
                     path: &path,
                     gzip: crate::names::is_gzip_name(&path),
                 };
-                // The error already names the file.
-                let r = self.files.open(file).map_err(io::Error::other)?;
+                // The error already names the file; a base file that is
+                // gone says which delta needs it. (`Error::io` takes the
+                // error out again.)
+                let r = match self.files.open(file) {
+                    Ok(r) => r,
+                    Err(e) => return Err(io::Error::other(self.missing_base(&path, e))),
+                };
                 self.current = Some(r);
                 continue;
             };

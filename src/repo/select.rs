@@ -31,13 +31,21 @@ pub fn chain_for_date(
         return Err(Error::BadDate(d.to_string()));
     }
     let when = date.map_or_else(|| clock.now().to_string(), str::to_string);
-    let (_, chain) = repo.chain(&when, report)?;
+    let (listing, chain) = repo.chain(&when, report)?;
     let chain = chain.ok_or_else(|| {
         Error::NoFiles(match date {
             Some(d) => format!("No files in repository before {d}"),
             None => "No files in repository".to_string(),
         })
     })?;
+    // A pack delta whose base is gone fails here, naming the file, before
+    // a byte is written anywhere. (A file that cannot be read fails where
+    // it is read, as it always has.)
+    if let Err(e @ Error::PackDeltaBaseMissing { .. }) =
+        super::packdelta::check_bases(&repo, &listing, &chain.files()[0].name)
+    {
+        return Err(e);
+    }
     if chain.dat_has_torn_tail() {
         report.event(&crate::report::Event::IgnoredTornDatLine(
             chain.dat_path().to_string(),

@@ -27,6 +27,8 @@ mod metrics;
 mod never_panic;
 mod never_panic_bin;
 mod operator_ux;
+mod pack_delta;
+mod pack_delta_retention;
 mod pack_delta_standby;
 mod permissions;
 #[cfg(feature = "s3")]

@@ -233,21 +233,27 @@ fn a_standby_of_the_state_before_a_pack_is_rebuilt_from_its_own_bytes_and_the_de
 fn the_rebuild_reads_from_the_repository_only_the_base_files_the_standby_lacks() {
     let p = packed(3, 2, 4);
     let site = &p.site;
-    // The standby holds A0 and A1: with them gone from the repository, a
-    // recover from it fails, the standby's rebuild does not.
-    let aside = site.path("aside");
-    std::fs::create_dir(&aside).unwrap();
+    // The standby holds A0 and A1. With every byte of them inverted in
+    // the repository (same sizes, so nothing notices before reading them),
+    // a recover from the repository rebuilds wrong bytes and fails its
+    // check; the standby's rebuild, which does not read them, succeeds.
     for f in &p.a[..2] {
-        std::fs::rename(site.path(&format!("repo/{f}")), aside.join(f)).unwrap();
+        let path = site.path(&format!("repo/{f}"));
+        let bytes: Vec<u8> = std::fs::read(&path).unwrap().iter().map(|b| !b).collect();
+        std::fs::write(&path, bytes).unwrap();
     }
     let o = run(site.ours(&["-R", "-r", "repo", "-o", "full.fs"]));
-    assert!(!o.status.success(), "-R without A0 succeeded");
-    assert!(stderr(&o).contains(&p.a[0]), "{}", stderr(&o));
+    assert!(
+        !o.status.success(),
+        "-R from the inverted A0 and A1 succeeded"
+    );
+    assert!(stderr(&o).contains(&p.delta), "{}", stderr(&o));
+    assert!(!site.path("full.fs").exists());
     let standby = site.read(OUT);
     // First proved by the state file the catch-up to A1 wrote, then, from
     // the same bytes put back, by md5.
     for flags in [&["-Q"][..], &[]] {
-        let what = format!("standby at A1 of A0..A3, A0 and A1 gone, {flags:?}");
+        let what = format!("standby at A1 of A0..A3, A0 and A1 inverted, {flags:?}");
         if flags.is_empty() {
             std::fs::write(site.path(OUT), &standby).unwrap();
         }

@@ -15,8 +15,13 @@ Subcommands (all paths are plain file system paths):
       Open (or create) a FileStorage through ZODB.DB and commit N
       transactions of random inserts/updates/deletes, optionally packing
       every K transactions.  Closes cleanly, so DATA_FS.index is written.
-  pack DATA_FS
-      Pack the storage as of "now" (everything non-current goes away).
+  pack DATA_FS [--at FRACTION] [--no-gc] [--no-keep-old]
+      Pack the storage through DB.pack(t): as of "now" (everything
+      non-current goes away), or with --at as of the time of the
+      transaction that far through the file (0.5: the middle one), so the
+      history after it survives.  --no-gc opens the FileStorage with
+      pack_gc=False (unreachable objects stay), --no-keep-old with
+      pack_keep_old=False (no Data.fs.old is left).
   undo DATA_FS [--count C]
       Commit C small transactions and undo each of them through db.undo(),
       so the file contains undo records (plen == 0 backpointers).
@@ -66,8 +71,9 @@ import time
 # ---------------------------------------------------------------------------
 
 
-def _open_db(path):
-    """Open (creating if needed) a writable FileStorage wrapped in a DB.
+def _open_db(path, **options):
+    """Open (creating if needed) a writable FileStorage wrapped in a DB;
+    `options` go to FileStorage (pack_gc, pack_keep_old).
 
     Creating a fresh DB makes ZODB commit one extra transaction of its own
     ("initial database creation", which stores the root PersistentMapping)
@@ -76,7 +82,7 @@ def _open_db(path):
     import ZODB
     from ZODB.FileStorage import FileStorage
 
-    storage = FileStorage(path)
+    storage = FileStorage(path, **options)
     return ZODB.DB(storage)
 
 
@@ -188,9 +194,21 @@ def cmd_grow(args):
 
 
 def cmd_pack(args):
-    db = _open_db(args.data_fs)
+    options = {}
+    if args.no_gc:
+        options['pack_gc'] = False
+    if args.no_keep_old:
+        options['pack_keep_old'] = False
+    db = _open_db(args.data_fs, **options)
     try:
-        _pack(db)
+        if args.at is None:
+            _pack(db)
+        else:
+            from persistent.TimeStamp import TimeStamp
+
+            tids = [t.tid for t in db.storage.iterator()]
+            tid = tids[min(int(len(tids) * args.at), len(tids) - 1)]
+            db.pack(TimeStamp(tid).timeTime())
     finally:
         db.close()
     return 0
@@ -511,6 +529,13 @@ def build_parser():
 
     p = sub.add_parser('pack', help='pack as of now')
     p.add_argument('data_fs')
+    p.add_argument('--at', type=float, default=None, metavar='FRACTION',
+                   help='pack as of the transaction this far through the '
+                        'file (0..1) instead of now')
+    p.add_argument('--no-gc', action='store_true',
+                   help='FileStorage(pack_gc=False)')
+    p.add_argument('--no-keep-old', action='store_true',
+                   help='FileStorage(pack_keep_old=False)')
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser('undo', help='commit and undo transaction(s)')

@@ -51,3 +51,52 @@ pub fn undo(data_fs: &Path) {
 pub fn pack(data_fs: &Path) {
     zodbtool(&["pack", s(data_fs)]);
 }
+
+/// Packs the storage through `DB.pack(t)` with more options of
+/// zodbtool's `pack` (`extra`): `--at FRACTION` (as of the transaction
+/// that far through the file, so later history survives), `--no-gc`
+/// (`pack_gc=False`), `--no-keep-old` (`pack_keep_old=False`).
+pub fn pack_with(data_fs: &Path, extra: &[&str]) {
+    let mut args = vec!["pack", s(data_fs)];
+    args.extend_from_slice(extra);
+    zodbtool(&args);
+}
+
+/// Asserts that ZODB opens each FileStorage in `paths` read-only, loads
+/// its root through a `DB`, reads every value of the tree zodbtool grows
+/// (sub-objects included) and iterates every record of every
+/// transaction.
+pub fn assert_opens(paths: &[std::path::PathBuf]) {
+    const CODE: &str = r#"
+import sys
+import ZODB
+from ZODB.FileStorage import FileStorage
+for path in sys.argv[1:]:
+    storage = FileStorage(path, read_only=True)
+    db = ZODB.DB(storage)
+    try:
+        conn = db.open()
+        root = conn.root()
+        values = 0
+        tree = root.get('tree')
+        if tree is not None:
+            for key, value in tree.items():
+                if hasattr(value, 'get'):
+                    value.get('v')
+                values += 1
+        records = sum(1 for t in storage.iterator() for r in t)
+        print(path, len(root), values, records)
+        conn.close()
+    finally:
+        db.close()
+"#;
+    let mut c = super::py::python_code(CODE);
+    c.args(paths);
+    let o = super::run(c);
+    assert!(
+        o.status.success(),
+        "ZODB could not open {paths:?}:\n{}{}",
+        super::stdout(&o),
+        super::stderr(&o)
+    );
+}

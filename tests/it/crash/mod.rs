@@ -38,6 +38,9 @@ pub enum Prep {
     Blobs,
     /// Two chains: a full backup, then another (`-F`), then more commits.
     Chains,
+    /// As `Plain`, with an undo before the last backup, then a pack (so
+    /// the next `-B --pack-delta` writes a pack delta).
+    Packed,
 }
 
 /// One writing operation to explore: its name, its site, its arguments,
@@ -91,7 +94,7 @@ pub const SCENARIOS: &[Scenario] = &[
     recover("recover-blobs", Prep::Blobs, &["-R", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"]),
     sampled(recover("recover-incremental", Prep::Plain, &["-R", "--incremental", "-r", "repo", "-o", "out.fs"])),
     recover("recover-incremental-quick", Prep::Plain, &["-R", "--incremental", "-Q", "-r", "repo", "-o", "out.fs"]),
-    recover("recover-incremental-blobs", Prep::Blobs, &["-R", "--incremental", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"]),
+    recover("recover-incremental-blobs", Prep::Blobs, &["-R", "--incremental", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"]),    sampled(backup("backup-pack-delta", Prep::Packed, &["-B", "--pack-delta", "-f", "Data.fs", "-r", "repo"])),
 ];
 
 /// The stamps of the site's earlier backups, and of the recorded run.
@@ -158,8 +161,15 @@ fn prepare(prep: Prep, kind: Kind, seed: u64) -> (Site, Vec<&'static str>) {
         if prep == Prep::Chains && i > 0 {
             b.push("-F");
         }
+        if prep == Prep::Packed && i + 1 == n {
+            crate::common::zodb::undo(&site.data_fs());
+        }
         must(repozo(site.dir(), stamp, &b), "a backup of the setup");
         grow(i as u64 + 1);
+    }
+    if prep == Prep::Packed {
+        crate::common::zodb::pack(&site.data_fs());
+        grow(n as u64 + 1);
     }
     if kind == Kind::Recover {
         let mut r = vec!["-R", "-r", "repo", "-D", STAMPS[0], "-o", "out.fs"];
@@ -275,7 +285,18 @@ pub fn run_scenario(s: &Scenario, seed: u64) -> Vec<(Model, Outcome)> {
         now,
     );
     let cmd = repozo(site.dir(), now, s.args);
-    explore(site.dir(), cmd, &mut expect)
+    let outcome = explore(site.dir(), cmd, &mut expect);
+    if s.prep == Prep::Packed {
+        // The recorded run must have written what it is meant to test.
+        let delta = site.repo().join(format!("{now}.fsz"));
+        let head = std::fs::read(&delta).unwrap_or_default();
+        assert!(
+            head.starts_with(b"repozo-rs pack-delta 1\n"),
+            "{}: the recorded run wrote no pack delta",
+            delta.display()
+        );
+    }
+    outcome
 }
 
 /// The operations `REPOZO_CRASH_STATES` selects: `full`, `sample` (the

@@ -4,4 +4,5 @@
 mod backend;
 mod blobs;
 mod credentials;
+mod pack_delta;
 mod repo;
