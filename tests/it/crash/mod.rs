@@ -95,6 +95,7 @@ pub const SCENARIOS: &[Scenario] = &[
     sampled(recover("recover-incremental", Prep::Plain, &["-R", "--incremental", "-r", "repo", "-o", "out.fs"])),
     recover("recover-incremental-quick", Prep::Plain, &["-R", "--incremental", "-Q", "-r", "repo", "-o", "out.fs"]),
     recover("recover-incremental-blobs", Prep::Blobs, &["-R", "--incremental", "-r", "repo", "-o", "out.fs", "--blob-dir", "outblobs"]),    sampled(backup("backup-pack-delta", Prep::Packed, &["-B", "--pack-delta", "-f", "Data.fs", "-r", "repo"])),
+    recover("recover-incremental-after-pack", Prep::Packed, &["-R", "--incremental", "-r", "repo", "-o", "out.fs"]),
 ];
 
 /// The stamps of the site's earlier backups, and of the recorded run.
@@ -156,7 +157,14 @@ fn prepare(prep: Prep, kind: Kind, seed: u64) -> (Site, Vec<&'static str>) {
     if blobs {
         b.extend(["--blob-dir", "blobs"]);
     }
-    let n = if kind == Kind::Recover { 3 } else { 2 };
+    // A standby after a pack: two backups, the standby restored from
+    // them, a pack, and the pack delta as the third backup.
+    let standby = prep == Prep::Packed && kind == Kind::Recover;
+    let n = if kind == Kind::Recover && !standby {
+        3
+    } else {
+        2
+    };
     for (i, stamp) in STAMPS[..n].iter().enumerate() {
         if prep == Prep::Chains && i > 0 {
             b.push("-F");
@@ -167,9 +175,21 @@ fn prepare(prep: Prep, kind: Kind, seed: u64) -> (Site, Vec<&'static str>) {
         must(repozo(site.dir(), stamp, &b), "a backup of the setup");
         grow(i as u64 + 1);
     }
+    if standby {
+        must(
+            repozo(site.dir(), STAMPS[n], &["-R", "-r", "repo", "-o", "out.fs"]),
+            "the setup's standby",
+        );
+    }
     if prep == Prep::Packed {
         crate::common::zodb::pack(&site.data_fs());
         grow(n as u64 + 1);
+    }
+    if standby {
+        let mut d = b.clone();
+        d.push("--pack-delta");
+        must(repozo(site.dir(), STAMPS[n], &d), "the setup's pack delta");
+        return (site, STAMPS[..=n].to_vec());
     }
     if kind == Kind::Recover {
         let mut r = vec!["-R", "-r", "repo", "-D", STAMPS[0], "-o", "out.fs"];
@@ -284,9 +304,27 @@ pub fn run_scenario(s: &Scenario, seed: u64) -> Vec<(Model, Outcome)> {
         &points,
         now,
     );
+    if s.prep == Prep::Packed && s.kind == Kind::Recover {
+        // The run explored must be the standby's rebuild from its own
+        // bytes: try it on a copy of the site first.
+        let copy = tempfile::tempdir().unwrap();
+        let cp = Command::new("cp")
+            .args(["-a", "."])
+            .arg(copy.path())
+            .current_dir(site.dir())
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        let out = repozo(copy.path(), now, s.args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.contains("rebuilt"),
+            "the standby was not rebuilt from its own bytes: {err}"
+        );
+    }
     let cmd = repozo(site.dir(), now, s.args);
     let outcome = explore(site.dir(), cmd, &mut expect);
-    if s.prep == Prep::Packed {
+    if s.prep == Prep::Packed && s.kind == Kind::Backup {
         // The recorded run must have written what it is meant to test.
         let delta = site.repo().join(format!("{now}.fsz"));
         let head = std::fs::read(&delta).unwrap_or_default();
