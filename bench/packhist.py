@@ -5,7 +5,7 @@ Run with the interpreter of the project's venv (scripts/setup-venv.sh):
 
     .venv/bin/python bench/packhist.py OUT_DIR --size-mb N --seed S
         [--scenario plain|keep-old|no-keep-old|nogc|undo]
-        [--step-cmd 'shell command'] [--kept 0.90]
+        [--step-cmd 'shell command'] [--kept 0.90] [--stop-after STEP_NAME]
 
 Builds OUT_DIR/Data.fs, a content-management site (bench/gendata.py's `cms`
 profile, whose functions it reuses), and takes it through the steps below.
@@ -29,9 +29,12 @@ Steps
   1 grow   (grow)  gendata's cms profile until a pack would keep about
                    LIVE = SIZE * (kept - yield) / (1 - yield) bytes, where
                    yield is the share of edit bytes that stay live (~0.10).
-                   An unpacked cms file is mostly old revisions (every edit
-                   rewrites catalog buckets of up to 60 brains), so its first
-                   pack keeps only ~20-25%: this grows ~4 x SIZE.
+                   A cms file is mostly old revisions (every edit rewrites
+                   catalog buckets of up to 60 brains): a pack keeps only
+                   ~16% of what cms transactions write (20-30% at a few MB),
+                   so this writes ~5.5 x SIZE, in rounds of 2 x SIZE each
+                   followed by a pack (a site packed weekly; bounds the disk
+                   used to ~3 x SIZE), then a last round left unpacked.
   2 pack0  (pack)  the site's previous pack, at the time of the last commit.
                    (Its Data.fs.old, the big unpacked file, is deleted after
                    the hook.)
@@ -104,6 +107,14 @@ SCENARIOS = {
     'nogc': dict(gc=False, keep_old=True, undo=False),
     'undo': dict(gc=True, keep_old=True, undo=True),
 }
+
+STEP_NAMES = ['grow', 'pack0', 'edit1', 'undo1', 'late1', 'undo2', 'pack1',
+              'edit2', 'pack2']
+
+# The grow step packs after every GROW_ROUND x SIZE bytes; its first guess
+# of the live bytes a pack keeps per byte of cms transactions.
+GROW_ROUND = 2.0
+GROW_YIELD_GUESS = 0.16
 
 # Share of edit transactions that replace documents by new objects.
 REPLACE_SHARE = 0.05
@@ -290,13 +301,13 @@ def do_undo(path, opts):
         db.close()
 
 
-def grow_to_live(path, live_target, seed, label):
+def grow_to_live(path, live_target, seed, label, first_target, start):
     """gendata.grow (cms) until a pack would keep about live_target bytes:
-    grows to a first guess (4.5 x), estimates, and grows on to what a line
-    through the last two estimates (or, after the first, a proportion)
-    extrapolates, until within 2%."""
-    points = [(0, 0)]
-    target = max(int(live_target * 4.5), 256 * 1024)
+    grows to first_target, estimates, and grows on to what a line through
+    the last two estimates extrapolates (the first from `start`, a (size,
+    live bytes) point), until within 2%."""
+    points = [start]
+    target = first_target
     rounds = 0
     while True:
         rounds += 1
@@ -332,14 +343,18 @@ def edit_to_kept(path, start_live, kept_target, seed, label):
         ratio = live / size
         log('%s: %.1f MB, a pack would keep ~%.1f%%'
             % (label, size / MB, 100.0 * ratio))
-        if ratio <= kept_target + 0.005 or rounds >= 12:
+        if ratio <= kept_target + 0.01 or rounds >= 12:
             return
         # live(s) ~ start_live + y * (s - p0); solve live(s) / s = target.
         y = min(max((live - start_live) / max(size - p0, 1), 0.0),
                 kept_target - 0.05)
         s = (start_live - y * p0) / (kept_target - y)
-        step = (s - size) * (0.7 if ratio > kept_target + 0.02 else 1.0)
+        step = (s - size) * (0.7 if ratio > kept_target + 0.02 else 0.85)
         target = max(int(size + step), size + 16 * 1024)
+
+
+class StopHistory(Exception):
+    """--stop-after: the named step is done (and its hook has run)."""
 
 
 class History:
@@ -381,6 +396,8 @@ class History:
             if rc != 0:
                 raise SystemExit('packhist: --step-cmd failed after step %d '
                                  '%s (exit %d)' % (info['step'], name, rc))
+        if name == self.args.stop_after:
+            raise StopHistory()
 
     def write_history(self):
         a = self.args
@@ -408,6 +425,36 @@ class History:
         what = do_undo(self.datafs, self.opts)
         self.done('undo', name, t0, undone=what)
 
+    def grow(self, live_target, size):
+        """Step grow: gendata's cms transactions, in rounds of at most
+        GROW_ROUND x SIZE bytes each followed by a pack (the site's weekly
+        packs; they bound the disk used), then a last round, not packed,
+        after which a pack would keep about live_target bytes."""
+        cap = max(int(GROW_ROUND * size), 4 * MB)
+        yield_ = GROW_YIELD_GUESS
+        self.grow_packs = []
+        rounds = 0
+        while True:
+            cur = os.path.getsize(self.datafs) if self.datafs.exists() else 0
+            need = (live_target - cur) / yield_
+            if need <= cap * 1.25 or rounds >= 20:
+                break
+            rounds += 1
+            gendata.grow(str(self.datafs), cur + cap,
+                         self.args.seed * 1000 + 100 + rounds,
+                         'grow round %d' % rounds, 'cms')
+            grown = os.path.getsize(self.datafs) - cur
+            before, after = do_pack(self.datafs, self.opts,
+                                    self.clock.advance(60))
+            (self.out / 'Data.fs.old').unlink(missing_ok=True)
+            yield_ = max((after - cur) / grown, 0.02)
+            self.grow_packs.append(dict(before=before, after=after))
+            log('grow round %d: %.1f MB, packed to %.1f MB (kept %.4f); '
+                'live bytes per byte grown %.3f'
+                % (rounds, before / MB, after / MB, after / before, yield_))
+        grow_to_live(self.datafs, live_target, self.args.seed, 'grow',
+                     int(cur + need * 1.02), (cur, cur))
+
     def run(self):
         a = self.args
         size = int(a.size_mb * MB)
@@ -420,8 +467,8 @@ class History:
         live_target = int(size * (a.kept - yield_) / (1 - yield_))
 
         t0 = time.monotonic()
-        grow_to_live(self.datafs, live_target, seed, 'grow')
-        self.done('grow', 'grow', t0)
+        self.grow(live_target, size)
+        self.done('grow', 'grow', t0, packs=self.grow_packs)
 
         self.pack('pack0', self.clock.advance(60))
         live = os.path.getsize(self.datafs)
@@ -471,10 +518,18 @@ def main(argv=None):
     p.add_argument('--step-cmd', default=None,
                    help='shell command run after every step (see the module '
                         'docstring for its environment)')
+    p.add_argument('--stop-after', metavar='STEP_NAME', default=None,
+                   choices=STEP_NAMES,
+                   help='end after this step and its hook (e.g. pack1)')
     args = p.parse_args(argv)
     if not 0.5 <= args.kept < 0.99 or args.size_mb <= 0:
         p.error('--kept must be in [0.5, 0.99) and --size-mb positive')
-    History(args).run()
+    h = History(args)
+    try:
+        h.run()
+    except StopHistory:
+        log('stopped after step %s (--stop-after), %.1f s'
+            % (args.stop_after, time.monotonic() - h.t_start))
     return 0
 
 
