@@ -580,9 +580,9 @@ def report(args, meta, rows, runs, started, machine_load):
         'of base.fs (%s bytes, right after the previous pack) + an '
         'incremental of prepack.fs' % (runs, '' if runs == 1 else 's',
                                        '{:,}'.format(sizes['base.fs'])),
-        'packs of the history (bytes kept): pack0 %.4f (the first pack of '
-        'the grown site), pack1 %.4f (measured)'
-        % (st['pack0']['kept'], st['pack1']['kept']),
+        'packs of the history (bytes kept): pack0 %.4f (the previous pack, '
+        'after the last round of growth), pack1 %.4f (the one measured: '
+        'prepack.fs -> packed.fs)' % (st['pack0']['kept'], st['pack1']['kept']),
         'CPU: %s (lscpu), %d CPUs, %s RAM, %s; files on %s, warm in page '
         'cache; load average before -> after: %s'
         % (lscpu_model(), mi['nproc'], mi['ram'], mi['kernel'],
