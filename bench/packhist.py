@@ -6,6 +6,7 @@ Run with the interpreter of the project's venv (scripts/setup-venv.sh):
     .venv/bin/python bench/packhist.py OUT_DIR --size-mb N --seed S
         [--scenario plain|keep-old|no-keep-old|nogc|undo]
         [--step-cmd 'shell command'] [--kept 0.90] [--stop-after STEP_NAME]
+        [--keep-states NAME,...]
 
 Builds OUT_DIR/Data.fs, a content-management site (bench/gendata.py's `cms`
 profile, whose functions it reuses), and takes it through the steps below.
@@ -74,9 +75,14 @@ transaction ids, which ZODB takes from the wall clock, come here from a
 fake clock (ZODB.BaseStorage's `time` is replaced by one that starts on
 2020-01-01 and advances a seeded 1-30 s per call) and so do the pack times.
 
-Small and fast, for tests (a few seconds, ~3 MB states):
+--keep-states NAME,... copies Data.fs and Data.fs.index after the named
+steps to OUT_DIR/states/NAME.fs and NAME.fs.index (before the hook runs).
 
-    .venv/bin/python bench/packhist.py /tmp/ph --size-mb 3 --seed 1
+Small and fast, for tests (~2 s of CPU, ~3 MB states: the site after its
+previous pack, before pack1 and after it):
+
+    .venv/bin/python bench/packhist.py OUT_DIR --size-mb 3 --seed 1 \
+        --stop-after pack1 --keep-states pack0,late1,pack1
 
 Progress goes to stderr; nothing is printed on stdout.
 """
@@ -87,6 +93,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -364,6 +371,11 @@ class History:
         self.datafs = self.out / 'Data.fs'
         self.opts = SCENARIOS[args.scenario]
         self.steps = []
+        self.keep_states = set(filter(None, (args.keep_states or '').split(',')))
+        unknown = self.keep_states - set(STEP_NAMES)
+        if unknown:
+            raise SystemExit('packhist: --keep-states: unknown step %s'
+                             % ', '.join(sorted(unknown)))
         self.clock = install_clock(args.seed)
         self.t_start = time.monotonic()
 
@@ -384,6 +396,14 @@ class History:
                ', kept %.4f (%d -> %d bytes)' % (extra['kept'],
                                                  extra['before'], size)
                if kind == 'pack' else ''))
+        if name in self.keep_states:
+            states = self.out / 'states'
+            states.mkdir(exist_ok=True)
+            for src, dst in ((self.datafs, name + '.fs'),
+                             (Path(str(self.datafs) + '.index'),
+                              name + '.fs.index')):
+                shutil.copyfile(src, states / (dst + '.tmp'))
+                os.replace(states / (dst + '.tmp'), states / dst)
         if self.args.step_cmd:
             env = dict(os.environ, STEP=str(info['step']), STEP_KIND=kind,
                        STEP_NAME=name, DATA_FS=str(self.datafs),
@@ -518,6 +538,10 @@ def main(argv=None):
     p.add_argument('--step-cmd', default=None,
                    help='shell command run after every step (see the module '
                         'docstring for its environment)')
+    p.add_argument('--keep-states', metavar='NAME,...', default=None,
+                   help='copy Data.fs and its index after these steps to '
+                        'OUT_DIR/states/NAME.fs(.index), before the hook; '
+                        'e.g. pack0,late1,pack1')
     p.add_argument('--stop-after', metavar='STEP_NAME', default=None,
                    choices=STEP_NAMES,
                    help='end after this step and its hook (e.g. pack1)')
