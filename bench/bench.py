@@ -113,6 +113,7 @@ our full backup to `cp` of the same file, and the machine.  --markdown
 prints the same as markdown, for the README.
 """
 
+import hashlib
 import argparse
 import datetime
 import fcntl
@@ -396,6 +397,17 @@ def read_exact(f, n):
         parts.append(b)
         n -= len(b)
     return b''.join(parts)
+
+
+def md5_file(path):
+    """md5 hex of a file's bytes (read in 1 MiB pieces)."""
+    h = hashlib.md5()
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
 
 
 def same_bytes(path, gz, ref, ref_start):

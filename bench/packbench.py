@@ -69,7 +69,6 @@ the (b) rows and those that need their repository print
 
 import argparse
 import fcntl
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -122,16 +121,6 @@ mv "$STATES_DIR/$dst.fs.tmp" "$STATES_DIR/$dst.fs"
 '''
 
 
-def md5_file(path):
-    h = hashlib.md5()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
 def cached_meta(d, key):
     try:
         meta = json.loads((d / 'meta.json').read_text())
@@ -181,7 +170,7 @@ def ensure_data(args):
     pack1 = [s for s in history['steps'] if s['name'] == 'pack1'][0]
     if (sizes['prepack.fs'] != pack1['before']
             or sizes['packed.fs'] != pack1['size']
-            or md5_file(tmp / 'packed.fs') != pack1['md5']):
+            or B.md5_file(tmp / 'packed.fs') != pack1['md5']):
         raise BenchError('the states copied by the hook do not match '
                          'history.json')
     meta = dict(version=DATA_VERSION, key=key, sizes=sizes,
@@ -494,17 +483,6 @@ NEEDS_DELTA = {'delta', 'delta-q', 'delta-z', 'recover-delta', 'recover-delta-z'
                'standby-delta', 'standby-delta-q'}
 
 
-def lscpu_model():
-    try:
-        out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith('Model name:'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return B.machine_info()['cpu']
-
-
 def targets(rows):
     """(row key -> (target text, ok or None))."""
     def med(k):
@@ -605,9 +583,9 @@ def report(args, meta, rows, runs, started, machine_load):
         'packs of the history (bytes kept): pack0 %.4f (the previous pack, '
         'after the last round of growth), pack1 %.4f (the one measured: '
         'prepack.fs -> packed.fs)' % (st['pack0']['kept'], st['pack1']['kept']),
-        'CPU: %s (lscpu), %d CPUs, %s RAM, %s; files on %s, warm in page '
+        'CPU: %s, %d CPUs, %s RAM, %s; files on %s, warm in page '
         'cache; load average before -> after: %s'
-        % (lscpu_model(), mi['nproc'], mi['ram'], mi['kernel'],
+        % (mi['cpu'], mi['nproc'], mi['ram'], mi['kernel'],
            B.fs_type(args.cache_dir), machine_load),
         'ours: %s (git %s)%s; theirs: ZODB %s repozo, Python %s'
         % (B.short_path(args.ours), B.git_version(),

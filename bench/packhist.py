@@ -89,7 +89,6 @@ Progress goes to stderr; nothing is printed on stdout.
 
 import argparse
 import calendar
-import hashlib
 import json
 import os
 import random
@@ -103,7 +102,8 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-import gendata  # noqa: E402  (after the path is set)
+import bench  # noqa: E402  (after the path is set; md5_file)
+import gendata  # noqa: E402
 
 MB = 2 ** 20
 
@@ -257,16 +257,6 @@ gendata.PROFILES['cms-edit'] = cms_edit_profile
 # Steps
 # ---------------------------------------------------------------------------
 
-def md5_file(path):
-    h = hashlib.md5()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
 def open_db(path, opts):
     import ZODB
     from ZODB.FileStorage import FileStorage
@@ -386,7 +376,7 @@ class History:
                 p.unlink()
         size = self.datafs.stat().st_size
         info = dict(step=len(self.steps) + 1, kind=kind, name=name,
-                    size=size, md5=md5_file(self.datafs),
+                    size=size, md5=bench.md5_file(self.datafs),
                     seconds=round(time.monotonic() - t0, 2),
                     data_fs_old=(self.out / 'Data.fs.old').exists(), **extra)
         self.steps.append(info)

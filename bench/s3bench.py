@@ -69,7 +69,6 @@ at the start and the end.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -105,20 +104,10 @@ def loadavg():
         return '?'
 
 
-def file_md5(path):
-    h = hashlib.md5()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
 def same_file(a, b):
     if Path(a).stat().st_size != Path(b).stat().st_size:
         return False
-    return file_md5(a) == file_md5(b)
+    return benchdata.md5_file(a) == benchdata.md5_file(b)
 
 
 def sleep_to_next_second():
@@ -262,7 +251,7 @@ class Bench:
     def full(self):
         base = self.data.fs('base')
         size = base.stat().st_size
-        md5 = file_md5(base)
+        md5 = benchdata.md5_file(base)
         st = {}
 
         def prep_s3():
@@ -588,7 +577,7 @@ def main(argv=None):
         work.mkdir(parents=True)
         # Inputs warm in the page cache.
         for which in ('base', 'grown'):
-            file_md5(data.fs(which))
+            benchdata.md5_file(data.fs(which))
         moto = Moto(venv, work)
         try:
             started = benchdata.utc_now()

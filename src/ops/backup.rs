@@ -416,6 +416,27 @@ fn full_backup(
         dest: dest.clone(),
     });
     let (md5, blake3, stored) = write_data(repo, src, (0, end), &dest, opts.gzip, ctx)?;
+    record_full(
+        repo,
+        held,
+        &stamp,
+        dest,
+        (end, md5, blake3, stored),
+        &committed.index,
+    )
+}
+
+/// Makes the new data file `dest` (just committed, `[0, end)` of the
+/// Data.fs, stored in `stored` bytes) the first of a new chain: its
+/// sidecar, then `<stamp>.dat`, then `<stamp>.index`.
+fn record_full(
+    repo: &Repository,
+    held: &RepoGuard,
+    stamp: &str,
+    dest: String,
+    (end, md5, blake3, stored): (u64, String, String, u64),
+    index: &index::Index,
+) -> Result<BackupOutcome> {
     let entry = DatEntry {
         file: dest.clone(),
         start: 0,
@@ -425,9 +446,9 @@ fn full_backup(
     held.check()?;
     sidecar::write(repo, &entry, blake3)?;
     failpoint::hit("backup:sidecar-written");
-    repo.write_whole(&names::dat_name(&stamp), entry.to_line().as_bytes())?;
+    repo.write_whole(&names::dat_name(stamp), entry.to_line().as_bytes())?;
     failpoint::hit("backup:dat-written");
-    write_index(repo, &stamp, end, &committed.index)?;
+    write_index(repo, stamp, end, index)?;
     failpoint::hit("backup:index-written");
     Ok(BackupOutcome::Full {
         dest,
@@ -519,25 +540,13 @@ fn pack_delta_backup(
         literal: stats.literal,
         stored,
     });
-    let entry = DatEntry {
-        file: dest.clone(),
-        start: 0,
+    let sums = (
         end,
-        md5: sums.md5.unwrap_or_default(),
-    };
-    held.check()?;
-    sidecar::write(repo, &entry, sums.blake3.unwrap_or_default())?;
-    failpoint::hit("backup:sidecar-written");
-    repo.write_whole(&names::dat_name(&stamp), entry.to_line().as_bytes())?;
-    failpoint::hit("backup:dat-written");
-    write_index(repo, &stamp, end, &committed.index)?;
-    failpoint::hit("backup:index-written");
-    Ok(BackupOutcome::Full {
-        dest,
-        end,
-        md5: entry.md5,
+        sums.md5.unwrap_or_default(),
+        sums.blake3.unwrap_or_default(),
         stored,
-    })
+    );
+    record_full(repo, held, &stamp, dest, sums, &committed.index)
 }
 
 /// `[pos, end)` of the Data.fs as a stream, counted on `meter`.
