@@ -214,6 +214,15 @@ pub enum Event {
         /// The first file of the chain it is based on.
         base: String,
     },
+    /// A pack delta was made but not kept: the Data.fs shares too few
+    /// bytes with the last backed-up state (it was replaced, not packed);
+    /// a plain full backup follows.
+    PackDeltaNotWorthIt {
+        /// Bytes it shares with the last backed-up state.
+        shared: u64,
+        /// Bytes of the Data.fs.
+        bytes: u64,
+    },
     /// A pack delta was written.
     PackDeltaWritten {
         /// Bytes it takes from the previous backup.
@@ -617,6 +626,11 @@ impl fmt::Display for Event {
                     "writing pack delta: {bytes} bytes to {dest}, based on the chain of {base}"
                 )
             }
+            PackDeltaNotWorthIt { shared, bytes } => write!(
+                f,
+                "the Data.fs shares only {shared} of its {bytes} bytes with the last backup, \
+                 so it was replaced rather than packed: writing a full backup instead of a pack delta"
+            ),
             PackDeltaWritten {
                 copied,
                 literal,

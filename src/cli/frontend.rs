@@ -225,6 +225,10 @@ impl Report for Frontend {
                 self.state.borrow_mut().pack_delta = Some((base.clone(), 0, 0));
                 None
             }
+            Event::PackDeltaNotWorthIt { .. } => {
+                self.state.borrow_mut().pack_delta = None;
+                None
+            }
             Event::PackDeltaWritten {
                 copied, literal, ..
             } => {

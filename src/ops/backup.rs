@@ -256,7 +256,13 @@ fn backup_data(
         }
         Decision::Full(reason @ (FullReason::Shrunk | FullReason::Changed)) if opts.pack_delta => {
             ctx.report.event(&Event::DoingFull(reason));
-            let outcome = pack_delta_backup(repo, held, listing, &mut chain, &src, ctx)?;
+            let outcome = match pack_delta_backup(repo, held, listing, &mut chain, &src, ctx)? {
+                Some(outcome) => outcome,
+                None => {
+                    let dest = new_dest(repo, listing, true, opts.gzip, ctx)?;
+                    full_backup(repo, held, &src, dest, opts, ctx)?
+                }
+            };
             Ok((outcome, Some(src), Vec::new()))
         }
         Decision::Full(reason) => full(reason, src, listing),
@@ -465,6 +471,11 @@ fn record_full(
 ///
 /// The Data.fs is read twice at once, from the page cache: by the walk
 /// that encodes the delta, and by the md5 and BLAKE3 threads.
+///
+/// `None` (nothing written) when less than half of the Data.fs's bytes
+/// come from the previous state: it was not packed but replaced, and a
+/// delta would only keep the previous chain alive for little gain; the
+/// caller writes a plain full backup instead.
 fn pack_delta_backup(
     repo: &Repository,
     held: &RepoGuard,
@@ -472,7 +483,7 @@ fn pack_delta_backup(
     chain: &mut Chain,
     src: &Source,
     ctx: Ctx,
-) -> Result<BackupOutcome> {
+) -> Result<Option<BackupOutcome>> {
     let base: Vec<DatEntry> = chain
         .entries()?
         .map(|v| v.to_vec())
@@ -531,6 +542,15 @@ fn pack_delta_backup(
             src.path, sums.len
         )));
     }
+    if stats.copied < end / 2 {
+        // Dropping the upload removes what was written.
+        drop(out);
+        ctx.report.event(&Event::PackDeltaNotWorthIt {
+            shared: stats.copied,
+            bytes: end,
+        });
+        return Ok(None);
+    }
     failpoint::hit("backup:data-copied");
     src.check_not_replaced()?;
     let stored = out.commit()?;
@@ -546,7 +566,7 @@ fn pack_delta_backup(
         sums.blake3.unwrap_or_default(),
         stored,
     );
-    record_full(repo, held, &stamp, dest, sums, &committed.index)
+    record_full(repo, held, &stamp, dest, sums, &committed.index).map(Some)
 }
 
 /// `[pos, end)` of the Data.fs as a stream, counted on `meter`.

@@ -676,3 +676,60 @@ fn a_pack_delta_based_on_a_gzip_chain_zodbs_repozo_wrote_restores_exactly_when_t
     }
     ok(run(site.ours(&["-V", "--deep", "-r", "repo"])));
 }
+
+#[test]
+fn a_data_fs_replaced_by_another_database_gets_a_plain_full_backup_not_a_pack_delta() {
+    // Not a pack: another database under the same name shares (almost)
+    // no bytes with the last backup, so a delta would only keep the old
+    // chain alive; a plain full backup is written, and nothing is left of
+    // the delta that was tried.
+    let site = Site::new();
+    zodb::grow_with(&site.data_fs(), 30, 900, &["--objects", "500"]);
+    let first = next_stamp();
+    ok(run(site.ours_at(
+        &first,
+        &["-B", "--pack-delta", "-r", "repo", "-f", "Data.fs"],
+    )));
+    let old = site.committed();
+    std::fs::remove_file(site.data_fs()).unwrap();
+    let _ = std::fs::remove_file(site.path("Data.fs.index"));
+    zodb::grow_with(&site.data_fs(), 20, 901, &["--objects", "300"]);
+    let second = next_stamp();
+    let o = ok(run(site.ours_at(
+        &second,
+        &[
+            "-B",
+            "--pack-delta",
+            "-v",
+            "--json",
+            "-r",
+            "repo",
+            "-f",
+            "Data.fs",
+        ],
+    )));
+    let said = stderr(&o);
+    assert!(
+        said.contains("replaced rather than packed") && said.contains("writing full backup"),
+        "{said}"
+    );
+    assert!(stdout(&o).contains("\"kind\":\"full\""), "{}", stdout(&o));
+    let newest = site.data_files().last().unwrap().clone();
+    assert_eq!(newest, format!("{second}.fs"), "{:?}", site.repo_listing());
+    assert!(
+        site.repo_listing().iter().all(|n| !n.contains(".tmp")),
+        "{:?}",
+        site.repo_listing()
+    );
+    for (stamp, data) in [(&first, &old), (&second, &site.committed())] {
+        ok(run(
+            site.ours(&["-R", "-r", "repo", "-D", stamp, "-o", "out.fs"])
+        ));
+        assert!(
+            site.read("out.fs") == *data,
+            "{stamp}: restored other bytes"
+        );
+    }
+    // ZODB's repozo reads the new chain: nothing of ours is in it.
+    ok(run(site.theirs(&["-V", "-r", "repo"])));
+}
