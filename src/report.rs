@@ -215,8 +215,9 @@ pub enum Event {
         base: String,
     },
     /// A pack delta was made but not kept: the Data.fs shares too few
-    /// bytes with the last backed-up state (it was replaced, not packed);
-    /// a plain full backup follows.
+    /// bytes with the last backed-up state (another database, or a pack
+    /// that kept mostly changes never backed up); a plain full backup
+    /// follows.
     PackDeltaNotWorthIt {
         /// Bytes it shares with the last backed-up state.
         shared: u64,
@@ -628,8 +629,9 @@ impl fmt::Display for Event {
             }
             PackDeltaNotWorthIt { shared, bytes } => write!(
                 f,
-                "the Data.fs shares only {shared} of its {bytes} bytes with the last backup, \
-                 so it was replaced rather than packed: writing a full backup instead of a pack delta"
+                "the Data.fs shares only {shared} of its {bytes} bytes with the last backup \
+                 (another database, or a pack of mostly changes never backed up): writing a full \
+                 backup instead of a pack delta"
             ),
             PackDeltaWritten {
                 copied,

@@ -710,7 +710,8 @@ fn a_data_fs_replaced_by_another_database_gets_a_plain_full_backup_not_a_pack_de
     )));
     let said = stderr(&o);
     assert!(
-        said.contains("replaced rather than packed") && said.contains("writing full backup"),
+        said.contains("full backup instead of a pack delta")
+            && said.contains("writing full backup"),
         "{said}"
     );
     assert!(stdout(&o).contains("\"kind\":\"full\""), "{}", stdout(&o));
