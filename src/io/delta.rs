@@ -469,6 +469,21 @@ mod tests {
         assert_eq!(apply(&old, &ops, 18).unwrap(), new);
     }
 
+    proptest::proptest! {
+        /// Any operations against any base: bytes of exactly the stated
+        /// length, or an error; never a panic.
+        #[test]
+        fn any_operations_give_the_stated_length_or_an_error(
+            base in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            ops in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            len in 0u64..80,
+        ) {
+            if let Ok(out) = apply(&base, &ops, len) {
+                proptest::prop_assert_eq!(out.len() as u64, len);
+            }
+        }
+    }
+
     #[test]
     fn a_wrong_length_or_short_base_or_cut_delta_is_an_error_not_bytes() {
         let mut w = DeltaWriter::new(Vec::new());

@@ -420,6 +420,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any edit of a header (bytes overwritten, the rest cut): a
+        /// header or an error, never a panic.
+        #[test]
+        fn any_edited_header_reads_as_a_header_or_an_error(
+            edits in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 0..8),
+            cut in 0usize..200,
+        ) {
+            let mut bytes = Header {
+                size: 150,
+                base: vec![
+                    entry("2026-01-01-00-00-00.fs", 0, 100),
+                    entry("2026-01-02-00-00-00.deltafsz", 100, 150),
+                ],
+            }
+            .encode()[MAGIC.len()..]
+                .to_vec();
+            for (at, v) in edits {
+                let n = bytes.len();
+                bytes[at % n] = v;
+            }
+            bytes.truncate(cut);
+            let _ = Header::read_after_magic(&mut &bytes[..], "d.fsz");
+        }
+    }
+
     #[test]
     fn a_header_reads_back_and_leaves_the_reader_at_the_operations() {
         let h = Header {
