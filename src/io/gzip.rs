@@ -626,7 +626,7 @@ impl GzipReader {
             return Ok(false);
         }
         let mut head = [0u8; HEADER_LEN];
-        let got = read_full(&mut self.file, &mut head)?;
+        let got = super::read_full(&mut self.file, &mut head)?;
         if got == 0 {
             self.at_eof = true;
             return Ok(false);
@@ -757,19 +757,6 @@ pub fn stream_decoder(input: impl std::io::Read + Send + 'static) -> Box<dyn std
             std::io::BufReader::with_capacity(super::CHUNK, input),
         ))
     }
-}
-
-fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 fn invalid(offset: u64, what: &str) -> std::io::Error {

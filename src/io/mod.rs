@@ -30,6 +30,57 @@ pub use direct::{STAGE, Staged};
 pub use gzip::{DecodePool, GzipReader, ParallelGzip};
 pub use hashing::{DIRECT_ALIGN, Digested, Digests, Hashed, Md5Hasher, stream, stream_with};
 
+/// Reads into `buf` until it is full or `r` ends; returns how many bytes
+/// it holds (fewer only at the end).
+pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The bytes `[pos, end)` of an open file as a stream, read with `pread`
+/// (the file's offset is not used); a file that ends first is an error
+/// naming `path`, never a short stream.
+pub struct FileRange<F: std::borrow::Borrow<std::fs::File>> {
+    /// The file (`&File` or `Arc<File>`).
+    pub file: F,
+    /// Its path, for errors.
+    pub path: String,
+    /// The next byte read.
+    pub pos: u64,
+    /// Where the stream ends.
+    pub end: u64,
+}
+
+impl<F: std::borrow::Borrow<std::fs::File>> std::io::Read for FileRange<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ends at byte {}, before byte {} (it was cut short meanwhile?)",
+                    self.path, self.pos, self.end
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Opens `path` for reading only if it is a regular file (symbolic links
 /// followed). A FIFO is opened without blocking and refused, as are
 /// devices and sockets (an `InvalidInput` error saying so), so that a

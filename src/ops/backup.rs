@@ -521,10 +521,13 @@ fn pack_delta_backup(
         // Exactly the files the header names, as the reader will.
         let paths = header.base.iter().map(|e| repo.path(&e.file)).collect();
         let mut old = chain.reader().into_concat(paths);
-        let mut new = SourceReader {
-            src,
-            pos: 0,
-            end,
+        let mut new = Metered {
+            inner: crate::io::FileRange {
+                file: &src.file,
+                path: src.path.clone(),
+                pos: 0,
+                end,
+            },
             meter: &meter,
         };
         let encoder = flate2::write::DeflateEncoder::new(
@@ -574,23 +577,15 @@ fn pack_delta_backup(
     record_full(repo, held, &stamp, dest, sums, &committed.index).map(Some)
 }
 
-/// `[pos, end)` of the Data.fs as a stream, counted on `meter`.
-struct SourceReader<'a> {
-    src: &'a Source,
-    pos: u64,
-    end: u64,
+/// A stream counted on `meter`.
+struct Metered<'a, R> {
+    inner: R,
     meter: &'a Meter<'a>,
 }
 
-impl std::io::Read for SourceReader<'_> {
+impl<R: std::io::Read> std::io::Read for Metered<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.src.file.read_at(&mut buf[..want], self.pos)?;
-        self.pos += n as u64;
+        let n = self.inner.read(buf)?;
         self.meter.add(n as u64);
         Ok(n)
     }

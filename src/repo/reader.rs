@@ -124,7 +124,8 @@ impl DataFiles {
         Ok(if file.gzip {
             // Put back the bytes looked at: gzip reads them again.
             let mut head = [0u8; packdelta::MAGIC.len()];
-            let got = read_up_to(&mut r, &mut head).map_err(|e| Error::io(file.path, e))?;
+            let got =
+                crate::io::read_full(&mut r, &mut head).map_err(|e| Error::io(file.path, e))?;
             let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..got].to_vec()).chain(r));
             if packdelta::is_pack_delta(&head[..got]) {
                 self.open_pack_delta(r, file.path)?
@@ -162,7 +163,7 @@ impl DataFiles {
             )));
         }
         let rest = self.base_of(path, &delta.header, k)?;
-        let held = FilePrefix {
+        let held = crate::io::FileRange {
             file: Arc::clone(&head.file),
             path: head.path.clone(),
             pos: 0,
@@ -350,52 +351,6 @@ impl DataFiles {
             out.write_all(&buf[..n]).at(to)?;
             total += n as u64;
         }
-    }
-}
-
-/// Reads into `buf` until it is full or the stream ends; returns how
-/// many bytes it holds.
-fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// The bytes `[pos, end)` of a local file, read with `pread`; ends early
-/// only with an error.
-struct FilePrefix {
-    file: Arc<std::fs::File>,
-    path: String,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for FilePrefix {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} ends at byte {}, before byte {} (it was cut short meanwhile?)",
-                    self.path, self.pos, self.end
-                ),
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
